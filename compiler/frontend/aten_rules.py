@@ -1,0 +1,426 @@
+"""Lowering rules from aten ops (as torch.export produces them) to xrec IR.
+
+One table, keyed by the aten overload packet name ("aten::linear"), each rule
+a small function ``rule(ctx, a) -> value`` where ``a`` holds the op's schema
+arguments by name, fx values already mapped to IR value names / python values.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Callable
+
+import numpy as np
+import sympy
+
+from ..ir import Op, TensorType
+from ..ir.types import DType, canon_dim, numel
+from .context import Ctx
+from .errors import FrontendError
+
+RULES: dict[str, Callable] = {}
+_INT_MAX = 2**62
+
+
+def rule(*names: str):
+    def deco(fn):
+        for n in names:
+            RULES[n] = fn
+        return fn
+    return deco
+
+
+def _t(ctx: Ctx, v) -> TensorType:
+    return ctx.type_of(v)
+
+
+def _is_value(v) -> bool:
+    return isinstance(v, str)
+
+
+def _as_tensor(ctx: Ctx, v, like: str) -> str:
+    """A tensor operand: an IR value, or a python scalar turned into a 0-d FULL."""
+    if _is_value(v):
+        return v
+    return ctx.scalar(v, _t(ctx, like).dtype)
+
+
+def _reshape(ctx: Ctx, x: str, shape) -> str:
+    shape = [ctx.dim(d) for d in shape]
+    if any(isinstance(d, int) and d == -1 for d in shape):
+        known = 1
+        for d in shape:
+            if not (isinstance(d, int) and d == -1):
+                known = known * d
+        total = numel(_t(ctx, x).shape)
+        shape = [canon_dim(sympy.sympify(total) / known) if (isinstance(d, int) and d == -1) else d
+                 for d in shape]
+    if tuple(shape) == _t(ctx, x).shape:
+        return x
+    return ctx.emit(Op.RESHAPE, (x,), {"shape": tuple(shape)})
+
+
+def _norm(d: int, rank: int) -> int:
+    return d % rank if rank else 0
+
+
+# ----------------------------------------------------------------- sparse
+_MODES = {0: "sum", 1: "mean", 2: "max"}
+
+
+@rule("aten::embedding_bag", "aten::_embedding_bag", "aten::_embedding_bag_forward_only")
+def embedding_bag(ctx: Ctx, a):
+    mode = _MODES[int(a["mode"])]
+    last = bool(a.get("include_last_offset", False))
+    pad = a.get("padding_idx")
+    if pad is not None and int(pad) < 0:
+        rows = _t(ctx, a["weight"]).shape[0]
+        internal = ctx.fx_node.target._overloadpacket.__name__.startswith("_embedding_bag")
+        pad = None if (internal and int(pad) == -1) else int(pad) % rows
+    offsets = a["offsets"]
+    if offsets is None:
+        raise FrontendError(f"{ctx.loc}: embedding_bag with 2-D input (no offsets) is not supported; "
+                            "pass flat indices and offsets (TorchRec's KeyedJaggedTensor layout)")
+    feature = ctx.feature_names.get(a["indices"], a["indices"])
+    jag = ctx.emit(Op.JAGGED, (a["indices"], offsets),
+                   {"feature": feature, "include_last_offset": last}, hint=f"jag_{a['indices']}")
+    psw = a.get("per_sample_weights")
+    ins = [a["weight"], jag] + ([psw] if psw is not None else [])
+    out = ctx.emit(Op.EMBEDDING_BAG, ins, {"mode": mode, "padding_idx": pad, "has_psw": psw is not None,
+                                           "feature": feature}, hint="bag")
+    return (out, None, None, None)
+
+
+@rule("aten::embedding")
+def embedding(ctx: Ctx, a):
+    return ctx.emit(Op.EMBEDDING, (a["weight"], a["indices"]))
+
+
+# ----------------------------------------------------------------- dense algebra
+@rule("aten::linear")
+def linear(ctx: Ctx, a):
+    ins = [a["input"], a["weight"]] + ([a["bias"]] if a.get("bias") is not None else [])
+    return ctx.emit(Op.LINEAR, ins)
+
+
+@rule("aten::addmm")
+def addmm(ctx: Ctx, a):
+    if a.get("beta", 1) != 1 or a.get("alpha", 1) != 1:
+        raise FrontendError(f"{ctx.loc}: addmm with beta/alpha other than 1 is not supported")
+    y = ctx.emit(Op.MATMUL, (a["mat1"], a["mat2"]))
+    return ctx.emit(Op.ADD, (y, a["self"]))
+
+
+@rule("aten::mm", "aten::bmm", "aten::matmul")
+def matmul(ctx: Ctx, a):
+    return ctx.emit(Op.MATMUL, (a["self"], a.get("mat2", a.get("other"))))
+
+
+# ----------------------------------------------------------------- elementwise
+def _unary(op: Op, **attrs):
+    return lambda ctx, a: ctx.emit(op, (a["self"],), attrs or None)
+
+
+for _name, _op in [("relu", Op.RELU), ("sigmoid", Op.SIGMOID), ("tanh", Op.TANH), ("silu", Op.SILU),
+                   ("neg", Op.NEG), ("exp", Op.EXP), ("log", Op.LOG), ("sqrt", Op.SQRT),
+                   ("rsqrt", Op.RSQRT), ("abs", Op.ABS)]:
+    RULES[f"aten::{_name}"] = _unary(_op)
+
+
+@rule("aten::gelu")
+def gelu(ctx: Ctx, a):
+    return ctx.emit(Op.GELU, (a["self"],), {"approximate": a.get("approximate", "none")})
+
+
+@rule("aten::clamp", "aten::clamp_min", "aten::clamp_max", "aten::hardtanh")
+def clamp(ctx: Ctx, a):
+    name = ctx.fx_node.target._overloadpacket.__name__
+    lo = a.get("min", a.get("min_val")) if name != "clamp_max" else None
+    hi = a.get("max", a.get("max_val")) if name != "clamp_min" else None
+    if name == "hardtanh":
+        lo, hi = a.get("min_val", -1.0), a.get("max_val", 1.0)
+    if _is_value(lo) or _is_value(hi):
+        raise FrontendError(f"{ctx.loc}: clamp with tensor bounds is not supported; use maximum/minimum")
+    attrs = {"min": None if lo is None else float(lo), "max": None if hi is None else float(hi)}
+    return ctx.emit(Op.CLAMP, (a["self"],), attrs)
+
+
+def _binary(op: Op, reverse: bool = False):
+    def fn(ctx: Ctx, a):
+        x, y = a["self"], a["other"] if "other" in a else a.get("exponent")
+        if a.get("alpha", 1) != 1:
+            y = ctx.emit(Op.MUL, (_as_tensor(ctx, y, x), ctx.scalar(a["alpha"], _t(ctx, x).dtype)))
+        if not _is_value(x):
+            x = _as_tensor(ctx, x, y)
+        y = _as_tensor(ctx, y, x)
+        x, y = _promote(ctx, x, y)
+        return ctx.emit(op, (y, x) if reverse else (x, y))
+    return fn
+
+
+def _promote(ctx: Ctx, x: str, y: str):
+    tx, ty = _t(ctx, x), _t(ctx, y)
+    if tx.dtype == ty.dtype:
+        return x, y
+    # a 0-d constant adopts the other operand's type; otherwise follow torch: float wins
+    want = tx.dtype if tx.dtype.is_float or not ty.dtype.is_float else ty.dtype
+    if tx.dtype != want:
+        x = ctx.emit(Op.CAST, (x,), {"dtype": want})
+    if ty.dtype != want:
+        y = ctx.emit(Op.CAST, (y,), {"dtype": want})
+    return x, y
+
+
+for _name, _op in [("add", Op.ADD), ("sub", Op.SUB), ("mul", Op.MUL), ("div", Op.DIV),
+                   ("pow", Op.POW), ("maximum", Op.MAXIMUM), ("minimum", Op.MINIMUM)]:
+    RULES[f"aten::{_name}"] = _binary(_op)
+RULES["aten::rsub"] = _binary(Op.SUB, reverse=True)
+
+
+@rule("aten::square")
+def square(ctx: Ctx, a):
+    return ctx.emit(Op.MUL, (a["self"], a["self"]))
+
+
+@rule("aten::reciprocal")
+def reciprocal(ctx: Ctx, a):
+    x = a["self"]
+    return ctx.emit(Op.DIV, (ctx.scalar(1.0, _t(ctx, x).dtype), x))
+
+
+# ----------------------------------------------------------------- reductions / norms
+def _dims_arg(ctx: Ctx, a, rank: int, key="dim"):
+    d = a.get(key)
+    if d is None or (isinstance(d, (list, tuple)) and len(d) == 0):
+        return tuple(range(rank))
+    if isinstance(d, int):
+        d = [d]
+    return tuple(_norm(int(x), rank) for x in d)
+
+
+def _reduce(op: Op):
+    def fn(ctx: Ctx, a):
+        x = a["self"]
+        if a.get("dtype") is not None:
+            raise FrontendError(f"{ctx.loc}: reductions with a dtype= argument are not supported")
+        return ctx.emit(op, (x,), {"dims": _dims_arg(ctx, a, _t(ctx, x).rank),
+                                   "keepdim": bool(a.get("keepdim", False))})
+    return fn
+
+
+RULES["aten::sum"] = _reduce(Op.SUM)
+RULES["aten::mean"] = _reduce(Op.MEAN)
+RULES["aten::amax"] = _reduce(Op.AMAX)
+
+
+@rule("aten::linalg_vector_norm", "aten::norm")
+def vector_norm(ctx: Ctx, a):
+    x = a["self"]
+    p = a.get("ord", a.get("p", 2))
+    if p is None:
+        p = 2
+    if not isinstance(p, (int, float)) or float(p) <= 0 or np.isinf(float(p)):
+        raise FrontendError(f"{ctx.loc}: only finite positive p-norms are supported, got {p!r}")
+    return ctx.emit(Op.NORM, (x,), {"p": float(p), "dims": _dims_arg(ctx, a, _t(ctx, x).rank),
+                                    "keepdim": bool(a.get("keepdim", False))})
+
+
+@rule("aten::layer_norm")
+def layer_norm(ctx: Ctx, a):
+    w, b = a.get("weight"), a.get("bias")
+    ins = [a["input"]] + ([w] if w is not None else []) + ([b] if b is not None else [])
+    return ctx.emit(Op.LAYER_NORM, ins, {"normalized_ndim": len(a["normalized_shape"]),
+                                         "eps": float(a.get("eps", 1e-5)),
+                                         "has_weight": w is not None, "has_bias": b is not None})
+
+
+# ----------------------------------------------------------------- layout
+@rule("aten::view", "aten::reshape", "aten::_unsafe_view")
+def view(ctx: Ctx, a):
+    return _reshape(ctx, a["self"], a.get("size", a.get("shape")))
+
+
+@rule("aten::flatten")
+def flatten(ctx: Ctx, a):
+    x = a["self"]
+    shape = _t(ctx, x).shape
+    r = len(shape)
+    if r == 0:
+        return _reshape(ctx, x, [1])
+    s, e = _norm(a.get("start_dim", 0), r), _norm(a.get("end_dim", -1), r)
+    return _reshape(ctx, x, list(shape[:s]) + [numel(shape[s:e + 1])] + list(shape[e + 1:]))
+
+
+@rule("aten::unsqueeze")
+def unsqueeze(ctx: Ctx, a):
+    x = a["self"]
+    shape = list(_t(ctx, x).shape)
+    d = a["dim"] % (len(shape) + 1)
+    return _reshape(ctx, x, shape[:d] + [1] + shape[d:])
+
+
+@rule("aten::squeeze")
+def squeeze(ctx: Ctx, a):
+    x = a["self"]
+    shape = list(_t(ctx, x).shape)
+    dims = a.get("dim")
+    if dims is None:
+        dims = [i for i, d in enumerate(shape) if isinstance(d, int) and d == 1]
+    elif isinstance(dims, int):
+        dims = [dims]
+    dims = {_norm(d, len(shape)) for d in dims}
+    keep = [d for i, d in enumerate(shape) if not (i in dims and isinstance(d, int) and d == 1)]
+    return _reshape(ctx, x, keep)
+
+
+@rule("aten::permute")
+def permute(ctx: Ctx, a):
+    x = a["self"]
+    r = _t(ctx, x).rank
+    perm = tuple(_norm(d, r) for d in a["dims"])
+    return x if perm == tuple(range(r)) else ctx.emit(Op.PERMUTE, (x,), {"perm": perm})
+
+
+@rule("aten::transpose")
+def transpose(ctx: Ctx, a):
+    x = a["self"]
+    r = _t(ctx, x).rank
+    perm = list(range(r))
+    d0, d1 = _norm(a["dim0"], r), _norm(a["dim1"], r)
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return x if d0 == d1 else ctx.emit(Op.PERMUTE, (x,), {"perm": tuple(perm)})
+
+
+@rule("aten::t")
+def t(ctx: Ctx, a):
+    x = a["self"]
+    return x if _t(ctx, x).rank < 2 else ctx.emit(Op.PERMUTE, (x,), {"perm": (1, 0)})
+
+
+@rule("aten::expand")
+def expand(ctx: Ctx, a):
+    x = a["self"]
+    xs = _t(ctx, x).shape
+    size = [ctx.dim(d) for d in a["size"]]
+    pad = len(size) - len(xs)
+    shape = tuple(xs[i - pad] if (isinstance(d, int) and d == -1) else d for i, d in enumerate(size))
+    return x if shape == xs else ctx.emit(Op.EXPAND, (x,), {"shape": shape})
+
+
+@rule("aten::expand_as")
+def expand_as(ctx: Ctx, a):
+    return ctx.emit(Op.EXPAND, (a["self"],), {"shape": _t(ctx, a["other"]).shape})
+
+
+@rule("aten::cat", "aten::concat", "aten::concatenate")
+def cat(ctx: Ctx, a):
+    xs = [x for x in a["tensors"] if not (_t(ctx, x).rank == 1 and _t(ctx, x).shape[0] == 0)]
+    if len(xs) == 1:
+        return xs[0]
+    return ctx.emit(Op.CAT, xs, {"dim": _norm(a.get("dim", 0), _t(ctx, xs[0]).rank)})
+
+
+@rule("aten::stack")
+def stack(ctx: Ctx, a):
+    xs = a["tensors"]
+    r = _t(ctx, xs[0]).rank
+    d = a.get("dim", 0) % (r + 1)
+    parts = [_reshape(ctx, x, list(_t(ctx, x).shape[:d]) + [1] + list(_t(ctx, x).shape[d:])) for x in xs]
+    return parts[0] if len(parts) == 1 else ctx.emit(Op.CAT, parts, {"dim": d})
+
+
+@rule("aten::slice")
+def slice_(ctx: Ctx, a):
+    x = a["self"]
+    shape = _t(ctx, x).shape
+    d = _norm(a.get("dim", 0), len(shape))
+    start, end, step = a.get("start"), a.get("end"), a.get("step", 1)
+    start = 0 if start is None else start
+    if not isinstance(start, int) or (end is not None and not isinstance(end, int)):
+        raise FrontendError(f"{ctx.loc}: slicing with symbolic bounds is not supported")
+    if end is not None and end >= _INT_MAX:
+        end = None
+    if isinstance(shape[d], int) and end is not None and end >= shape[d]:
+        end = None
+    if start == 0 and end is None and step == 1:
+        return x
+    return ctx.emit(Op.SLICE, (x,), {"dim": d, "start": start, "end": end, "step": step})
+
+
+@rule("aten::select")
+def select(ctx: Ctx, a):
+    x = a["self"]
+    shape = list(_t(ctx, x).shape)
+    d = _norm(a["dim"], len(shape))
+    i = int(a["index"])
+    s = ctx.emit(Op.SLICE, (x,), {"dim": d, "start": i, "end": (i + 1) or None, "step": 1})
+    return _reshape(ctx, s, shape[:d] + shape[d + 1:])
+
+
+@rule("aten::index")
+def index(ctx: Ctx, a):
+    x = a["self"]
+    idx = list(a["indices"])
+    lead = 0
+    while lead < len(idx) and idx[lead] is None:
+        lead += 1
+    rest = idx[lead:]
+    if not rest or any(i is None for i in rest):
+        raise FrontendError(f"{ctx.loc}: indexing must use consecutive index tensors after leading ':'")
+    for i in rest:
+        src = ctx.b.types.get(i)
+        if src is None or src.dtype not in (DType.I32, DType.I64):
+            raise FrontendError(f"{ctx.loc}: only integer index tensors are supported (no boolean masks)")
+    return ctx.emit(Op.INDEX, [x] + rest, {"dim": lead})
+
+
+@rule("aten::index_select")
+def index_select(ctx: Ctx, a):
+    x = a["self"]
+    return ctx.emit(Op.INDEX, (x, a["index"]), {"dim": _norm(a["dim"], _t(ctx, x).rank)})
+
+
+# ----------------------------------------------------------------- no-ops and casts
+def _identity(ctx: Ctx, a):
+    return a.get("self", a.get("input"))
+
+
+for _name in ("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_assert_tensor_metadata"):
+    RULES[f"aten::{_name}"] = _identity
+
+
+@rule("aten::dropout", "aten::native_dropout", "aten::feature_dropout")
+def dropout(ctx: Ctx, a):
+    if a.get("train", False):
+        raise FrontendError(f"{ctx.loc}: dropout in training mode; call model.eval() before compiling")
+    return a["input"]
+
+
+@rule("aten::_to_copy", "aten::to")
+def to_copy(ctx: Ctx, a):
+    x = a["self"]
+    dt = a.get("dtype")
+    if dt is None:
+        return x
+    want = DType.from_torch(dt)
+    return x if want == _t(ctx, x).dtype else ctx.emit(Op.CAST, (x,), {"dtype": want})
+
+
+@rule("aten::type_as")
+def type_as(ctx: Ctx, a):
+    want = _t(ctx, a["other"]).dtype
+    x = a["self"]
+    return x if want == _t(ctx, x).dtype else ctx.emit(Op.CAST, (x,), {"dtype": want})
+
+
+@rule("aten::sym_size")
+def sym_size(ctx: Ctx, a):
+    return _t(ctx, a["self"]).shape[_norm(a["dim"], _t(ctx, a["self"]).rank)]
+
+
+# python operators on sizes (export records symbolic arithmetic with these)
+PY_RULES = {
+    operator.add: lambda x, y: canon_dim(sympy.sympify(x) + y),
+    operator.sub: lambda x, y: canon_dim(sympy.sympify(x) - y),
+    operator.mul: lambda x, y: canon_dim(sympy.sympify(x) * y),
+    operator.floordiv: lambda x, y: canon_dim(sympy.floor(sympy.sympify(x) / y)),
+}

@@ -1,0 +1,298 @@
+"""torch.export -> xrec IR.
+
+``import_model(model, example_inputs)`` traces the model with the batch dim
+and every jagged length dynamic, lowers each aten op through the rules table
+(aten_rules.py), and returns a verified ``Graph`` whose symbols are ``B`` (the
+batch) and ``N_<input>`` (the ids of each sparse feature).
+"""
+from __future__ import annotations
+
+import inspect
+import operator
+from typing import Any, Sequence
+
+import numpy as np
+import sympy
+import torch
+from torch.utils import _pytree as pytree
+
+from ..ir import BATCH, Graph, GraphBuilder, Op, TensorType, sym, verify
+from ..ir.types import DType, canon_dim, dims_equal
+from .aten_rules import PY_RULES, RULES
+from .context import Ctx
+from .errors import FrontendError, user_source_line
+
+_EB_PACKETS = ("embedding_bag", "_embedding_bag", "_embedding_bag_forward_only")
+
+
+def _packet_name(target) -> str:
+    p = getattr(target, "_overloadpacket", None)
+    return f"aten::{p.__name__}" if p is not None else str(target)
+
+
+def _flat_input_names(model: torch.nn.Module, args: tuple, kwargs: dict) -> list[str]:
+    """User-facing names of the flattened inputs: 'dense', 'indices[3]', ..."""
+    try:
+        bound = inspect.signature(model.forward).bind(*args, **kwargs)
+        tree = dict(bound.arguments)
+    except (TypeError, ValueError):
+        tree = {f"arg{i}": a for i, a in enumerate(args)} | dict(kwargs)
+    names = []
+    for path, leaf in pytree.tree_flatten_with_path(tree)[0]:
+        if isinstance(leaf, torch.Tensor):
+            k = pytree.keystr(path)
+            # "['indices'][3]" -> "indices[3]"
+            head, _, rest = k.partition("]")
+            names.append(head.strip("['") + rest)
+    return names
+
+
+def _export(model, args, kwargs):
+    def dyn(x):
+        return {0: torch.export.Dim.AUTO} if isinstance(x, torch.Tensor) and x.dim() >= 1 else None
+    is_leaf = lambda x: isinstance(x, torch.Tensor)  # noqa: E731
+    try:
+        bound = inspect.signature(model.forward).bind(*args, **kwargs)
+        dynamic = {k: pytree.tree_map(dyn, v, is_leaf=is_leaf) for k, v in bound.arguments.items()}
+    except (TypeError, ValueError):
+        dynamic = pytree.tree_map(dyn, args, is_leaf=is_leaf) if not kwargs else None
+    try:
+        return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic, strict=False)
+    except Exception as e:  # torch's own message is long; keep it chained, say what xrec tried
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise FrontendError(f"torch.export failed on {type(model).__name__}: {type(e).__name__}: {first}\n"
+                            "xrec traces with torch.export (batch dim and jagged lengths dynamic); "
+                            "make the model export-friendly (no data-dependent Python control flow, "
+                            "no .item()).") from e
+
+
+def _decompose_unknown(ep):
+    """Decompose composite ops no rule covers into ones that rules do cover."""
+    from torch._decomp import core_aten_decompositions
+    unknown = set()
+    for n in ep.graph.nodes:
+        if n.op == "call_function" and hasattr(n.target, "_overloadpacket"):
+            if _packet_name(n.target) not in RULES:
+                unknown.add(n.target)
+    if not unknown:
+        return ep
+    table = core_aten_decompositions()
+    decomp = {op: table[op] for op in unknown if op in table}
+    if not decomp:
+        return ep
+    return ep.run_decompositions(decomp)
+
+
+def _symbol_names(ep, user_inputs: list[str], flat_names: list[str]) -> dict[str, sympy.Symbol]:
+    """Map export's symbols (s37, ...) onto B and N_<input>."""
+    by_node = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    roles: dict[str, str] = {}
+    for n in ep.graph.nodes:
+        if n.op == "call_function" and _packet_name(n.target) in ("aten::" + p for p in _EB_PACKETS):
+            idx, off = n.args[1], n.args[2]
+            roles[idx.name] = "indices"
+            if off is not None:
+                roles[off.name] = "offsets"
+    out: dict[str, sympy.Symbol] = {}
+
+    def shape_of(name):
+        v = by_node[name].meta.get("val")
+        return tuple(v.shape) if isinstance(v, torch.Tensor) else ()
+
+    def expr(d):
+        return d.node.expr if isinstance(d, torch.SymInt) else None
+
+    # batch: from offsets (s+1 or s), else the first dynamic dim 0 of a float input
+    for name in user_inputs:
+        if roles.get(name) == "offsets":
+            e = expr(shape_of(name)[0])
+            if e is not None:
+                s = [x for x in e.free_symbols][0]
+                out.setdefault(s.name, BATCH)
+    if BATCH not in out.values():
+        for name in user_inputs:
+            sh = shape_of(name)
+            if sh and expr(sh[0]) is not None and isinstance(expr(sh[0]), sympy.Symbol):
+                out[expr(sh[0]).name] = BATCH
+                break
+    for name, pretty in zip(user_inputs, flat_names):
+        sh = shape_of(name)
+        if sh and expr(sh[0]) is not None:
+            for s in expr(sh[0]).free_symbols:
+                if s.name not in out:
+                    out[s.name] = sym("N_" + name) if roles.get(name) == "indices" else sym("S_" + name)
+    return out
+
+
+def import_model(model: torch.nn.Module, example_inputs: Sequence[Any] | tuple,
+                 example_kwargs: dict | None = None, name: str | None = None) -> Graph:
+    """Trace ``model`` on ``example_inputs`` and return verified xrec IR."""
+    args = tuple(example_inputs)
+    kwargs = dict(example_kwargs or {})
+    model = model.eval()
+    ep = _export(model, args, kwargs)
+    ep = ep.run_decompositions({})
+    ep = _decompose_unknown(ep)
+    return import_exported(ep, name or getattr(model, "xrec_name", None) or type(model).__name__,
+                           _flat_input_names(model, args, kwargs))
+
+
+def import_exported(ep, name: str, flat_names: list[str] | None = None) -> Graph:
+    sig = ep.graph_signature
+    user_inputs = list(sig.user_inputs)
+    flat_names = flat_names or user_inputs
+    if len(flat_names) != len(user_inputs):
+        flat_names = user_inputs
+    pretty = dict(zip(user_inputs, flat_names))
+    symbols = _symbol_names(ep, user_inputs, flat_names)
+
+    state = dict(ep.state_dict)
+    consts = dict(getattr(ep, "constants", {}) or {})
+    kind_of: dict[str, tuple[str, str]] = {}
+    for spec in sig.input_specs:
+        kind_of[spec.arg.name] = (spec.kind.name, spec.target or spec.arg.name)
+
+    b = GraphBuilder(Graph(name=name, nodes=(), outputs=()))
+    ctx = Ctx(b, {k: v for k, v in symbols.items()})
+    ctx.feature_names = {}
+
+    roles: dict[str, str] = {}
+    for n in ep.graph.nodes:
+        if n.op == "call_function" and _packet_name(n.target) in ("aten::" + p for p in _EB_PACKETS):
+            roles[n.args[1].name] = "indices"
+            if n.args[2] is not None:
+                roles[n.args[2].name] = "offsets"
+            if len(n.args) > 6 and n.args[6] is not None:
+                roles[n.args[6].name] = "weights"
+
+    for n in ep.graph.nodes:
+        if n.op != "placeholder":
+            continue
+        kind, target = kind_of[n.name]
+        val = n.meta.get("val")
+        if kind == "USER_INPUT":
+            if not isinstance(val, torch.Tensor):
+                raise FrontendError(f"input {pretty[n.name]!r} is not a tensor ({type(val).__name__}); "
+                                    "xrec models take tensors (and lists/tuples/dicts of tensors)")
+            shape = tuple(ctx.dim(d) for d in val.shape)
+            t = TensorType(shape, DType.from_torch(val.dtype))
+            role = roles.get(n.name, "dense" if t.dtype.is_float else "other")
+            vname = b.emit(Op.INPUT, (), t, {"name": pretty[n.name], "kind": role}, hint=n.name)
+            ctx.env[n] = vname
+            if role == "indices":
+                ctx.feature_names[vname] = pretty[n.name]
+        else:
+            if target in state:
+                tensor = state[target]
+            elif target in consts:
+                tensor = consts[target]
+            else:
+                raise FrontendError(f"cannot find the value of {kind.lower()} {target!r}")
+            arr = tensor.detach().cpu()
+            if arr.dtype == torch.bfloat16:
+                raise FrontendError(f"parameter {target!r} is bfloat16; compile an fp32 model and use "
+                                    "xrec's compression options instead")
+            ctx.env[n] = b.add_param(target, arr.contiguous().numpy())
+
+    output_node = None
+    for n in ep.graph.nodes:
+        if n.op == "placeholder":
+            continue
+        if n.op == "output":
+            output_node = n
+            break
+        ctx.fx_node = n
+        ctx.loc = user_source_line(n)
+        ctx.env[n] = _lower_node(ctx, n)
+
+    outs = []
+    for o in pytree.tree_leaves(output_node.args[0]):
+        v = ctx.env.get(o) if isinstance(o, torch.fx.Node) else None
+        if not isinstance(v, str):
+            raise FrontendError(f"model output {o} is not a tensor computed by the model")
+        outs.append(v)
+
+    g = b.finish(outputs=outs, dce=True,
+                 in_spec=pytree.treespec_dumps(ep.call_spec.in_spec) if ep.call_spec.in_spec else "",
+                 out_spec=pytree.treespec_dumps(ep.call_spec.out_spec) if ep.call_spec.out_spec else "")
+    g = verify(g, "import")
+    _check_dynamic(g)
+    return g
+
+
+def _map_arg(ctx: Ctx, v):
+    if isinstance(v, torch.fx.Node):
+        if v not in ctx.env:
+            raise FrontendError(f"{ctx.loc}: value {v.name} used before it was computed")
+        return ctx.env[v]
+    if isinstance(v, (list, tuple)):
+        return type(v)(_map_arg(ctx, x) for x in v)
+    if isinstance(v, torch.SymInt):
+        return ctx.dim(v)
+    return v
+
+
+def _lower_node(ctx: Ctx, n):
+    if n.op != "call_function":
+        raise FrontendError(f"{ctx.loc}: unsupported graph node kind {n.op!r}")
+    target = n.target
+    if target is operator.getitem:
+        seq, i = _map_arg(ctx, n.args[0]), n.args[1]
+        v = seq[i]
+        if v is None and n.users:
+            raise FrontendError(f"{ctx.loc}: uses output {i} of {n.args[0].name}, which xrec does not "
+                                "compute (only the pooled embeddings of embedding_bag are supported)")
+        return v
+    if target in PY_RULES:
+        return PY_RULES[target](*[_map_arg(ctx, a) for a in n.args])
+    packet = _packet_name(target)
+    if packet.startswith("aten::sym_constrain_range") or packet in ("aten::_assert_scalar",
+                                                                   "aten::_assert_async"):
+        return None
+    if "sym_size" in str(target) or packet == "aten::sym_size":
+        x = _map_arg(ctx, n.args[0])
+        shape = ctx.type_of(x).shape
+        return shape[n.args[1] % len(shape)]
+    fn = RULES.get(packet)
+    if fn is None:
+        raise FrontendError(
+            f"unsupported op {packet} at {ctx.loc}\n"
+            f"xrec supports: {', '.join(sorted(RULES))}.\n"
+            "Rewrite that line with supported ops, or file an issue with the model.")
+    schema = target._schema
+    a: dict[str, Any] = {}
+    for i, arg in enumerate(schema.arguments):
+        if i < len(n.args):
+            a[arg.name] = _map_arg(ctx, n.args[i])
+        elif arg.name in n.kwargs:
+            a[arg.name] = _map_arg(ctx, n.kwargs[arg.name])
+        elif arg.has_default_value():
+            a[arg.name] = arg.default_value
+    for k, v in n.kwargs.items():
+        a.setdefault(k, _map_arg(ctx, v))
+    out = fn(ctx, a)
+    _check_against_export(ctx, n, out)
+    return out
+
+
+def _check_against_export(ctx: Ctx, n, out):
+    val = n.meta.get("val")
+    if isinstance(out, tuple):
+        out, val = out[0], (val[0] if isinstance(val, (tuple, list)) else None)
+    if not isinstance(out, str) or not isinstance(val, torch.Tensor):
+        return
+    t = ctx.type_of(out)
+    want = tuple(ctx.dim(d) for d in val.shape)
+    if len(want) != t.rank or not all(dims_equal(a, b) for a, b in zip(t.shape, want)):
+        raise FrontendError(f"internal: {_packet_name(n.target)} at {ctx.loc} gives {t} in xrec "
+                            f"but {tuple(str(d) for d in want)} in torch; please report")
+
+
+def _check_dynamic(g: Graph):
+    for n in g.nodes_of(Op.JAGGED):
+        jt = n.type
+        if isinstance(jt.batch, int) or isinstance(jt.nnz, int):
+            raise FrontendError(
+                f"feature {n.attr('feature')!r}: torch.export specialised its batch or id count to a "
+                "constant. Trace with an example batch of at least 2 and at least 2 ids per feature "
+                "(xrec.zoo.example_inputs makes such inputs).")

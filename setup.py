@@ -1,0 +1,43 @@
+"""xrec: one import namespace ``xrec`` mapped onto the design card's folders.
+
+compiler/ -> xrec            (frontend, IR, passes, pipeline, CLI, zoo, runtime)
+targets/  -> xrec.targets    (one code generator per target)
+kernels/  -> xrec.kernels    (hand-written kernel templates)
+csrc/     -> xrec._csrc      (C++ runtime sources, shipped as package data)
+hls/      -> xrec._hls       (HLS support files, shipped as package data)
+"""
+from setuptools import setup, find_packages
+
+def mapped(prefix, folder):
+    pkgs = {prefix: folder}
+    for sub in find_packages(folder):
+        pkgs[f"{prefix}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+    return pkgs
+
+package_dir = {}
+package_dir.update(mapped("xrec", "compiler"))
+package_dir.update(mapped("xrec.targets", "targets"))
+package_dir.update(mapped("xrec.kernels", "kernels"))
+package_dir.update({"xrec._csrc": "csrc", "xrec._hls": "hls"})
+
+EXTRAS = {
+    "test": ["pytest>=8", "pytest-xdist>=3"],
+    "triton": ["triton==3.9.0"],
+    "xla": ["jax==0.10.2", "jaxlib==0.10.2"],
+    "hls": [],
+    "bench": ["pytest-benchmark>=4", "matplotlib>=3.8"],
+}
+EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
+
+setup(
+    name="xrec",
+    version="0.1.0",
+    description="Ahead-of-time compiler for recommendation-model inference",
+    python_requires=">=3.10",
+    packages=list(package_dir),
+    package_dir=package_dir,
+    package_data={"xrec._csrc": ["*", "**/*"], "xrec._hls": ["*", "**/*"]},
+    install_requires=["torch>=2.6,<2.15", "numpy>=1.24", "sympy>=1.12"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["xrec=xrec.cli:main"]},
+)
