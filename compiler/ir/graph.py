@@ -213,7 +213,7 @@ class GraphBuilder:
 
     def finish(self, outputs: Iterable[str] | None = None, dce: bool = True, **changes) -> Graph:
         outs = tuple(self.resolve(o) for o in (outputs if outputs is not None else self.base.outputs))
-        nodes = self.nodes
+        nodes = toposort(self.nodes)
         if dce:
             nodes = dead_code_eliminate(nodes, outs)
         used = {n.attr("name") for n in nodes if n.op is Op.PARAM}
@@ -229,3 +229,39 @@ def dead_code_eliminate(nodes: list[Node], outputs: tuple[str, ...]) -> list[Nod
             live.update(n.inputs)
             live.add(n.name)
     return [n for n in nodes if n.name in live]
+
+
+def toposort(nodes: list[Node]) -> list[Node]:
+    """Stable topological order: keeps the given order wherever it is already valid.
+
+    Lets a pass emit a node that reads values defined later in the copy order
+    (e.g. one table-batched group reading every feature).
+    """
+    defined = {n.name for n in nodes}
+    by_name = {n.name: n for n in nodes}
+    done: set[str] = set()
+    out: list[Node] = []
+    visiting: set[str] = set()
+
+    def visit(n: Node):
+        stack = [(n, iter(n.inputs))]
+        visiting.add(n.name)
+        while stack:
+            cur, it = stack[-1]
+            for i in it:
+                if i in defined and i not in done:
+                    if i in visiting:
+                        raise ValueError(f"cycle through %{i} and %{cur.name}")
+                    visiting.add(i)
+                    stack.append((by_name[i], iter(by_name[i].inputs)))
+                    break
+            else:
+                stack.pop()
+                visiting.discard(cur.name)
+                done.add(cur.name)
+                out.append(cur)
+
+    for n in nodes:
+        if n.name not in done:
+            visit(n)
+    return out

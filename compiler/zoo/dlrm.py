@@ -32,14 +32,19 @@ TorchRec's ``DLRM_DCN`` (``torchrec/models/dlrm.py``) as configured by
   3456 features) through a 3-layer ``LowRankCrossNet`` of rank 512.
 * over arch 3456-1024-1024-512-256-1, ReLU between, plus a sigmoid at the
   end (MLPerf applies it in the loss / at evaluation).
-* init as TorchRec: tables U(-sqrt(1/rows), sqrt(1/rows)), MLPs PyTorch's
-  default, cross kernels Xavier-normal with zero bias.
+* init: tables U(-sqrt(1/rows), sqrt(1/rows)) and cross kernels
+  Xavier-normal with zero bias, as TorchRec; the MLPs use facebookresearch/dlrm's
+  init (as ``dlrm-small``) rather than PyTorch's default, which TorchRec
+  uses: with PyTorch's default the five-layer over arch shrinks the logit so
+  much that outputs vary by ~4e-4 across a batch (std), too little for
+  numerical checks to see a wrong embedding; with this init the std is ~1e-2
+  and zeroing one table moves outputs by ~2e-2.
 
 The full MLPerf tables are ~96 GiB, so ``dlrm-v2`` caps every table at
 ``DLRM_V2_DEFAULT_MAX_ROWS`` = 360,000 rows unless ``max_rows`` says
 otherwise: 8 tables hit the cap, 3,001,198 rows in all, 1,536,613,376 bytes
-of tables plus 64,178,308 bytes of dense weights = 1,600,791,684 bytes
-(1.49 GiB). Derivation: dense weights are 16,044,577 floats; the tables
+of tables plus 64,178,180 bytes of dense weights = 1,600,791,556 bytes
+(1.49 GiB). Derivation: dense weights are 16,044,545 floats; the tables
 below the cap hold 121,198 rows; 1.5 GiB leaves room for 8 * cap + 121,198
 rows of 512 bytes, i.e. cap <= 362,397; rounded down to 360,000.
 """
@@ -57,7 +62,6 @@ from .common import (
     cap_rows,
     init_embedding_uniform_sqrt_rows_,
     init_linear_dlrm_,
-    init_linear_torch_default_,
     linear_layers,
     mlp,
 )
@@ -205,9 +209,9 @@ class DLRMv2(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, g: torch.Generator) -> None:
         for lin in linear_layers(self.bottom_mlp):
-            init_linear_torch_default_(lin, g)
+            init_linear_dlrm_(lin, g)
         for bag in self.embeddings.bags:
             init_embedding_uniform_sqrt_rows_(bag, g)
         self.cross.reset_parameters(g)
         for lin in linear_layers(self.top_mlp):
-            init_linear_torch_default_(lin, g)
+            init_linear_dlrm_(lin, g)

@@ -1,0 +1,235 @@
+"""The ``xrec`` command line (also ``python -m xrec``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .progress import say, step
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated batch sizes, got {text!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError("batch sizes must be >= 1")
+    return out
+
+
+def _is_artifact(arg: str) -> bool:
+    return Path(arg).is_dir() and (Path(arg) / "manifest.json").is_file()
+
+
+def cmd_models(args) -> int:
+    from . import zoo
+    for name in zoo.list_models():
+        mb = zoo.param_bytes(name) / 2**20
+        print(f"{name:12s} {mb:9.1f} MiB  {zoo.describe(name)}")
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from xrec.targets import available_targets, get_target
+    for name, why in available_targets().items():
+        try:
+            desc = get_target(name).description
+        except (KeyError, ImportError):
+            desc = ""
+        state = "available" if not why else f"unavailable: {why}"
+        print(f"{name:10s} {state:40s} {desc}")
+    return 0
+
+
+def cmd_ir(args) -> int:
+    from .api import lower
+    from .ir.printer import print_graph
+    from .models import resolve
+    src = resolve(args.model, max_rows=args.max_rows)
+    if src.exported is not None:
+        g, _, _ = lower(src.exported, target=args.target, name=src.name, stop_after=args.after)
+    else:
+        g, _, _ = lower(src.module, src.example_inputs, target=args.target, name=src.name,
+                        stop_after=args.after)
+    print(print_graph(g, show_params=args.params))
+    return 0
+
+
+def _compile(args, model_spec: str, out=None):
+    from .api import compile as xcompile
+    from .models import resolve
+    with step(f"build model {model_spec}"):
+        src = resolve(model_spec, max_rows=args.max_rows)
+    model = src.exported if src.exported is not None else src.module
+    cm = xcompile(model, src.example_inputs, target=args.target, name=src.name, out=out,
+                  source=src.source, quantize=getattr(args, "quantize", None))
+    return cm, src
+
+
+def cmd_compile(args) -> int:
+    out = Path(args.output or f"{Path(args.model).stem if ':' not in args.model else args.model.split(':')[-1]}"
+               f".xrec")
+    cm, _ = _compile(args, args.model, out=out)
+    m = cm.manifest
+    say(f"wrote {out} (target {m['target']}, weights {m['weights']['bytes'] / 2**20:.1f} MiB, "
+        f"{len(m['files'])} generated files)")
+    print(out)
+    return 0
+
+
+def _check_report(cm, src, batches, seed) -> dict:
+    from .check import check
+    from .runtime.inputs import random_flat_inputs
+    from torch.utils import _pytree as pytree
+    import torch
+    make = src.make_inputs
+    if make is None:
+        spec = pytree.treespec_loads(cm.graph.in_spec)
+        feats = cm.manifest["signature"]["features"]
+
+        def make(batch, s=0):
+            flat = [torch.from_numpy(a) for a in random_flat_inputs(cm.graph, feats, batch, seed=s)]
+            a, kw = pytree.tree_unflatten(flat, spec)
+            return a
+    rtol = cm.manifest.get("tolerances", {}).get("rtol", 1e-4)
+    rep = check(cm, src.module, make, batches=batches, rtol=rtol, seed=seed)
+    rep.update({"model": src.name, "target": cm.manifest["target"], "artifact": str(cm.path)})
+    return rep
+
+
+def cmd_check(args) -> int:
+    from .api import load
+    from .models import from_source
+    if _is_artifact(args.model):
+        cm = load(args.model)
+        src = from_source(cm.manifest.get("source", {}))
+        if src is None:
+            print(f"error: {args.model} does not record which model it was compiled from; "
+                  "check it with `xrec check MODEL --target T`", file=sys.stderr)
+            return 2
+    else:
+        cm, src = _compile(args, args.model)
+    with step("compare with PyTorch eager"):
+        rep = _check_report(cm, src, args.batches, args.seed)
+    if args.json:
+        print(json.dumps(rep))
+    else:
+        for r in rep["batches"]:
+            print(f"batch {r['batch']:5d}: max_abs_err {r['max_abs_err']:.3e}  max_rel_err {r['max_rel_err']:.3e}")
+        print(f"{rep['model']} on {rep['target']}: {'OK' if rep['ok'] else 'MISMATCH'} "
+              f"(max_rel_err {rep['max_rel_err']:.3e}, rtol {rep['rtol']:.0e})")
+    return 0 if rep["ok"] else 1
+
+
+def _speed_table(cm, src, batches, reps: int = 5) -> list[dict]:
+    """Median latency of PyTorch eager and the compiled model, samples interleaved."""
+    import statistics
+    import torch
+    rows = []
+    for batch in batches:
+        args = src.make_inputs(batch, 123)
+        systems = {"pytorch-eager": lambda: src.module(*args), f"xrec-{cm.manifest['target']}": lambda: cm(*args)}
+        times = {k: [] for k in systems}
+        with torch.no_grad():
+            for fn in systems.values():
+                fn()
+            for _ in range(reps):
+                for k, fn in systems.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[k].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        rows.append({"batch": batch, **med})
+    return rows
+
+
+def cmd_demo(args) -> int:
+    from .api import default_target
+    from .ir import Op
+    args.target = args.target or default_target()
+    say(f"demo: compile the built-in dlrm-small for target {args.target!r}, check it, time it")
+    cm, src = _compile(args, "dlrm-small")
+    g = cm.graph
+    groups = g.nodes_of(Op.EMBEDDING_BAG_GROUP)
+    print(f"model      dlrm-small ({sum(a.nbytes for a in g.params.values()) / 2**20:.0f} MiB of weights)")
+    print(f"target     {args.target}  ->  {cm.path}")
+    print(f"optimized  {len(groups)} table-batched embedding group(s) over "
+          f"{sum(len(n.attr('features')) for n in groups)} tables, "
+          f"{len(g.nodes_of(Op.DOT_INTERACTION))} dot interaction, {len(g.nodes_of(Op.MLP))} fused MLPs")
+    with step("compare with PyTorch eager"):
+        rep = _check_report(cm, src, [1, 7, 64], seed=1)
+    print(f"check      {'OK' if rep['ok'] else 'MISMATCH'}: max_rel_err {rep['max_rel_err']:.2e} "
+          f"(rtol {rep['rtol']:.0e}) at batch 1, 7, 64")
+    rows = _speed_table(cm, src, [1, 64, 512])
+    keys = [k for k in rows[0] if k != "batch"]
+    print("speed      median ms (interleaved samples)")
+    print("           " + f"{'batch':>6s}" + "".join(f"{k:>18s}" for k in keys) + f"{'speedup':>10s}")
+    for r in rows:
+        print("           " + f"{r['batch']:6d}" + "".join(f"{r[k]:18.3f}" for k in keys)
+              + f"{r[keys[0]] / r[keys[1]]:9.2f}x")
+    return 0 if rep["ok"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xrec", description="Ahead-of-time compiler for recommendation-model "
+                                "inference. MODEL is a zoo name (see `xrec models`), path/to/file.py:factory, "
+                                "or a torch.export .pt2 file.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def model_opts(sp, target_default=None):
+        sp.add_argument("--target", "-t", default=target_default,
+                        help="reference | cpu | triton | xla | hls (see `xrec targets`)")
+        sp.add_argument("--max-rows", type=int, default=None, help="cap zoo tables at this many rows")
+
+    sp = sub.add_parser("models", help="list the built-in model zoo")
+    sp.set_defaults(fn=cmd_models)
+    sp = sub.add_parser("targets", help="list targets and whether they work on this machine")
+    sp.set_defaults(fn=cmd_targets)
+
+    sp = sub.add_parser("ir", help="print the IR of a model (optimized, or after a given pass)")
+    sp.add_argument("model")
+    model_opts(sp, "reference")
+    sp.add_argument("--after", default=None, help="stop after this pass ('import' for the raw import)")
+    sp.add_argument("--params", action="store_true", help="also print parameter nodes")
+    sp.set_defaults(fn=cmd_ir)
+
+    sp = sub.add_parser("compile", help="compile a model into an artifact directory")
+    sp.add_argument("model")
+    model_opts(sp)
+    sp.add_argument("-o", "--output", default=None, help="artifact directory (default MODEL.xrec)")
+    sp.add_argument("--quantize", choices=["int8", "int4", "fp16"], default=None)
+    sp.set_defaults(fn=cmd_compile)
+
+    sp = sub.add_parser("check", help="compare a model or artifact with PyTorch on fresh inputs")
+    sp.add_argument("model", help="MODEL or an artifact directory")
+    model_opts(sp)
+    sp.add_argument("--batches", type=_batches, default=[1, 7, 64])
+    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.set_defaults(fn=cmd_check)
+
+    sp = sub.add_parser("demo", help="the main job: compile dlrm-small, check it, time it")
+    model_opts(sp)
+    sp.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # one clear line for the user; XREC_VERBOSE=1 shows the traceback
+        from .config import knobs
+        if knobs.verbose:
+            raise
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Run-time support shared by every target: input validation and random inputs."""

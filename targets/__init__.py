@@ -1,0 +1,110 @@
+"""Targets: one folder per kind of hardware, each implementing the small ``Target`` interface.
+
+A target declares capabilities (facts passes read: vector width, shared
+memory, memory channels, int4 support), the extra passes it wants after the
+default pipeline, how to build an artifact, and how to load one to run. It is
+found by name through ``get_target``; adding a target adds a folder and one
+line in ``_KNOWN`` below, nothing else.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Facts about a target that passes query instead of branching on target names."""
+
+    vector_width: int = 1            # fp32 lanes of the widest vector unit
+    has_shared_memory: bool = False  # GPU-style on-chip scratchpad
+    memory_channels: int = 1         # independent memory channels (HBM pseudo-channels)
+    supports_int4: bool = False
+    supports_fp16: bool = False
+    static_shapes: bool = False      # needs fixed shapes (XLA/TPU): jagged inputs get bucketed
+
+
+Runner = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+
+
+class Target(ABC):
+    name: str = ""
+    description: str = ""
+
+    def available(self) -> tuple[bool, str]:
+        """Whether this machine can build and run the target, and if not, why."""
+        return True, ""
+
+    def capabilities(self, options: dict) -> Capabilities:
+        return Capabilities()
+
+    def parse_options(self, options: dict | None) -> dict:
+        """Validate and complete target options; unknown keys are an error."""
+        options = dict(options or {})
+        if options:
+            raise ValueError(f"target {self.name!r} takes no options, got {sorted(options)}")
+        return options
+
+    def passes(self, options: dict) -> list[str]:
+        """Extra passes, run after the default pipeline (e.g. layout for this target)."""
+        return []
+
+    @abstractmethod
+    def build(self, graph, options: dict, writer) -> None:
+        """Lower ``graph`` and write sources and binaries through ``writer`` (an ArtifactWriter)."""
+
+    @abstractmethod
+    def load(self, artifact, options: dict) -> Runner:
+        """A function running the artifact on flat numpy inputs, returning flat outputs."""
+
+
+# name -> module that defines it (imported lazily, so a missing optional dependency
+# only affects its own target)
+_KNOWN = {
+    "reference": "xrec.targets.reference",
+    "cpu": "xrec.targets.cpu",
+    "triton": "xrec.targets.triton",
+    "xla": "xrec.targets.xla",
+    "hls": "xrec.targets.hls",
+}
+_TARGETS: dict[str, Target] = {}
+
+
+def register_target(t: Target) -> Target:
+    _TARGETS[t.name] = t
+    return t
+
+
+def known_targets() -> list[str]:
+    return list(_KNOWN)
+
+
+def get_target(name: str) -> Target:
+    if name not in _KNOWN:
+        raise KeyError(f"unknown target {name!r}; known targets: {', '.join(_KNOWN)}")
+    if name not in _TARGETS:
+        try:
+            importlib.import_module(_KNOWN[name])
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith(_KNOWN[name]):
+                raise KeyError(f"target {name!r} is not built into this xrec yet") from None
+            raise
+    return _TARGETS[name]
+
+
+def available_targets() -> dict[str, str]:
+    """Every known target and '' if usable here, else the reason it is not."""
+    out = {}
+    for name in _KNOWN:
+        try:
+            ok, why = get_target(name).available()
+        except KeyError as e:
+            ok, why = False, str(e).strip("'\"")
+        except ImportError as e:
+            ok, why = False, f"missing dependency: {e}"
+        out[name] = "" if ok else why
+    return out

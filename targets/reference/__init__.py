@@ -1,0 +1,28 @@
+"""The reference target: runs the optimized IR with xrec's numpy interpreter.
+
+It is the ground truth every other target is compared with, and works on any
+machine with numpy.
+"""
+from __future__ import annotations
+
+from .. import Capabilities, Target, register_target
+
+
+class ReferenceTarget(Target):
+    name = "reference"
+    description = "numpy interpreter of the optimized IR (ground truth, any machine)"
+
+    def capabilities(self, options):
+        return Capabilities(vector_width=1, supports_int4=True, supports_fp16=True)
+
+    def build(self, graph, options, writer) -> None:
+        from xrec.ir.printer import print_graph
+        writer.write_text("src/model.xir", print_graph(graph, show_params=True) + "\n")
+
+    def load(self, artifact, options):
+        from xrec.ir.interpreter import Interpreter
+        interp = Interpreter(artifact.graph)
+        return interp.run
+
+
+register_target(ReferenceTarget())
