@@ -99,11 +99,13 @@ def spec(name: str, *, max_rows: int | None = None) -> ZooSpec:
 def build(name: str, *, max_rows: int | None = None, seed: int = 0) -> nn.Module:
     """Build a zoo model in eval mode with weights drawn from ``torch.Generator(seed)``.
 
-    Two builds with the same arguments are bit-identical.
+    Two builds with the same arguments are bit-identical. ``model.xrec_name``
+    is set to ``name`` (the frontend names the imported graph after it).
     """
     entry = _entry(name)
     model = entry.make_model(entry.make_spec(max_rows))
     model.reset_parameters(new_generator(seed))
+    model.xrec_name = name
     return model.eval()
 
 

@@ -40,7 +40,7 @@ TorchRec's ``DLRM_DCN`` (``torchrec/models/dlrm.py``) as configured by
   numerical checks to see a wrong embedding; with this init the std is ~1e-2
   and zeroing one table moves outputs by ~2e-2.
 
-The full MLPerf tables are ~96 GiB, so ``dlrm-v2`` caps every table at
+The full MLPerf tables are ~97 GiB, so ``dlrm-v2`` caps every table at
 ``DLRM_V2_DEFAULT_MAX_ROWS`` = 360,000 rows unless ``max_rows`` says
 otherwise: 8 tables hit the cap, 3,001,198 rows in all, 1,536,613,376 bytes
 of tables plus 64,178,180 bytes of dense weights = 1,600,791,556 bytes

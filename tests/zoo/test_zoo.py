@@ -50,6 +50,7 @@ def test_model_carries_its_spec_and_is_in_eval_mode(name, small_models):
     assert isinstance(model.xrec_spec, ZooSpec)
     assert model.xrec_spec == zoo.spec(name, max_rows=SMALL_ROWS)
     assert model.xrec_spec.name == name
+    assert model.xrec_name == name
     assert not model.training
 
 
