@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,7 +32,8 @@ class CompiledModel:
         self._validator = InputValidator(self.graph, artifact.manifest["signature"]["features"])
         self._in_spec = pytree.treespec_loads(self.graph.in_spec) if self.graph.in_spec else None
         self._out_spec = pytree.treespec_loads(self.graph.out_spec) if self.graph.out_spec else None
-        self._owns_dir = owns_dir
+        if owns_dir:   # compiled into the cache and never saved: remove when collected
+            weakref.finalize(self, shutil.rmtree, str(artifact.path), True)
 
     @property
     def path(self) -> Path:

@@ -11,6 +11,7 @@ from .. import Capabilities, Target, register_target
 class ReferenceTarget(Target):
     name = "reference"
     description = "numpy interpreter of the optimized IR (ground truth, any machine)"
+    tolerances = {"rtol": 1e-5, "atol": 1e-7}
 
     def capabilities(self, options):
         return Capabilities(vector_width=1, supports_int4=True, supports_fp16=True)

@@ -1,0 +1,90 @@
+// xrec CPU kernels: the contract between the cpu code generator (targets/cpu)
+// and the hand-written kernels (kernels/cpu). Header-only C++17.
+//
+// Every kernel is single-threaded over the range it is given; the generated
+// model code decides how to split work across threads (OpenMP), so small
+// batches pay no threading cost they do not need.
+//
+// The same source is compiled once per ISA path (AVX-512, AVX2+FMA, scalar):
+// kernels pick their vector code with the compiler's predefined macros
+// (__AVX512F__, __AVX2__/__FMA__), and the generated code wraps everything in
+// a per-ISA namespace (XREC_ISA_NS) so the three builds link side by side.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#ifndef XREC_ISA_NS
+#define XREC_ISA_NS isa_default
+#endif
+
+namespace xrec {
+namespace XREC_ISA_NS {
+
+// ----------------------------------------------------------------- activations
+enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_SIGMOID = 2, ACT_TANH = 3,
+                 ACT_GELU = 4, ACT_GELU_TANH = 5, ACT_SILU = 6 };
+
+// ----------------------------------------------------------------- dense layers
+// A Linear layer's weight W is [N, K] row-major (PyTorch's layout). The kernel
+// reads it in a packed layout made once, at compile time, by pack_linear.
+// The packed layout does not depend on the ISA path (all paths read it).
+size_t linear_packed_floats(int N, int K);
+void pack_linear(const float* W, int N, int K, float* packed);
+
+// Y[m, n] = act(sum_k X[m, k] * W[n, k] + bias[n]) for m in [0, M), n in [n0, n1).
+// X has row stride ldx, Y row stride ldy (so Y may be a column slice of a wider
+// buffer, e.g. the concat feeding the next layer). bias may be null.
+// n0 and n1 are multiples of linear_n_block() (except n1 == N).
+int linear_n_block();
+void linear(const float* X, long M, int K, long ldx, const float* packed, int N,
+            const float* bias, Act act, float* Y, long ldy, int n0, int n1);
+
+// ----------------------------------------------------------------- embedding bags
+// Row formats of a table (FBGEMM's row-wise layouts for the quantized ones):
+//   ROW_F32: dim floats                          row_bytes = 4*dim
+//   ROW_F16: dim halves                          row_bytes = 2*dim
+//   ROW_I8:  dim uint8, then fp32 scale, fp32 bias   row_bytes = dim + 8
+//   ROW_I4:  ceil(dim/2) bytes (low nibble first), then fp16 scale, fp16 bias
+// value = q * scale + bias for the quantized rows.
+enum RowFormat : int { ROW_F32 = 0, ROW_F16 = 1, ROW_I8 = 2, ROW_I4 = 3 };
+enum PoolMode : int { POOL_SUM = 0, POOL_MEAN = 1, POOL_MAX = 2 };
+
+struct BagFeature {
+  const uint8_t* table;   // num_rows rows of row_bytes each
+  int64_t num_rows;
+  int dim;
+  int row_bytes;
+  RowFormat format;
+  PoolMode mode;
+  int64_t padding_idx;    // -1: none; ids equal to it are skipped (and not counted by mean)
+  const void* indices;    // int32 or int64, per index_bits
+  const void* offsets;    // int32 or int64, per offset_bits; batch+1 entries
+  int index_bits;         // 32 or 64
+  int offset_bits;        // 32 or 64
+  const float* per_sample_weights;  // null or one weight per id (sum mode only)
+};
+
+// Error report of a bag kernel: code 0 = ok; otherwise what and where.
+enum BagError : int { BAG_OK = 0, BAG_INDEX_OUT_OF_RANGE = 1, BAG_OFFSETS_DECREASING = 2,
+                      BAG_OFFSETS_OUT_OF_RANGE = 3 };
+struct BagStatus {
+  int code;
+  int64_t position;      // position in indices (or offsets) of the first bad entry
+  int64_t value;         // the bad id or offset
+};
+
+// Pools bags [b0, b1) of one feature: out[b * ldo + j] for j in [0, dim).
+// With check_bounds, ids outside [0, num_rows) and bad offsets stop the kernel
+// before any out-of-bounds read and are reported in *status.
+void embedding_bag(const BagFeature& f, long b0, long b1, float* out, long ldo,
+                   bool check_bounds, BagStatus* status);
+
+// ----------------------------------------------------------------- interaction
+// DLRM dot interaction for rows [b0, b1): T_b is F vectors of length D with
+// vector stride D inside a sample and sample stride ldt. For each pair p,
+// out[b * ldo + p] = <T_b[pi[p]], T_b[pj[p]]>.
+void dot_interaction(const float* T, long ldt, int F, int D, const int* pi, const int* pj, int P,
+                     float* out, long ldo, long b0, long b1);
+
+}  // namespace XREC_ISA_NS
+}  // namespace xrec
