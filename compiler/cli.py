@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -214,6 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="the main job: compile dlrm-small, check it, time it")
     model_opts(sp)
     sp.set_defaults(fn=cmd_demo)
+
+    # subcommands owned by their own packages: each exposes add_arguments(parser) and run(args)
+    for cmd, module, help_text in (
+            ("bench", "xrec.bench.cli", "measure a model or kernel against PyTorch and other systems"),
+            ("serve", "xrec.serve.cli", "serve an artifact over HTTP (KServe v2 protocol)")):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and module.startswith(e.name):
+                continue        # that package is not part of this build
+            raise
+        sp = sub.add_parser(cmd, help=help_text)
+        mod.add_arguments(sp)
+        sp.set_defaults(fn=mod.run)
     return p
 
 
