@@ -106,8 +106,8 @@ def _symbol_names(ep, user_inputs: list[str], flat_names: list[str]) -> dict[str
     for name in user_inputs:
         if roles.get(name) == "offsets":
             e = expr(shape_of(name)[0])
-            if e is not None:
-                s = [x for x in e.free_symbols][0]
+            if e is not None and e.free_symbols:
+                s = sorted(e.free_symbols, key=lambda x: x.name)[0]
                 out.setdefault(s.name, BATCH)
     if BATCH not in out.values():
         for name in user_inputs:

@@ -23,9 +23,13 @@ def _merge_slices(b: GraphBuilder, n: Node) -> list[str] | None:
             if prev is not None and prev.op is Op.SLICE and prev.inputs == src.inputs \
                     and prev.attr("dim") == dim and prev.attr("step", 1) == 1 \
                     and prev.attr("end") is not None and prev.attr("end") == src.attr("start"):
-                merged = b.emit(Op.SLICE, src.inputs, _sliced_type(b, src, prev.attr("start"), src.attr("end")),
-                                {"dim": dim, "start": prev.attr("start"), "end": src.attr("end"), "step": 1},
-                                hint="slice", loc=src.loc)
+                t = _sliced_type(b, src, prev.attr("start"), src.attr("end"))
+                if _same_shape(t.shape, b.types[src.inputs[0]].shape):
+                    merged = src.inputs[0]               # the slices reassemble their whole source
+                else:
+                    merged = b.emit(Op.SLICE, src.inputs, t, {"dim": dim, "start": prev.attr("start"),
+                                                              "end": src.attr("end"), "step": 1},
+                                    hint="slice", loc=src.loc)
                 out[-1] = merged
                 changed = True
                 continue
@@ -54,9 +58,6 @@ def _simplify(b: GraphBuilder, n: Node) -> str | None:
         return n.inputs[0]
     if n.op is Op.SLICE and n.attr("step", 1) == 1 and _same_shape(b.types[n.inputs[0]].shape, t.shape):
         return n.inputs[0]
-    if n.op is Op.SLICE:
-        # slice of the full range of a cat input's span
-        return None
     return None
 
 

@@ -1,0 +1,79 @@
+"""The xrec command line: models, targets, ir, compile, check (also on an artifact)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from xrec.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_models_lists_the_zoo_with_sizes(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    for name in ("dlrm-small", "dlrm-v2", "dcn-v2", "deepfm", "wide-deep", "two-tower"):
+        assert name in out
+    assert "MiB" in out
+
+
+def test_targets_says_which_work_here(capsys):
+    code, out, _ = run(capsys, "targets")
+    assert code == 0 and "reference  available" in out
+
+
+def test_ir_shows_the_group_and_the_interaction(capsys):
+    code, out, _ = run(capsys, "ir", "dlrm-small", "--max-rows", "100")
+    assert code == 0
+    assert out.count("embedding_bag_group(") == 1 and "dot_interaction(" in out
+    assert "embedding_bag(" not in out
+
+
+def test_ir_after_import_is_the_raw_graph(capsys):
+    code, out, _ = run(capsys, "ir", "dlrm-small", "--max-rows", "100", "--after", "import")
+    assert code == 0 and out.count("embedding_bag(") == 26 and "matmul(" in out
+
+
+def test_check_json_on_a_model_and_on_its_artifact(capsys, tmp_path):
+    code, out, _ = run(capsys, "check", "wide-deep", "--target", "reference", "--max-rows", "200", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["ok"] and rep["max_rel_err"] <= 1e-5
+    assert {"max_abs_err", "max_rel_err", "rtol", "ok"} <= set(rep)
+    assert [b["batch"] for b in rep["batches"]] == [1, 7, 64]
+    art = tmp_path / "wd.xrec"
+    code, out, _ = run(capsys, "compile", "wide-deep", "--target", "reference", "--max-rows", "200", "-o", str(art))
+    assert code == 0 and (art / "manifest.json").is_file()
+    code, out, _ = run(capsys, "check", str(art), "--json", "--batches", "2,3")
+    assert code == 0 and json.loads(out)["ok"]
+
+
+def test_user_model_file_factory(capsys, tmp_path):
+    f = tmp_path / "mymodel.py"
+    f.write_text(
+        "import torch, torch.nn as nn\n"
+        "class M(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.bag = nn.EmbeddingBag(10, 4, include_last_offset=True)\n"
+        "        self.lin = nn.Linear(4, 1)\n"
+        "    def forward(self, ids, offsets):\n"
+        "        return torch.sigmoid(self.lin(self.bag(ids, offsets)))\n"
+        "def make():\n"
+        "    return M(), (torch.tensor([1, 2, 3, 4]), torch.tensor([0, 2, 4]))\n")
+    code, out, err = run(capsys, "check", f"{f}:make", "--target", "reference", "--json")
+    assert code == 0, err
+    assert json.loads(out)["ok"]
+
+
+def test_errors_are_one_clear_line_with_a_nonzero_exit(capsys):
+    code, _, err = run(capsys, "ir", "no-such-model")
+    assert code == 2 and "unknown MODEL 'no-such-model'" in err
+
+
+def test_python_dash_m_xrec_works():
+    r = subprocess.run([sys.executable, "-m", "xrec", "models"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "dlrm-small" in r.stdout
