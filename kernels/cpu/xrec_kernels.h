@@ -9,6 +9,29 @@
 // kernels pick their vector code with the compiler's predefined macros
 // (__AVX512F__, __AVX2__/__FMA__), and the generated code wraps everything in
 // a per-ISA namespace (XREC_ISA_NS) so the three builds link side by side.
+//
+// Contract changes made by the kernels (newest last; the codegen reads this):
+//  1. Every declaration is `inline` (header-only; the definitions live in the
+//     headers included at the bottom: simd.h, half.h, activations.h, gemm.h,
+//     embedding_bag.h, interaction.h). Every helper is inside xrec::XREC_ISA_NS,
+//     so the three ISA builds share no inline symbol (tests/kernels/test_isa_link.py).
+//  2. BagFeature gains `int64_t num_indices = -1` (last member, so existing
+//     aggregate/brace initialisation still compiles): the length of indices.
+//     With it, check_bounds also rejects offsets > num_indices
+//     (BAG_OFFSETS_OUT_OF_RANGE); offsets < 0 are always rejected. Pass it.
+//  3. check_bounds validates the whole bag range (offsets first, then ids in
+//     order) before reading any row: on error nothing is written to out and
+//     *status names the first bad entry. status may be null.
+//  4. per_sample_weights, when given, multiply each row in every mode (like the
+//     IR interpreter); mean divides by the count of non-padding ids; max of a
+//     bag with no non-padding id is 0 (like torch).
+//  5. pack_linear layout: panels of linear_n_block() = 32 columns,
+//     packed[(p*K + k)*32 + j] = W[32p + j, k], zero-padded (see gemm.h).
+//     linear_packed_floats(N, K) = ceil(N/32)*32*K. Align packed to 64 bytes.
+//  6. The quantized row layouts were checked against torch's
+//     embedding_bag_byte_prepack / embedding_bag_4bit_prepack (FBGEMM): they
+//     match the description below. torch packs 4-bit only for even dims; the
+//     kernel also reads odd dims (last byte's high nibble unused).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,15 +51,15 @@ enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_SIGMOID = 2, ACT_TANH = 3,
 // A Linear layer's weight W is [N, K] row-major (PyTorch's layout). The kernel
 // reads it in a packed layout made once, at compile time, by pack_linear.
 // The packed layout does not depend on the ISA path (all paths read it).
-size_t linear_packed_floats(int N, int K);
-void pack_linear(const float* W, int N, int K, float* packed);
+inline size_t linear_packed_floats(int N, int K);
+inline void pack_linear(const float* W, int N, int K, float* packed);
 
 // Y[m, n] = act(sum_k X[m, k] * W[n, k] + bias[n]) for m in [0, M), n in [n0, n1).
 // X has row stride ldx, Y row stride ldy (so Y may be a column slice of a wider
 // buffer, e.g. the concat feeding the next layer). bias may be null.
 // n0 and n1 are multiples of linear_n_block() (except n1 == N).
-int linear_n_block();
-void linear(const float* X, long M, int K, long ldx, const float* packed, int N,
+inline int linear_n_block();
+inline void linear(const float* X, long M, int K, long ldx, const float* packed, int N,
             const float* bias, Act act, float* Y, long ldy, int n0, int n1);
 
 // ----------------------------------------------------------------- embedding bags
@@ -61,7 +84,9 @@ struct BagFeature {
   const void* offsets;    // int32 or int64, per offset_bits; batch+1 entries
   int index_bits;         // 32 or 64
   int offset_bits;        // 32 or 64
-  const float* per_sample_weights;  // null or one weight per id (sum mode only)
+  const float* per_sample_weights;  // null or one weight per id (multiplies the row in every mode)
+  int64_t num_indices = -1;  // length of indices; -1: unknown (then offsets are only checked
+                             // for being >= 0 and non-decreasing)
 };
 
 // Error report of a bag kernel: code 0 = ok; otherwise what and where.
@@ -76,15 +101,22 @@ struct BagStatus {
 // Pools bags [b0, b1) of one feature: out[b * ldo + j] for j in [0, dim).
 // With check_bounds, ids outside [0, num_rows) and bad offsets stop the kernel
 // before any out-of-bounds read and are reported in *status.
-void embedding_bag(const BagFeature& f, long b0, long b1, float* out, long ldo,
+inline void embedding_bag(const BagFeature& f, long b0, long b1, float* out, long ldo,
                    bool check_bounds, BagStatus* status);
 
 // ----------------------------------------------------------------- interaction
 // DLRM dot interaction for rows [b0, b1): T_b is F vectors of length D with
 // vector stride D inside a sample and sample stride ldt. For each pair p,
 // out[b * ldo + p] = <T_b[pi[p]], T_b[pj[p]]>.
-void dot_interaction(const float* T, long ldt, int F, int D, const int* pi, const int* pj, int P,
+inline void dot_interaction(const float* T, long ldt, int F, int D, const int* pi, const int* pj, int P,
                      float* out, long ldo, long b0, long b1);
 
 }  // namespace XREC_ISA_NS
 }  // namespace xrec
+
+#include "simd.h"
+#include "half.h"
+#include "activations.h"
+#include "gemm.h"
+#include "embedding_bag.h"
+#include "interaction.h"

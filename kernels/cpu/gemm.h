@@ -1,0 +1,138 @@
+// xrec CPU kernels: dense layers (Y = act(X W^T + b)) on packed weights.
+// Included by xrec_kernels.h.
+//
+// Packed layout (the same for every ISA path): W [N, K] is cut into panels of
+// NR = 32 output columns; panel p holds, for k = 0..K-1, the 32 values
+// W[32p + j, k] (j = 0..31) contiguously, zero-padded past N:
+//     packed[(p * K + k) * 32 + j] = W[32p + j, k]
+// so a K-range of a panel is contiguous and the microkernel streams it.
+#pragma once
+#include "simd.h"
+#include "activations.h"
+
+namespace xrec {
+namespace XREC_ISA_NS {
+namespace gemm {
+
+constexpr int NR = 32;                 // panel width (columns), ISA-independent
+constexpr int NV = NR / simd::W;       // vectors per panel row
+#if defined(XREC_SIMD_AVX512)
+constexpr int MR = 12;                 // rows per microkernel tile: 12 x 2 zmm accumulators
+#elif defined(XREC_SIMD_AVX2)
+constexpr int MR = 3;                  // 3 x 4 ymm accumulators
+#else
+constexpr int MR = 4;
+#endif
+
+// One MR_ x NR tile over k in [0, kc): acc = (first ? 0 : Y) + X W^T; on the
+// last K block also bias and activation. ncols (<= NR) columns are valid.
+template <int MR_>
+inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, long ldy,
+                 int ncols, bool first, bool last, const float* bias, Act act) {
+  simd::vf acc[MR_][NV];
+  for (int r = 0; r < MR_; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero();
+  for (int k = 0; k < kc; ++k) {
+    simd::vf b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = simd::load(Wp + (long)k * NR + v * simd::W);
+    for (int r = 0; r < MR_; ++r) {
+      const simd::vf a = simd::set1(X[r * ldx + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = simd::fma(a, b[v], acc[r][v]);
+    }
+  }
+  if (ncols == NR) {
+    for (int r = 0; r < MR_; ++r) {
+      float* y = Y + r * ldy;
+      for (int v = 0; v < NV; ++v) {
+        simd::vf t = acc[r][v];
+        if (!first) t = simd::add(t, simd::load(y + v * simd::W));
+        if (last) {
+          if (bias) t = simd::add(t, simd::load(bias + v * simd::W));
+          if (act == ACT_RELU) t = simd::max(t, simd::zero());
+        }
+        simd::store(y + v * simd::W, t);
+      }
+    }
+  } else {
+    for (int r = 0; r < MR_; ++r) {
+      float* y = Y + r * ldy;
+      for (int v = 0; v < NV; ++v) {
+        const int n = ncols - v * simd::W;
+        if (n <= 0) break;
+        simd::vf t = acc[r][v];
+        if (!first) t = simd::add(t, simd::load_n(y + v * simd::W, n));
+        if (last) {
+          if (bias) t = simd::add(t, simd::load_n(bias + v * simd::W, n));
+          if (act == ACT_RELU) t = simd::max(t, simd::zero());
+        }
+        simd::store_n(y + v * simd::W, t, n);
+      }
+    }
+  }
+  if (last && act != ACT_NONE && act != ACT_RELU) act_inplace(act, Y, ldy, MR_, ncols);
+}
+
+template <int R>
+inline void tile_rows(int rows, const float* X, long ldx, const float* Wp, int kc, float* Y,
+                      long ldy, int ncols, bool first, bool last, const float* bias, Act act) {
+  if (rows == R) {
+    tile<R>(X, ldx, Wp, kc, Y, ldy, ncols, first, last, bias, act);
+  } else if constexpr (R > 1) {
+    tile_rows<R - 1>(rows, X, ldx, Wp, kc, Y, ldy, ncols, first, last, bias, act);
+  }
+}
+
+}  // namespace gemm
+
+inline int linear_n_block() { return gemm::NR; }
+
+inline size_t linear_packed_floats(int N, int K) {
+  const size_t panels = (size_t)((N + gemm::NR - 1) / gemm::NR);
+  return panels * (size_t)gemm::NR * (size_t)K;
+}
+
+inline void pack_linear(const float* W, int N, int K, float* packed) {
+  const int panels = (N + gemm::NR - 1) / gemm::NR;
+  for (int p = 0; p < panels; ++p)
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < gemm::NR; ++j) {
+        const int n = p * gemm::NR + j;
+        packed[((size_t)p * K + k) * gemm::NR + j] = n < N ? W[(size_t)n * K + k] : 0.0f;
+      }
+}
+
+inline void linear(const float* X, long M, int K, long ldx, const float* packed, int N,
+                   const float* bias, Act act, float* Y, long ldy, int n0, int n1) {
+  using namespace gemm;
+  (void)N;  // panels are addressed by column; N only bounds n1
+  if (M <= 0 || n1 <= n0) return;
+  if (K == 0) {  // empty reduction: Y = act(bias)
+    for (long m = 0; m < M; ++m)
+      for (int n = n0; n < n1; ++n) Y[m * ldy + n] = act_scalar(act, bias ? bias[n] : 0.0f);
+    return;
+  }
+  const int KC = 256;                  // K block (panel slice of 32 KB stays in L1)
+  const long MC = 240;                 // rows per M block (multiple of MR)
+  for (int k0 = 0; k0 < K; k0 += KC) {
+    const int kc = min_i(KC, K - k0);
+    const bool first = k0 == 0, last = k0 + kc == K;
+    for (long m0 = 0; m0 < M; m0 += MC) {
+      const long mc = min_l(MC, M - m0);
+      for (int c0 = n0; c0 < n1; c0 += NR) {
+        const int ncols = min_i(NR, n1 - c0);
+        const float* Wp = packed + ((size_t)(c0 / NR) * K + k0) * NR;
+        const float* b = bias ? bias + c0 : nullptr;
+        long r = 0;
+        for (; r + MR <= mc; r += MR)
+          tile<MR>(X + (m0 + r) * ldx + k0, ldx, Wp, kc, Y + (m0 + r) * ldy + c0, ldy, ncols,
+                   first, last, b, act);
+        if (r < mc)
+          tile_rows<MR - 1>((int)(mc - r), X + (m0 + r) * ldx + k0, ldx, Wp, kc,
+                            Y + (m0 + r) * ldy + c0, ldy, ncols, first, last, b, act);
+      }
+    }
+  }
+}
+
+}  // namespace XREC_ISA_NS
+}  // namespace xrec

@@ -1,0 +1,289 @@
+"""embedding_bag kernel vs torch: F.embedding_bag (fp32, fp16 rows), and the FBGEMM
+row-wise quantized ops torch.ops.quantized.embedding_bag_byte_rowwise_offsets /
+embedding_bag_4bit_rowwise_offsets on tables made by the matching *_prepack ops.
+
+Tolerance: rtol 1e-5 for fp32 pooled sums (summation order differs), atol 1e-6
+relative to the pooled magnitude; quantized rows: the kernel dequantises with one
+fma per value like FBGEMM, same tolerance against torch's quantized op.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+P = ctypes.c_void_p
+FMT = {"f32": 0, "f16": 1, "i8": 2, "i4": 3}
+MODE = {"sum": 0, "mean": 1, "max": 2}
+ERR = {"ok": 0, "index": 1, "decreasing": 2, "offsets_range": 3}
+
+
+def _setup(lib):
+    lib.t_embedding_bag.argtypes = [P, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                    ctypes.c_int, ctypes.c_int64, P, P, ctypes.c_int, ctypes.c_int, P,
+                                    ctypes.c_int64, ctypes.c_long, ctypes.c_long, P, ctypes.c_long,
+                                    ctypes.c_int, P]
+    lib.t_half_to_float.argtypes = [ctypes.c_uint16]
+    lib.t_half_to_float.restype = ctypes.c_float
+    return lib
+
+
+def run_bag(lib, table, dim, fmt, mode, idx, off, psw=None, padding_idx=-1, b_range=None, ldo=None,
+            check_bounds=True, num_indices="auto", out=None):
+    """table: [rows, row_bytes] uint8 (or float32/float16 viewed as bytes)."""
+    tb = np.ascontiguousarray(table).view(np.uint8).reshape(table.shape[0], -1)
+    B = len(off) - 1
+    b0, b1 = b_range or (0, B)
+    ldo = ldo or dim
+    if out is None:
+        out = np.full((max(B, 1), ldo), np.nan, np.float32)
+    status = np.zeros(3, np.int64)
+    psw_a = None if psw is None else np.ascontiguousarray(psw, np.float32)
+    n_idx = len(idx) if num_indices == "auto" else num_indices
+    lib.t_embedding_bag(tb.ctypes.data_as(P), tb.shape[0], dim, tb.shape[1], FMT[fmt], MODE[mode],
+                        padding_idx, idx.ctypes.data_as(P), off.ctypes.data_as(P), idx.itemsize * 8,
+                        off.itemsize * 8, None if psw_a is None else psw_a.ctypes.data_as(P), n_idx,
+                        b0, b1, out.ctypes.data_as(P), ldo, int(check_bounds), status.ctypes.data_as(P))
+    return out, tuple(int(s) for s in status)
+
+
+def make_bags(rows, lengths, seed, idx_dtype=np.int64, off_dtype=np.int64):
+    g = np.random.default_rng(seed)
+    lengths = np.asarray(lengths)
+    off = np.concatenate([[0], np.cumsum(lengths)]).astype(off_dtype)
+    idx = g.integers(0, rows, int(lengths.sum())).astype(idx_dtype)
+    if len(idx) >= 4:               # duplicates, first and last row
+        idx[1] = idx[0]
+        idx[2] = rows - 1
+        idx[3] = 0
+    return idx, off
+
+
+def torch_bag(table_f32, idx, off, mode, psw=None, padding_idx=None):
+    return F.embedding_bag(torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(table_f32),
+                           torch.from_numpy(off.astype(np.int64)), mode=mode,
+                           per_sample_weights=None if psw is None else torch.from_numpy(psw),
+                           include_last_offset=True, padding_idx=padding_idx).numpy()
+
+
+def assert_close(got, want):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(want).max(initial=0))))
+
+
+LENGTHS = [3, 0, 1, 7, 0, 0, 20, 2, 5, 1]       # includes empty bags
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("dim", [13, 36, 64, 128, 200])
+@pytest.mark.parametrize("idx_dtype,off_dtype", [(np.int64, np.int64), (np.int32, np.int32),
+                                                 (np.int64, np.int32), (np.int32, np.int64)])
+def test_f32_bags_match_torch_embedding_bag(bag_lib, mode, dim, idx_dtype, off_dtype):
+    lib = _setup(bag_lib)
+    rows = 50
+    table = np.random.default_rng(dim).standard_normal((rows, dim)).astype(np.float32)
+    idx, off = make_bags(rows, LENGTHS, seed=dim, idx_dtype=idx_dtype, off_dtype=off_dtype)
+    got, st = run_bag(lib, table, dim, "f32", mode, idx, off)
+    assert st == (0, 0, 0)
+    assert_close(got, torch_bag(table, idx, off, mode))
+
+
+@pytest.mark.parametrize("dim", [13, 64, 128])
+def test_per_sample_weights_match_torch_embedding_bag(bag_lib, dim):
+    lib = _setup(bag_lib)
+    table = np.random.default_rng(1).standard_normal((40, dim)).astype(np.float32)
+    idx, off = make_bags(40, LENGTHS, seed=2)
+    psw = np.random.default_rng(3).standard_normal(len(idx)).astype(np.float32)
+    got, st = run_bag(lib, table, dim, "f32", "sum", idx, off, psw=psw)
+    assert st[0] == 0
+    assert_close(got, torch_bag(table, idx, off, "sum", psw=psw))
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_padding_idx_is_skipped_and_not_counted_like_torch(bag_lib, mode):
+    lib = _setup(bag_lib)
+    dim, rows, pad = 36, 30, 4
+    table = np.random.default_rng(4).standard_normal((rows, dim)).astype(np.float32)
+    idx, off = make_bags(rows, LENGTHS, seed=5)
+    idx[5:9] = pad                                   # part of a bag and a bag made only of padding
+    idx[off[1]:off[2]] = pad
+    got, st = run_bag(lib, table, dim, "f32", mode, idx, off, padding_idx=pad)
+    assert st[0] == 0
+    assert_close(got, torch_bag(table, idx, off, mode, padding_idx=pad))
+
+
+def test_batch_one_and_all_bags_empty(bag_lib):
+    lib = _setup(bag_lib)
+    table = np.random.default_rng(6).standard_normal((10, 16)).astype(np.float32)
+    idx, off = make_bags(10, [4], seed=7)
+    got, _ = run_bag(lib, table, 16, "f32", "sum", idx, off)
+    assert_close(got, torch_bag(table, idx, off, "sum"))
+    for mode in MODE:
+        idx0, off0 = np.zeros(0, np.int64), np.zeros(6, np.int64)
+        got, st = run_bag(lib, table, 16, "f32", mode, idx0, off0)
+        assert st[0] == 0
+        np.testing.assert_array_equal(got, np.zeros((5, 16), np.float32))
+
+
+def test_large_pooling_factor_matches_torch(bag_lib):
+    lib = _setup(bag_lib)
+    table = np.random.default_rng(8).standard_normal((1000, 64)).astype(np.float32)
+    idx, off = make_bags(1000, [1000, 1, 700, 0, 333], seed=9)
+    for mode in MODE:
+        got, _ = run_bag(lib, table, 64, "f32", mode, idx, off)
+        assert_close(got, torch_bag(table, idx, off, mode))
+
+
+def test_bag_range_writes_only_its_rows_into_a_strided_output(bag_lib):
+    lib = _setup(bag_lib)
+    dim, ldo = 36, 100
+    table = np.random.default_rng(10).standard_normal((64, dim)).astype(np.float32)
+    idx, off = make_bags(64, LENGTHS, seed=11)
+    got, st = run_bag(lib, table, dim, "f32", "sum", idx, off, b_range=(3, 8), ldo=ldo)
+    assert st[0] == 0
+    want = torch_bag(table, idx, off, "sum")
+    assert_close(got[3:8, :dim], want[3:8])
+    mask = np.ones_like(got, bool)
+    mask[3:8, :dim] = False
+    assert np.isnan(got[mask]).all(), "wrote outside rows [3, 8) x columns [0, dim)"
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("dim", [13, 64, 128])
+def test_f16_rows_match_torch_on_the_f32_converted_table(bag_lib, mode, dim):
+    lib = _setup(bag_lib)
+    table = np.random.default_rng(12).standard_normal((50, dim)).astype(np.float16)
+    idx, off = make_bags(50, LENGTHS, seed=13, idx_dtype=np.int32, off_dtype=np.int32)
+    psw = np.random.default_rng(14).random(len(idx)).astype(np.float32) if mode == "sum" else None
+    got, st = run_bag(lib, table, dim, "f16", mode, idx, off, psw=psw)
+    assert st[0] == 0
+    assert_close(got, torch_bag(table.astype(np.float32), idx, off, mode, psw=psw))
+
+
+def test_half_to_float_is_exact_for_every_half(bag_lib):
+    lib = _setup(bag_lib)
+    h = np.arange(65536, dtype=np.uint16)
+    want = h.view(np.float16).astype(np.float32)
+    got = np.array([lib.t_half_to_float(int(v)) for v in h], np.float32)
+    np.testing.assert_array_equal(got.view(np.uint32)[~np.isnan(want)], want.view(np.uint32)[~np.isnan(want)])
+    assert np.isnan(got[np.isnan(want)]).all()
+
+
+def _quant_ref(op, packed, idx, off, mode, psw):
+    return op(torch.from_numpy(packed), torch.from_numpy(idx.astype(np.int64)),
+              torch.from_numpy(off.astype(np.int64)), False, MODE[mode], False,
+              None if psw is None else torch.from_numpy(psw), None, True).numpy()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dim", [13, 36, 64, 128])
+def test_int8_rowwise_matches_torch_quantized_byte_op(bag_lib, dim, weighted):
+    lib = _setup(bag_lib)
+    w = torch.randn(60, dim, generator=torch.Generator().manual_seed(dim))
+    packed = torch.ops.quantized.embedding_bag_byte_prepack(w).numpy()
+    assert packed.shape == (60, dim + 8), "FBGEMM byte row layout changed: dim uint8 + fp32 scale + fp32 bias"
+    idx, off = make_bags(60, LENGTHS, seed=15)
+    psw = np.random.default_rng(16).random(len(idx)).astype(np.float32) if weighted else None
+    got, st = run_bag(lib, packed, dim, "i8", "sum", idx, off, psw=psw)
+    assert st[0] == 0
+    want = _quant_ref(torch.ops.quantized.embedding_bag_byte_rowwise_offsets, packed, idx, off, "sum", psw)
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dim", [36, 64, 128])
+def test_int4_rowwise_matches_torch_quantized_4bit_op(bag_lib, dim, weighted):
+    lib = _setup(bag_lib)
+    w = torch.randn(60, dim, generator=torch.Generator().manual_seed(dim + 1))
+    packed = torch.ops.quantized.embedding_bag_4bit_prepack(w).numpy()
+    assert packed.shape == (60, dim // 2 + 4), "FBGEMM 4-bit row layout changed: dim/2 bytes + fp16 scale + fp16 bias"
+    idx, off = make_bags(60, LENGTHS, seed=17, idx_dtype=np.int32, off_dtype=np.int32)
+    psw = np.random.default_rng(18).random(len(idx)).astype(np.float32) if weighted else None
+    got, st = run_bag(lib, packed, dim, "i4", "sum", idx, off, psw=psw)
+    assert st[0] == 0
+    want = _quant_ref(torch.ops.quantized.embedding_bag_4bit_rowwise_offsets, packed, idx, off, "sum", psw)
+    assert_close(got, want)
+
+
+def dequant_i8(packed, dim):
+    q = packed[:, :dim].astype(np.float32)
+    s = packed[:, dim:dim + 4].copy().view(np.float32)
+    b = packed[:, dim + 4:dim + 8].copy().view(np.float32)
+    return q * s + b
+
+
+def make_i4(rows, dim, seed):
+    """A 4-bit row-wise table in the contract's layout (also for odd dims, which torch lacks)."""
+    g = np.random.default_rng(seed)
+    nb = (dim + 1) // 2
+    q = g.integers(0, 16, (rows, nb * 2)).astype(np.uint8)
+    q[:, dim:] = 0
+    packed = np.zeros((rows, nb + 4), np.uint8)
+    packed[:, :nb] = q[:, 0::2] | (q[:, 1::2] << 4)
+    scale = g.random(rows).astype(np.float16) + np.float16(0.01)
+    bias = g.standard_normal(rows).astype(np.float16)
+    packed[:, nb:nb + 2] = scale.view(np.uint8).reshape(rows, 2)
+    packed[:, nb + 2:nb + 4] = bias.view(np.uint8).reshape(rows, 2)
+    deq = q[:, :dim].astype(np.float32) * scale.astype(np.float32)[:, None] + bias.astype(np.float32)[:, None]
+    return packed, deq
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("dim", [13, 36, 64])
+def test_quantized_rows_in_every_mode_match_torch_on_the_dequantized_table(bag_lib, mode, dim):
+    lib = _setup(bag_lib)
+    w = torch.randn(40, dim, generator=torch.Generator().manual_seed(19))
+    p8 = torch.ops.quantized.embedding_bag_byte_prepack(w).numpy()
+    p4, deq4 = make_i4(40, dim, seed=20)
+    idx, off = make_bags(40, LENGTHS, seed=21)
+    for fmt, packed, deq in [("i8", p8, dequant_i8(p8, dim)), ("i4", p4, deq4)]:
+        got, st = run_bag(lib, packed, dim, fmt, mode, idx, off, padding_idx=int(idx[0]))
+        assert st[0] == 0
+        assert_close(got, torch_bag(deq, idx, off, mode, padding_idx=int(idx[0])))
+
+
+# ------------------------------------------------------------------ bounds checking
+def _bounds_case(kind):
+    idx = np.array([1, 2, 3, 4, 5, 6], np.int64)
+    off = np.array([0, 2, 4, 6], np.int64)
+    num_indices = 6
+    if kind == "id_too_large":
+        idx[3] = 10
+        want = (ERR["index"], 3, 10)
+    elif kind == "negative_id":
+        idx[4] = -1
+        want = (ERR["index"], 4, -1)
+    elif kind == "decreasing":
+        off[2] = 1
+        want = (ERR["decreasing"], 2, 1)
+    elif kind == "beyond_indices":
+        off[3] = 9
+        want = (ERR["offsets_range"], 3, 9)
+    elif kind == "negative_offset":
+        off[0] = -2
+        want = (ERR["offsets_range"], 0, -2)
+    return idx, off, num_indices, want
+
+
+@pytest.mark.parametrize("kind", ["id_too_large", "negative_id", "decreasing", "beyond_indices",
+                                  "negative_offset"])
+@pytest.mark.parametrize("bits", [32, 64])
+def test_bounds_check_reports_the_first_bad_entry_and_leaves_output_untouched(bag_lib, kind, bits):
+    lib = _setup(bag_lib)
+    table = np.ones((10, 16), np.float32)
+    idx, off, n, want = _bounds_case(kind)
+    dt = np.int32 if bits == 32 else np.int64
+    got, st = run_bag(lib, table, 16, "f32", "sum", idx.astype(dt), off.astype(dt), num_indices=n)
+    assert st == want
+    assert np.isnan(got).all(), "the kernel wrote output although its input was rejected"
+
+
+def test_bounds_check_passes_valid_input_and_checks_only_the_given_bag_range(bag_lib):
+    lib = _setup(bag_lib)
+    table = np.ones((10, 16), np.float32)
+    idx, off, n, _ = _bounds_case("id_too_large")       # bad id at position 3: bag 1
+    got, st = run_bag(lib, table, 16, "f32", "sum", idx, off, b_range=(2, 3), num_indices=n)
+    assert st == (0, 0, 0)
+    np.testing.assert_array_equal(got[2], np.full(16, 2.0, np.float32))

@@ -1,0 +1,47 @@
+"""The three ISA builds of the kernel headers link into one program side by side
+(as the cpu target's generated code does) without sharing any inline symbol: a
+shared weak symbol could be de-duplicated by the linker into another ISA's copy
+and run, e.g., AVX-512 code on a CPU that only has AVX2."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from xrec.kernels import cpu_include_dir
+
+
+def _objects(cpp_build, tmp_path):
+    objs = {}
+    for isa, flags in cpp_build.ISA_FLAGS.items():
+        o = tmp_path / f"{isa}.o"
+        subprocess.run(["g++", "-std=c++17", "-O3", "-Wall", "-Werror", f"-I{cpu_include_dir()}", *flags, "-c",
+                        str(cpp_build.DRIVERS / "isa_link.cpp"), "-o", str(o)], check=True)
+        objs[isa] = o
+    return objs
+
+
+def _weak_symbols(obj):
+    out = subprocess.run(["nm", "--defined-only", str(obj)], capture_output=True, text=True, check=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if line.split()[-2] in ("W", "V", "u")}
+
+
+def test_three_isa_builds_link_and_compute_the_same_results(cpp_build, tmp_path):
+    objs = _objects(cpp_build, tmp_path)
+    exe = tmp_path / "link"
+    subprocess.run(["g++", "-O1", *map(str, objs.values()), str(cpp_build.DRIVERS / "isa_link_main.cpp"),
+                    "-o", str(exe)], check=True)
+    can = ",".join(isa for isa in cpp_build.ISA_FLAGS if cpp_build.isa_supported(isa))
+    out = subprocess.run([str(exe), can], capture_output=True, text=True, check=True).stdout
+    vals = {k: float(v) for k, v in (line.split() for line in out.splitlines())}
+    assert set(vals) == set(can.split(","))
+    assert all(v > -1e29 for v in vals.values()), f"a build reported a bag error: {vals}"
+    for isa, v in vals.items():
+        assert v == pytest.approx(vals["scalar"], rel=1e-5), isa
+
+
+def test_isa_builds_share_no_weak_symbols(cpp_build, tmp_path):
+    objs = _objects(cpp_build, tmp_path)
+    weak = {isa: _weak_symbols(o) for isa, o in objs.items()}
+    shared = (weak["avx512"] & weak["avx2"]) | (weak["avx512"] & weak["scalar"]) | (weak["avx2"] & weak["scalar"])
+    assert not shared, f"inline symbols shared between ISA builds: {sorted(shared)[:10]}"
