@@ -13,6 +13,7 @@ import numpy as np
 from .bind import bind_symbols
 from .graph import Graph, Node
 from .ops import Op
+from .quant import LAYOUT_BITS, bf16_to_f32, dequantize_rows
 from .types import DType, JaggedType, TensorType, eval_dim
 
 
@@ -31,18 +32,30 @@ class Jagged:
         return len(self.offsets) - 1
 
 
-def _bag(table: np.ndarray, jag: Jagged, mode: str, padding_idx, psw, feature: str = "") -> np.ndarray:
+def gather_rows(table: np.ndarray, ttype: TensorType, dim: int, idx: np.ndarray) -> np.ndarray:
+    """float32 rows ``idx`` of a table in any of the IR's table formats (see quant.py)."""
+    if ttype.layout in LAYOUT_BITS:
+        return dequantize_rows(table[idx], ttype.layout, dim)
+    if ttype.dtype is DType.BF16:
+        return bf16_to_f32(table[idx])
+    return table[idx].astype(np.float32)
+
+
+def _bag(table: np.ndarray, jag: Jagged, mode: str, padding_idx, psw, feature: str = "",
+         ttype: TensorType | None = None, dim: int | None = None) -> np.ndarray:
     idx, off = jag.indices, jag.offsets
     rows = table.shape[0]
+    ttype = ttype or TensorType(table.shape, DType.from_numpy(table.dtype))
+    dim = table.shape[1] if dim is None else dim
     if len(idx) and (idx.min() < 0 or idx.max() >= rows):
         bad = int(np.nonzero((idx < 0) | (idx >= rows))[0][0])
         raise IndexError(f"feature {feature!r}: index {int(idx[bad])} at position {bad} "
                          f"is out of range for a table of {rows} rows")
-    B, D = jag.batch, table.shape[1]
+    B, D = jag.batch, dim
     lengths = np.diff(off)
     seg = np.repeat(np.arange(B), lengths)
     keep = np.ones(len(idx), bool) if padding_idx is None else idx != (padding_idx % rows)
-    vals = table[idx].astype(np.float32)
+    vals = gather_rows(table, ttype, dim, idx)
     if psw is not None:
         vals = vals * psw.astype(np.float32)[:, None]
     vals, seg_k = vals[keep], seg[keep]
@@ -127,20 +140,24 @@ def i_embedding(it, n, args, b):
     ids = ids.astype(np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
         raise IndexError(f"%{n.name}: index out of range for a table of {table.shape[0]} rows")
-    return table[ids].astype(_np_dtype(n.type))
+    ttype = it.g.type_of(n.inputs[0])
+    dim = n.type.shape[-1]
+    rows = gather_rows(table, ttype, dim, ids.reshape(-1))
+    return rows.reshape(ids.shape + (dim,)).astype(_np_dtype(n.type))
 
 
 def i_embedding_bag(it, n, args, b):
     psw = args[2] if n.attr("has_psw", False) else None
     return _bag(args[0], args[1], n.attr("mode"), n.attr("padding_idx", None), psw,
-                n.attr("feature", n.name))
+                n.attr("feature", n.name), it.g.type_of(n.inputs[0]), n.type.shape[1])
 
 
 def i_group(it, n, args, b):
     outs, pos = [], 0
     for f in n.attr("features"):
         psw = args[pos + 2] if f.has_psw else None
-        outs.append(_bag(args[pos], args[pos + 1], f.mode, f.padding_idx, psw, f.feature))
+        outs.append(_bag(args[pos], args[pos + 1], f.mode, f.padding_idx, psw, f.feature,
+                         it.g.type_of(n.inputs[pos]), f.dim))
         pos += 3 if f.has_psw else 2
     return np.concatenate(outs, axis=1)
 

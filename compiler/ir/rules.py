@@ -69,8 +69,14 @@ def embedding_row_dim(node: Node, table: TensorType) -> int:
     return int(table.shape[1])
 
 
-def _out_float(table: TensorType) -> DType:
-    return table.dtype if (table.dtype.is_float and not table.layout) else DType.F32
+def _out_float(table: TensorType, node: Node | None = None) -> DType:
+    """Pooled rows come out in the table's float type, or f32 for quantized/bf16 tables;
+    compression passes pin ``out_dtype`` so a model keeps its f32 activations."""
+    if node is not None and node.attr("out_dtype", None) is not None:
+        return node.attr("out_dtype")
+    if table.dtype in (DType.F32, DType.F16, DType.F64) and not table.layout:
+        return table.dtype
+    return DType.F32
 
 
 # ---------------------------------------------------------------- rules
@@ -97,7 +103,7 @@ def r_embedding(node, ts):
     ids = _tensor(node, ts[1], "ids")
     if ids.dtype not in (DType.I32, DType.I64):
         _fail(node, f"ids must be int32/int64, got {ids.dtype.value}")
-    return TensorType(ids.shape + (embedding_row_dim(node, table),), _out_float(table))
+    return TensorType(ids.shape + (embedding_row_dim(node, table),), _out_float(table, node))
 
 
 def _check_bag(node, table: TensorType, jag: Type, psw: Type | None, mode: str, dim: int):
@@ -120,7 +126,7 @@ def r_embedding_bag(node, ts):
     table = _tensor(node, ts[0], "table")
     dim = embedding_row_dim(node, table)
     b = _check_bag(node, table, ts[1], ts[2] if has_psw else None, node.attr("mode"), dim)
-    return TensorType((b, dim), _out_float(table))
+    return TensorType((b, dim), _out_float(table, node))
 
 
 def r_embedding_bag_group(node, ts):

@@ -34,7 +34,8 @@ def verify(g: Graph, where: str = "") -> Graph:
             want = n.type
             if not isinstance(want, TensorType) or tuple(arr.shape) != want.shape:
                 raise VerifyError(f"parameter {key!r} has shape {arr.shape}, node says {want}{ctx}")
-            if want.dtype is not DType.BF16 and arr.dtype != want.dtype.to_numpy():
+            np_want = "uint16" if want.dtype is DType.BF16 else want.dtype.to_numpy()
+            if arr.dtype != np_want:
                 raise VerifyError(f"parameter {key!r} has dtype {arr.dtype}, node says {want.dtype.value}{ctx}")
         if n.op is Op.INPUT and n.attr("kind", None) is None:
             raise VerifyError(f"input %{n.name} lacks its 'kind' attribute{ctx}")
