@@ -46,7 +46,9 @@ def test_int8_dequantization_matches_fbgemm_embedding_bag():
                                                                   include_last_offset=True)
     rows = dequantize_rows(q[idx.numpy()], "rowwise_i8", 16)
     got = np.stack([rows[0:2].sum(0), np.zeros(16, np.float32), rows[2:5].sum(0)])
-    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-6)
+    # FBGEMM accumulates with fused multiply-adds; sums that cancel rows of magnitude ~1e3 (row 3)
+    # differ by a few ulps of those rows
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-4)
 
 
 def test_bf16_rounds_to_nearest_even_like_torch():
