@@ -1,0 +1,353 @@
+"""Microbenchmarks of kernels/cpu against PyTorch on the same shapes, interleaved.
+
+    .venv/bin/python bench/kernels/run.py                 # everything, 1 and 2 threads
+    .venv/bin/python bench/kernels/run.py --only dense --threads 1 --quick
+    .venv/bin/python bench/kernels/run.py --json out.json
+
+Builds bench_kernels.cpp (the kernels compiled for AVX-512 like the cpu target's
+avx512 build, plus a plain gather roofline probe and an FMA peak probe) as a shared
+library and calls it through ctypes from this process, so each sample of our
+kernel, of the probe and of torch (F.linear [+ activation], oneDNN's prepacked
+linear, F.embedding_bag, torch.ops.quantized.embedding_bag_byte_rowwise_offsets,
+bmm+index) alternates A B C A B C ... on the same buffers: this machine drifts
+between a slow and a fast memory state for minutes, so only interleaved medians
+from one run are compared. Each sample times a batch of calls sized to ~10 ms.
+
+Tables are allocated with mmap + madvise(MADV_HUGEPAGE) (as the cpu target
+should allocate big tables) unless --no-hugepages; torch reads the same memory.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import json
+import mmap
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch  # before loading the library: it then shares torch's libgomp.so.1
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+KERNELS = ROOT / "kernels" / "cpu"
+P = ctypes.c_void_p
+c_long, c_int, c_i64 = ctypes.c_long, ctypes.c_int, ctypes.c_int64
+
+
+# ------------------------------------------------------------------ build + load
+def build(isa_flags=("-march=x86-64-v4", "-DXREC_ISA_NS=avx512")) -> ctypes.CDLL:
+    src = HERE / "bench_kernels.cpp"
+    h = hashlib.sha256(src.read_bytes())
+    for p in sorted(KERNELS.glob("*.h")):
+        h.update(p.read_bytes())
+    h.update(" ".join(isa_flags).encode())
+    out = Path(tempfile.gettempdir()) / "xrec-kernel-bench" / f"libbench-{h.hexdigest()[:16]}.so"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["g++", "-O3", "-std=c++17", *isa_flags, "-fopenmp", "-shared", "-fPIC", "-Wall",
+               f"-I{KERNELS}", str(src), "-o", str(out) + ".tmp"]
+        subprocess.run(cmd, check=True)
+        os.replace(str(out) + ".tmp", out)
+    lib = ctypes.CDLL(str(out))
+    lib.b_fma_peak.restype = ctypes.c_double
+    lib.b_fma_peak.argtypes = [c_int, c_long]
+    lib.b_fma_flops_per_iter.restype = ctypes.c_double
+    lib.b_packed_floats.restype = ctypes.c_size_t
+    lib.b_packed_floats.argtypes = [c_int, c_int]
+    lib.b_pack.argtypes = [P, c_int, c_int, P]
+    lib.b_linear.restype = ctypes.c_double
+    lib.b_linear.argtypes = [P, c_long, c_int, P, c_int, P, c_int, P, c_int, c_int, c_int]
+    lib.b_bag.restype = ctypes.c_double
+    lib.b_bag.argtypes = [P, c_i64, c_int, c_int, c_int, c_int, P, P, c_long, P, P, c_int, c_int, c_int]
+    lib.b_gather_probe.restype = ctypes.c_double
+    lib.b_gather_probe.argtypes = [P, c_int, P, P, c_long, c_int, c_int, c_int]
+    lib.b_interaction.restype = ctypes.c_double
+    lib.b_interaction.argtypes = [P, c_long, c_int, c_int, P, P, c_int, P, c_int, c_int]
+    return lib
+
+
+def ptr(a) -> ctypes.c_void_p | None:
+    return None if a is None else ctypes.c_void_p(a.ctypes.data)
+
+
+def huge_array(shape, dtype, hugepages=True) -> np.ndarray:
+    """A zeroed array in its own anonymous mapping, madvise(MADV_HUGEPAGE)'d."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    m = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hugepages and hasattr(mmap, "MADV_HUGEPAGE"):
+        m.madvise(mmap.MADV_HUGEPAGE)
+    return np.frombuffer(m, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
+# ------------------------------------------------------------------ timing
+class Timed:
+    """A callable `run(reps) -> seconds` with its name; calibrated to ~target s per sample."""
+
+    def __init__(self, name, run):
+        self.name, self.run, self.reps, self.samples = name, run, 1, []
+
+    def calibrate(self, target):
+        self.run(1)
+        t = max(self.run(1), 1e-7)
+        self.reps = max(1, min(100000, int(target / t)))
+
+    def sample(self):
+        self.samples.append(self.run(self.reps) / self.reps)
+
+    @property
+    def median(self):
+        return statistics.median(self.samples)
+
+
+def py_timer(fn):
+    def run(reps):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return time.perf_counter() - t0
+    return run
+
+
+def interleave(timeds, samples, target):
+    for t in timeds:
+        t.calibrate(target)
+    for _ in range(samples):
+        for t in timeds:
+            t.sample()
+    return {t.name: t.median for t in timeds}
+
+
+# ------------------------------------------------------------------ cases
+DENSE_SHAPES = [  # (K, N, act) from the zoo: DLRM bottom/top, dlrm-v2 top, DCN-v2 low-rank cross
+    (13, 512, "relu"), (512, 256, "relu"), (256, 64, "relu"), (415, 512, "relu"), (256, 1, "sigmoid"),
+    (3456, 1024, "relu"), (1024, 1024, "relu"), (1024, 512, "relu"), (3456, 512, "none"),
+    (512, 3456, "none")]
+ACT = {"none": 0, "relu": 1, "sigmoid": 2}
+TORCH_ACT = {"none": lambda y: y, "relu": torch.relu_, "sigmoid": torch.sigmoid_}
+
+
+def peak_item(lib, threads):
+    """FMA peak probe as an interleaved sample: 'reps' = 1000 loop iterations."""
+    return Timed("peak", lambda r: 1000 * r * lib.b_fma_flops_per_iter() * threads / (lib.b_fma_peak(threads, 1000 * r) * 1e9))
+
+
+def flops_per_s(lib, threads, seconds_per_rep):
+    return 1000 * lib.b_fma_flops_per_iter() * threads / seconds_per_rep
+
+
+def bench_dense(lib, threads, batches, samples, target, quick):
+    rows = []
+    shapes = DENSE_SHAPES[:3] + DENSE_SHAPES[5:6] if quick else DENSE_SHAPES
+    for K, N, act in shapes:
+        g = np.random.default_rng(K * 7 + N)
+        W = (g.standard_normal((N, K)) / np.sqrt(K)).astype(np.float32)
+        b = g.standard_normal(N).astype(np.float32)
+        packed = np.empty(lib.b_packed_floats(N, K) + 16, np.float32)
+        packed = packed[(-packed.ctypes.data // 4) % 16:][:lib.b_packed_floats(N, K)]   # 64-byte aligned
+        lib.b_pack(ptr(W), N, K, ptr(packed))
+        tw, tb = torch.from_numpy(W), torch.from_numpy(b)
+        for M in batches:
+            X = g.standard_normal((M, K)).astype(np.float32)
+            Y = np.empty((M, N), np.float32)
+            tx = torch.from_numpy(X)
+            split = 0 if M >= 64 * threads else 1
+            ours = Timed("ours", lambda r, X=X, M=M, Y=Y, split=split: lib.b_linear(
+                ptr(X), M, K, ptr(packed), N, ptr(b), ACT[act], ptr(Y), threads, r, split))
+            fa = TORCH_ACT[act]
+            tlin = Timed("torch", py_timer(lambda tx=tx: fa(F.linear(tx, tw, tb))))
+            items = [ours, tlin]
+            try:
+                wp = torch.ops.mkldnn._reorder_linear_weight(tw, M)
+                post = act if act != "none" else "none"
+                items.append(Timed("onednn", py_timer(
+                    lambda tx=tx, wp=wp, post=post: torch.ops.mkldnn._linear_pointwise(tx, wp, tb, post, [], ""))))
+            except Exception:  # noqa: BLE001 - oneDNN prepack unavailable in this torch build
+                pass
+            items.append(peak_item(lib, threads))
+            torch.set_num_threads(threads)
+            med = interleave(items, samples, target)
+            peak = flops_per_s(lib, threads, med["peak"]) * 1e-9
+            ref = torch.relu(F.linear(tx, tw, tb)) if act == "relu" else F.linear(tx, tw, tb)
+            if act == "sigmoid":
+                ref = torch.sigmoid(ref)
+            lib.b_linear(ptr(X), M, K, ptr(packed), N, ptr(b), ACT[act], ptr(Y), threads, 1, split)
+            err = float(np.abs(Y - ref.numpy()).max())
+            flops = 2.0 * M * N * K
+            rows.append(dict(kind="dense", shape=f"{K}->{N} {act}", M=M, threads=threads,
+                             ours_us=med["ours"] * 1e6, torch_us=med["torch"] * 1e6,
+                             onednn_us=med.get("onednn", float("nan")) * 1e6,
+                             ours_gflops=flops / med["ours"] * 1e-9,
+                             torch_gflops=flops / med["torch"] * 1e-9,
+                             onednn_gflops=flops / med["onednn"] * 1e-9 if "onednn" in med else float("nan"),
+                             speedup_vs_torch=med["torch"] / med["ours"],
+                             speedup_vs_onednn=(med["onednn"] / med["ours"]) if "onednn" in med else float("nan"),
+                             max_abs_err=err))
+            rows[-1]["peak_gflops"] = peak
+            rows[-1]["of_peak"] = rows[-1]["ours_gflops"] / peak
+            rows[-1]["torch_of_peak"] = rows[-1]["torch_gflops"] / peak
+            print(fmt_row(rows[-1]), flush=True)
+    return rows
+
+
+BAG_CASES = [  # (rows, dim, pooling)
+    (4096, 64, 1), (4096, 64, 20), (4096, 128, 20),
+    (100_000, 64, 20), (100_000, 128, 20),
+    (1_000_000, 64, 1), (1_000_000, 64, 20), (1_000_000, 64, 100), (1_000_000, 128, 20),
+]
+
+
+def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, formats=("f32", "i8")):
+    rows = []
+    cases = [BAG_CASES[1], BAG_CASES[6]] if quick else BAG_CASES
+    tables = {}
+    for R, D, L in cases:
+        g = np.random.default_rng(R + D)
+        if (R, D) not in tables:
+            tf = huge_array((R, D), np.float32, hugepages)
+            for s in range(0, R, 65536):
+                tf[s:s + 65536] = g.standard_normal((min(65536, R - s), D), dtype=np.float32)
+            tq = huge_array((R, D + 8), np.uint8, hugepages)
+            tq[:] = torch.ops.quantized.embedding_bag_byte_prepack(torch.from_numpy(tf)).numpy() if R * D <= 64 << 20 \
+                else _prepack_chunks(tf)
+            tables = {(R, D): (tf, tq)}          # keep one pair alive at a time (memory)
+        tf, tq = tables[(R, D)]
+        idx = g.integers(0, R, batch * L).astype(np.int64)
+        off = np.arange(0, batch * L + 1, L, dtype=np.int64)
+        out = np.empty((batch, D), np.float32)
+        ti, to = torch.from_numpy(idx), torch.from_numpy(off)
+        for fmt in formats:
+            table = tf if fmt == "f32" else tq
+            row_bytes = table.shape[1] * table.itemsize
+            f = 0 if fmt == "f32" else 2
+            ours = Timed("ours", lambda r, table=table, row_bytes=row_bytes, f=f: lib.b_bag(
+                ptr(table), R, D, row_bytes, f, 0, ptr(idx), ptr(off), batch, None, ptr(out), threads, r, 0))
+            probe = Timed("probe", lambda r, table=table, row_bytes=row_bytes: lib.b_gather_probe(
+                ptr(table), row_bytes, ptr(idx), ptr(off), batch, threads, r, 0))
+            probe_pf = Timed("probe_pf", lambda r, table=table, row_bytes=row_bytes: lib.b_gather_probe(
+                ptr(table), row_bytes, ptr(idx), ptr(off), batch, threads, r, 8))
+            if fmt == "f32":
+                tt = torch.from_numpy(tf)
+                tor = Timed("torch", py_timer(lambda: F.embedding_bag(ti, tt, to, mode="sum", include_last_offset=True)))
+                ref = F.embedding_bag(ti, tt, to, mode="sum", include_last_offset=True).numpy()
+            else:
+                tt = torch.from_numpy(tq)
+                op = torch.ops.quantized.embedding_bag_byte_rowwise_offsets
+                tor = Timed("torch", py_timer(lambda: op(tt, ti, to, False, 0, False, None, None, True)))
+                ref = op(tt, ti, to, False, 0, False, None, None, True).numpy()
+            torch.set_num_threads(threads)
+            med = interleave([ours, probe, probe_pf, tor], samples, target)
+            lib.b_bag(ptr(table), R, D, row_bytes, f, 0, ptr(idx), ptr(off), batch, None, ptr(out), threads, 1, 0)
+            err = float(np.abs(out - ref).max() / max(1.0, np.abs(ref).max()))
+            nbytes = batch * L * row_bytes
+            roof = min(med["probe"], med["probe_pf"])
+            rows.append(dict(kind="bag", shape=f"{fmt} {R}x{D} L={L}", M=batch, threads=threads,
+                             table_mb=R * row_bytes / 2**20,
+                             ours_us=med["ours"] * 1e6, torch_us=med["torch"] * 1e6,
+                             probe_us=roof * 1e6, ours_gbs=nbytes / med["ours"] * 1e-9,
+                             probe_gbs=nbytes / roof * 1e-9, torch_gbs=nbytes / med["torch"] * 1e-9,
+                             of_roofline=roof / med["ours"], speedup_vs_torch=med["torch"] / med["ours"],
+                             max_rel_err=err))
+            print(fmt_row(rows[-1]), flush=True)
+    return rows
+
+
+def _prepack_chunks(tf):
+    out = np.empty((tf.shape[0], tf.shape[1] + 8), np.uint8)
+    for s in range(0, tf.shape[0], 1 << 16):
+        out[s:s + (1 << 16)] = torch.ops.quantized.embedding_bag_byte_prepack(torch.from_numpy(tf[s:s + (1 << 16)])).numpy()
+    return out
+
+
+def bench_interaction(lib, threads, samples, target, batches=(64, 512, 2048), Fn=27, D=64):
+    rows = []
+    li, lj = np.tril_indices(Fn, -1)
+    pi, pj = li.astype(np.int32), lj.astype(np.int32)
+    for B in batches:
+        T = np.random.default_rng(B).standard_normal((B, Fn, D)).astype(np.float32)
+        out = np.empty((B, len(pi)), np.float32)
+        tT = torch.from_numpy(T)
+        tli, tlj = torch.from_numpy(li), torch.from_numpy(lj)
+        ours = Timed("ours", lambda r: lib.b_interaction(ptr(T), B, Fn, D, ptr(pi), ptr(pj), len(pi), ptr(out), threads, r))
+        tor = Timed("torch", py_timer(lambda: torch.bmm(tT, tT.transpose(1, 2))[:, tli, tlj]))
+        torch.set_num_threads(threads)
+        med = interleave([ours, tor], samples, target)
+        flops = 2.0 * B * len(pi) * D
+        rows.append(dict(kind="interaction", shape=f"F={Fn} D={D} P={len(pi)}", M=B, threads=threads,
+                         ours_us=med["ours"] * 1e6, torch_us=med["torch"] * 1e6,
+                         ours_gflops=flops / med["ours"] * 1e-9, speedup_vs_torch=med["torch"] / med["ours"]))
+        print(fmt_row(rows[-1]), flush=True)
+    return rows
+
+
+def fmt_row(r):
+    head = f"{r['kind']:<11} {r['shape']:<24} M={r['M']:<5} t={r['threads']}  ours {r['ours_us']:10.1f} us  torch {r['torch_us']:10.1f} us  x{r['speedup_vs_torch']:5.2f}"
+    if r["kind"] == "dense":
+        return head + (f"  | {r['ours_gflops']:6.1f} GF/s ({r['of_peak']*100:4.0f}% of peak {r['peak_gflops']:.0f})  torch {r['torch_gflops']:6.1f}"
+                       f"  onednn {r['onednn_gflops']:6.1f} (x{r['speedup_vs_onednn']:.2f})") if "of_peak" in r else head
+    if r["kind"] == "bag":
+        return head + f"  | {r['ours_gbs']:6.1f} GB/s = {r['of_roofline']*100:4.0f}% of probe {r['probe_gbs']:6.1f}"
+    return head + f"  | {r['ours_gflops']:6.1f} GF/s"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="peak,dense,bag,interaction",
+                    help="comma list of: peak, dense, bag, interaction")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--batches", default="1,64,512,2048", help="M values for dense layers")
+    ap.add_argument("--samples", type=int, default=7)
+    ap.add_argument("--target-ms", type=float, default=10.0, help="time per sample")
+    ap.add_argument("--quick", action="store_true", help="a few representative shapes only")
+    ap.add_argument("--formats", default="f32,i8")
+    ap.add_argument("--no-hugepages", action="store_true")
+    ap.add_argument("--json", help="write all rows to this file")
+    a = ap.parse_args(argv)
+    only = set(a.only.split(","))
+    threads = [int(t) for t in a.threads.split(",")]
+    lib = build()
+    target = a.target_ms / 1000
+    rows = []
+    peak = {}
+    for t in threads:
+        peak[t] = statistics.median(lib.b_fma_peak(t, 20_000_000) for _ in range(3))
+        print(f"FMA peak probe, {t} thread(s): {peak[t]:.1f} GFLOP/s", flush=True)
+        rows.append(dict(kind="peak", threads=t, gflops=peak[t]))
+    for t in threads:
+        if "dense" in only:
+            rows += bench_dense(lib, t, [int(m) for m in a.batches.split(",")], a.samples, target, a.quick)
+        if "bag" in only:
+            rows += bench_bags(lib, t, a.samples, target, a.quick, not a.no_hugepages,
+                               formats=tuple(a.formats.split(",")))
+        if "interaction" in only:
+            rows += bench_interaction(lib, t, a.samples, target)
+    print("\nsummary")
+    for r in rows:
+        if r["kind"] != "peak":
+            print(fmt_row(r))
+    if a.json:
+        meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), cpu=_cpu_name(), torch=torch.__version__,
+                    argv=sys.argv[1:])
+        Path(a.json).write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    return rows
+
+
+def _cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
+if __name__ == "__main__":
+    main()
