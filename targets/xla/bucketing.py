@@ -1,0 +1,161 @@
+"""Jagged sparse features -> static arrays, as TPUs need fixed shapes.
+
+Each feature f gets an id budget ``M_f`` (ids per bag). The executable takes,
+per feature, ``ids [batch, M_f]`` int32 (unused slots hold 0) and
+``lengths [batch]`` int32 (ids actually present per bag), plus
+``weights [batch, M_f]`` f32 when the feature has per-sample weights; the
+graph masks slots ``>= lengths[b]``.
+
+The budget comes from, in order: the target option ``max_ids_per_bag`` (one
+int for every feature, or ``{feature: int}``), the zoo spec's mean pooling
+when the model is a zoo model (one-hot features: 1; multi-hot:
+``ids_multiplier * pooling + 8`` rounded up to a multiple of 8), else
+``DEFAULT_MAX_IDS``. A bag holding more ids than its budget is an error
+(``overflow="error"``, the default) or, with ``overflow="truncate"``, keeps
+its first ``M_f`` ids and warns with the number of ids dropped.
+
+:func:`bucket_feature` is the host-side conversion: vectorised numpy, no
+Python loop over bags.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from xrec.runtime.validate import InputError
+
+from .layout import round_up
+
+DEFAULT_MAX_IDS = 32
+SLACK_IDS = 8
+
+
+class IdBudgetWarning(UserWarning):
+    """Ids were dropped because a bag exceeded its budget under ``overflow="truncate"``."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_ids: int
+    source: str               # "option" | "zoo pooling P" | "default"
+
+
+def _zoo_poolings(graph, feature_names: list[str]) -> dict[str, float]:
+    """Mean ids per bag of each feature when ``graph`` is a zoo model traced by xrec, else {}."""
+    from xrec import zoo
+    if graph.name not in zoo.list_models():
+        return {}
+    spec = zoo.spec(graph.name)
+    out = {}
+    for f in feature_names:
+        m = re.fullmatch(r"indices\[(\d+)\]", f)
+        if m and int(m.group(1)) < spec.num_features:
+            out[f] = float(spec.features[int(m.group(1))].pooling)
+    return out
+
+
+def zoo_feature_aliases(graph, feature_names: list[str]) -> dict[str, str]:
+    """Zoo feature names (C1, cat_0, user_id, ...) -> xrec feature names (indices[k])."""
+    from xrec import zoo
+    if graph.name not in zoo.list_models():
+        return {}
+    spec = zoo.spec(graph.name)
+    out = {}
+    for f in feature_names:
+        m = re.fullmatch(r"indices\[(\d+)\]", f)
+        if m and int(m.group(1)) < spec.num_features:
+            out[spec.features[int(m.group(1))].name] = f
+    return out
+
+
+def budget_from_pooling(pooling: float, multiplier: float) -> int:
+    if pooling == 1.0:
+        return 1
+    return round_up(math.ceil(multiplier * pooling) + SLACK_IDS, 8)
+
+
+def choose_budgets(graph, feature_names: list[str], max_ids_per_bag, multiplier: float) -> dict[str, Budget]:
+    """The id budget of every feature (see the module docstring for the order of sources)."""
+    given: dict[str, int] = {}
+    if isinstance(max_ids_per_bag, dict):
+        aliases = zoo_feature_aliases(graph, feature_names)
+        for k, v in max_ids_per_bag.items():
+            name = k if k in feature_names else aliases.get(k)
+            if name is None:
+                raise ValueError(f"xla option max_ids_per_bag names feature {k!r}, which this model does not "
+                                 f"have; features: {', '.join(feature_names)}"
+                                 + (f" (or zoo names {', '.join(aliases)})" if aliases else ""))
+            given[name] = int(v)
+    elif max_ids_per_bag is not None:
+        given = {f: int(max_ids_per_bag) for f in feature_names}
+    pooling = _zoo_poolings(graph, feature_names)
+    out = {}
+    for f in feature_names:
+        if f in given:
+            out[f] = Budget(given[f], "option")
+        elif f in pooling:
+            out[f] = Budget(budget_from_pooling(pooling[f], multiplier),
+                            f"zoo pooling {pooling[f]:g} x {multiplier:g}" + ("" if pooling[f] == 1.0 else
+                                                                            f" + {SLACK_IDS}, to 8"))
+        else:
+            out[f] = Budget(DEFAULT_MAX_IDS, "default")
+    return out
+
+
+@dataclass
+class Bucketed:
+    ids: np.ndarray                 # [batch, M] int32
+    lengths: np.ndarray             # [batch] int32 (clamped to M)
+    weights: np.ndarray | None      # [batch, M] float32
+    dropped: int                    # ids dropped by truncation
+
+
+def bucket_feature(indices, offsets, *, include_last_offset: bool, max_ids: int, overflow: str,
+                   feature: str, num_rows: int | None = None, weights=None) -> Bucketed:
+    """KJT (indices, offsets[, per-sample weights]) of one feature -> static [batch, max_ids] arrays."""
+    idx = np.asarray(indices)
+    off = np.asarray(offsets).astype(np.int64, copy=False)
+    if not include_last_offset:
+        off = np.concatenate([off, [len(idx)]])
+    batch = len(off) - 1
+    lengths = np.diff(off)
+    if num_rows is not None and idx.size:
+        lo, hi = idx.min(), idx.max()
+        if lo < 0 or hi >= num_rows:
+            p = int(np.argmax((idx < 0) | (idx >= num_rows)))
+            raise InputError(f"feature {feature!r}: index {int(idx[p])} at position {p} is out of range "
+                             f"for its table of {num_rows} rows")
+    dropped = 0
+    if batch and lengths.max(initial=0) > max_ids:
+        over = lengths > max_ids
+        bag = int(np.argmax(over))
+        if overflow == "error":
+            raise InputError(
+                f"feature {feature!r}: bag {bag} holds {int(lengths[bag])} ids but this xla artifact was "
+                f"compiled for at most {max_ids} ids per bag of this feature ({int(over.sum())} bag(s) over); "
+                f"recompile with a larger budget, e.g. options={{'max_ids_per_bag': {{'{feature}': "
+                f"{int(lengths.max())}}}}}, or with options={{'overflow': 'truncate'}} to keep the first "
+                f"{max_ids} ids of each bag")
+        dropped = int((lengths[over] - max_ids).sum())
+        warnings.warn(f"feature {feature!r}: {dropped} id(s) beyond the budget of {max_ids} per bag dropped "
+                      f"in {int(over.sum())} bag(s) (overflow='truncate')", IdBudgetWarning, stacklevel=3)
+    n = int(off[-1] - off[0]) if batch else 0
+    rows = np.repeat(np.arange(batch, dtype=np.int64), lengths)
+    pos = np.arange(n, dtype=np.int64) - np.repeat(off[:-1] - off[0], lengths)
+    keep = pos < max_ids
+    flat = rows[keep] * max_ids + pos[keep]
+    src = idx[int(off[0]):int(off[0]) + n][keep] if batch else idx[:0]
+    ids = np.zeros(batch * max_ids, np.int32)
+    ids[flat] = src
+    w = None
+    if weights is not None:
+        wsrc = np.asarray(weights, np.float32)[int(off[0]):int(off[0]) + n][keep] if batch else None
+        w = np.zeros(batch * max_ids, np.float32)
+        if batch:
+            w[flat] = wsrc
+        w = w.reshape(batch, max_ids)
+    return Bucketed(ids.reshape(batch, max_ids), np.minimum(lengths, max_ids).astype(np.int32), w, dropped)
