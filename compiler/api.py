@@ -14,7 +14,7 @@ from torch.utils import _pytree as pytree
 from .artifact import Artifact, ArtifactWriter, open_artifact
 from .config import knobs
 from .ir import Graph
-from .progress import step
+from .progress import say, step
 from .runtime.validate import InputValidator
 
 
@@ -92,11 +92,62 @@ def default_target() -> str:
     return "reference"
 
 
+def _calibration_batches(g: Graph, calibration, samples: int, batch: int = 512) -> list[list[np.ndarray]]:
+    """Flat calibration inputs: from ``calibration(batch, seed) -> args`` or random over the signature."""
+    from .artifact import signature_of
+    from .runtime.inputs import random_flat_inputs
+    out, seed = [], 1000
+    while samples > 0:
+        b = min(batch, samples)
+        if calibration is not None:
+            leaves = pytree.tree_leaves(calibration(b, seed))
+            out.append([x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in leaves])
+        else:
+            out.append(random_flat_inputs(g, signature_of(g)["features"], b, seed=seed))
+        samples -= b
+        seed += 1
+    return out
+
+
+def _compress(g: Graph, quantize, *, calibration=None, budget_mb: float | None = None,
+              max_auc_drop: float | None = None, calib_samples: int = 4096):
+    """Quantize embedding tables; return the new graph and the accuracy report (a dict)."""
+    from .compress import CompressionError, measure, plan_precision, table_stats
+    from .compress.accuracy import predictions
+    from .passes import run_pipeline
+    with step(f"calibration inputs ({calib_samples} samples)"):
+        batches = _calibration_batches(g, calibration, calib_samples)
+        p0 = predictions(g, batches)
+    stats = table_stats(g, batches)
+
+    def apply(plan):
+        return run_pipeline(g, ["quantize_embeddings"], options={"quantize_embeddings": {"precision": plan}})
+
+    def auc_change(plan):
+        return measure(g, apply(plan), batches, p_fp32=p0).auc_change
+
+    with step(f"choose precision per table ({quantize if isinstance(quantize, str) else 'given'})"):
+        plan = plan_precision(stats, quantize, budget_bytes=None if budget_mb is None else int(budget_mb * 2**20),
+                              evaluate=auc_change, max_auc_drop=max_auc_drop)
+    with step("quantize tables and measure accuracy"):
+        q = apply(plan)
+        rep = measure(g, q, batches, p_fp32=p0)
+    say(f"compression: {rep.summary()}")
+    if max_auc_drop is not None and -rep.auc_change > max_auc_drop:
+        raise CompressionError(f"AUC drops by {-rep.auc_change:.5f} on the calibration set, more than the allowed "
+                               f"{max_auc_drop}; use more bits (e.g. --quantize int8) or raise --max-auc-drop")
+    return q, {"plan": plan, **rep.as_dict()}
+
+
 def lower(model_or_graph, example_inputs=None, *, target: str = "reference", options: dict | None = None,
-          name: str | None = None, stop_after: str | None = None, quantize: str | None = None):
-    """Import and optimize: returns (graph, target object, parsed options)."""
+          name: str | None = None, stop_after: str | None = None, quantize=None,
+          compression: dict | None = None):
+    """Import and optimize: returns (graph, target object, parsed options, compression report or None).
+
+    ``compression`` holds the options of ``_compress`` (calibration, budget_mb, max_auc_drop, calib_samples).
+    """
     from xrec.frontend import import_model
-    from xrec.passes import DEFAULT_PIPELINE, run_pipeline
+    from xrec.passes.pipeline import FUSE, RECOGNIZE, build_pipeline, run_pipeline
     from xrec.targets import get_target
 
     tgt = get_target(target)
@@ -115,34 +166,57 @@ def lower(model_or_graph, example_inputs=None, *, target: str = "reference", opt
             raise TypeError("xrec.compile needs example_inputs to trace the model")
         with step(f"trace {name or type(model_or_graph).__name__} with torch.export"):
             g = import_model(model_or_graph, tuple(example_inputs), name=name)
-    if quantize:
-        raise NotImplementedError("quantization is not available yet (see the compression issue)")
-    passes = list(DEFAULT_PIPELINE) + tgt.passes(opts)
+    report = None
+    if not quantize:
+        with step("optimize IR"):
+            g = run_pipeline(g, build_pipeline(target=tgt.passes(opts)), stop_after=stop_after)
+        return g, tgt, opts, report
     with step("optimize IR"):
-        g = run_pipeline(g, passes, stop_after=stop_after)
-    return g, tgt, opts
+        g = run_pipeline(g, RECOGNIZE)
+    g, report = _compress(g, quantize, **(compression or {}))
+    with step("optimize IR after compression"):
+        g = run_pipeline(g, list(FUSE) + tgt.passes(opts), stop_after=stop_after)
+    return g, tgt, opts, report
 
 
 def compile(model, example_inputs: Sequence[Any] | None = None, target: str | None = None, *,
-            quantize: str | None = None, options: dict | None = None, name: str | None = None,
-            out: str | Path | None = None, source: dict | None = None,
-            tolerances: dict | None = None) -> CompiledModel:
+            quantize=None, options: dict | None = None, name: str | None = None,
+            out: str | Path | None = None, source: dict | None = None, tolerances: dict | None = None,
+            calibration=None, budget_mb: float | None = None, max_auc_drop: float | None = None,
+            calib_samples: int = 4096) -> CompiledModel:
     """Compile ``model`` (an nn.Module traced on ``example_inputs``, or an ExportedProgram).
 
     The result is called exactly like ``model`` and works at any batch size.
     ``out`` writes the artifact there (else into xrec's cache, see ``save``).
+    ``quantize``: None, a precision for every embedding table ("fp16", "bf16", "int8", "int4", "int2"),
+    "mixed" (automatic, needs ``budget_mb`` or ``max_auc_drop``), or a mapping feature -> precision.
+    ``calibration(batch, seed) -> args`` draws calibration inputs (default: zoo generator for zoo models,
+    random inputs over the signature otherwise); ``max_auc_drop`` fails the compile when exceeded.
     """
     target = target or default_target()
-    g, tgt, opts = lower(model, example_inputs, target=target, options=options, name=name, quantize=quantize)
+    if calibration is None and hasattr(model, "xrec_spec"):
+        from . import zoo
+        calibration = lambda batch, seed: zoo.make_inputs(model, batch, seed=seed)  # noqa: E731
+    comp = {"calibration": calibration, "budget_mb": budget_mb, "max_auc_drop": max_auc_drop,
+            "calib_samples": calib_samples}
+    g, tgt, opts, report = lower(model, example_inputs, target=target, options=options, name=name,
+                                 quantize=quantize, compression=comp)
     owns = out is None
     if out is None:
         base = Path(knobs.cache_dir) / "artifacts"
         base.mkdir(parents=True, exist_ok=True)
         out = Path(tempfile.mkdtemp(prefix=f"{g.name}-{target}-", suffix=".xrec", dir=base))
-    writer = ArtifactWriter(Path(out), g, target, target_info={"options": opts})
+    tol = dict(tolerances or getattr(tgt, "tolerances", None) or {"rtol": 1e-4, "atol": 1e-6})
+    extra = {}
+    if report is not None:
+        extra["compression"] = report
+        # a compressed model is compared with the fp32 PyTorch model: allow the drift measured on the
+        # calibration set (with a margin for inputs it did not see)
+        tol["atol"] = max(tol.get("atol", 0.0), 4 * report["max_abs_err"])
+    writer = ArtifactWriter(Path(out), g, target, target_info={"options": opts}, extra=extra)
     with step(f"build for target {target}"):
         tgt.build(g, opts, writer)
-        writer.finish(tolerances=tolerances or getattr(tgt, "tolerances", None), source=source)
+        writer.finish(tolerances=tol, source=source)
     return CompiledModel(open_artifact(out), owns_dir=owns)
 
 

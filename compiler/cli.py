@@ -51,9 +51,9 @@ def cmd_ir(args) -> int:
     from .models import resolve
     src = resolve(args.model, max_rows=args.max_rows)
     if src.exported is not None:
-        g, _, _ = lower(src.exported, target=args.target, name=src.name, stop_after=args.after)
+        g, *_ = lower(src.exported, target=args.target, name=src.name, stop_after=args.after)
     else:
-        g, _, _ = lower(src.module, src.example_inputs, target=args.target, name=src.name,
+        g, *_ = lower(src.module, src.example_inputs, target=args.target, name=src.name,
                         stop_after=args.after)
     print(print_graph(g, show_params=args.params))
     return 0
@@ -66,7 +66,10 @@ def _compile(args, model_spec: str, out=None):
         src = resolve(model_spec, max_rows=args.max_rows)
     model = src.exported if src.exported is not None else src.module
     cm = xcompile(model, src.example_inputs, target=args.target, name=src.name, out=out,
-                  source=src.source, quantize=getattr(args, "quantize", None))
+                  source=src.source, quantize=getattr(args, "quantize", None),
+                  calibration=src.make_inputs, budget_mb=getattr(args, "budget_mb", None),
+                  max_auc_drop=getattr(args, "max_auc_drop", None),
+                  calib_samples=getattr(args, "calib_samples", 4096))
     return cm, src
 
 
@@ -77,6 +80,19 @@ def cmd_compile(args) -> int:
     m = cm.manifest
     say(f"wrote {out} (target {m['target']}, weights {m['weights']['bytes'] / 2**20:.1f} MiB, "
         f"{len(m['files'])} generated files)")
+    if "compression" in m:
+        c = m["compression"]
+        counts = {}
+        for p in c["plan"].values():
+            counts[p] = counts.get(p, 0) + 1
+        print("precision   " + ", ".join(f"{n} tables {p}" for p, n in sorted(counts.items())))
+        print(f"size        {c['bytes_before'] / 2**20:.1f} MiB -> {c['bytes_after'] / 2**20:.1f} MiB "
+              f"({c['bytes_after'] / max(c['bytes_before'], 1):.1%})")
+        print(f"drift       max {c['max_abs_err']:.3e}, mean {c['mean_abs_err']:.3e} "
+              f"(predicted probability, {c['samples']} calibration samples)")
+        print(f"AUC         {c['auc_fp32']:.5f} -> {c['auc']:.5f} ({c['auc_change']:+.5f})")
+        print(f"log-loss    {c['logloss_fp32']:.5f} -> {c['logloss']:.5f} ({c['logloss_change']:+.5f})")
+        print(f"ranking AUC {c['ranking_auc']:.5f} (vs fp32 above its median; 1.0 = same ranking)")
     print(out)
     return 0
 
@@ -95,8 +111,9 @@ def _check_report(cm, src, batches, seed) -> dict:
             flat = [torch.from_numpy(a) for a in random_flat_inputs(cm.graph, feats, batch, seed=s)]
             a, kw = pytree.tree_unflatten(flat, spec)
             return a
-    rtol = cm.manifest.get("tolerances", {}).get("rtol", 1e-4)
-    rep = check(cm, src.module, make, batches=batches, rtol=rtol, seed=seed)
+    tol = cm.manifest.get("tolerances", {})
+    rep = check(cm, src.module, make, batches=batches, rtol=tol.get("rtol", 1e-4), atol=tol.get("atol", 1e-6),
+                seed=seed)
     rep.update({"model": src.name, "target": cm.manifest["target"], "artifact": str(cm.path)})
     return rep
 
@@ -201,7 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model")
     model_opts(sp)
     sp.add_argument("-o", "--output", default=None, help="artifact directory (default MODEL.xrec)")
-    sp.add_argument("--quantize", choices=["int8", "int4", "fp16"], default=None)
+    sp.add_argument("--quantize", choices=["fp16", "bf16", "int8", "int4", "int2", "mixed"], default=None,
+                    help="embedding-table precision (row-wise, FBGEMM layouts); 'mixed' picks per table")
+    sp.add_argument("--budget-mb", type=float, default=None, help="memory budget for --quantize mixed")
+    sp.add_argument("--max-auc-drop", type=float, default=None,
+                    help="fail (or, with mixed, stop lowering bits) when the calibration AUC drops more")
+    sp.add_argument("--calib-samples", type=int, default=4096, help="calibration samples for the report")
     sp.set_defaults(fn=cmd_compile)
 
     sp = sub.add_parser("check", help="compare a model or artifact with PyTorch on fresh inputs")
