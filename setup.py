@@ -6,7 +6,9 @@ kernels/  -> xrec.kernels    (hand-written kernel templates)
 csrc/     -> xrec._csrc      (C++ runtime sources, shipped as package data)
 hls/      -> xrec._hls       (HLS support files, shipped as package data)
 """
-from setuptools import setup, find_packages
+import os
+
+from setuptools import find_packages, setup
 
 def mapped(prefix, folder):
     pkgs = {prefix: folder}
@@ -18,7 +20,9 @@ package_dir = {}
 package_dir.update(mapped("xrec", "compiler"))
 package_dir.update(mapped("xrec.targets", "targets"))
 package_dir.update(mapped("xrec.kernels", "kernels"))
-package_dir.update({"xrec._csrc": "csrc", "xrec._hls": "hls"})
+# data-only packages: shipped when their folder exists
+package_dir.update({name: folder for name, folder in (("xrec._csrc", "csrc"), ("xrec._hls", "hls"))
+                    if os.path.isdir(folder)})
 
 EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3"],
@@ -36,7 +40,7 @@ setup(
     python_requires=">=3.10",
     packages=list(package_dir),
     package_dir=package_dir,
-    package_data={"xrec._csrc": ["*", "**/*"], "xrec._hls": ["*", "**/*"]},
+    package_data={k: ["*", "**/*"] for k in ("xrec._csrc", "xrec._hls") if k in package_dir},
     install_requires=["torch>=2.6,<2.15", "numpy>=1.24", "sympy>=1.12"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["xrec=xrec.cli:main"]},

@@ -9,24 +9,26 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PY" -m venv .venv
 fi
-VPIP=".venv/bin/python -m pip"
-$VPIP install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+# pip, with the noise of this machine's unused local indexes filtered out (pip's exit status kept)
+vpip() { .venv/bin/python -m pip "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
+VPIP=vpip
+$VPIP install -q --upgrade pip
 
 # PyTorch first, pinned: a CPU build of exactly this version lies on the CI machines' disk,
 # and a looser spec could pull a multi-GB CUDA build.
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
   echo "[setup] installing torch==2.13.0"
-  $VPIP install -q torch==2.13.0 2>&1 | grep -v '^WARNING: Location' || true
+  $VPIP install -q torch==2.13.0
 fi
 
 echo "[setup] installing xrec with all extras"
-$VPIP install -q -e ".[all]" 2>&1 | grep -v '^WARNING: Location' || true
+$VPIP install -q -e ".[all]"
 
 # Vitis HLS C simulation: Xilinx's ap_int/ap_fixed/hls_stream headers (Apache-2.0) ship in the
 # hls4ml wheel; only the headers are used, so install it without its dependencies.
 if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('hls4ml') is None)"; then
   echo "[setup] installing hls4ml==1.3.0 (headers only, --no-deps)"
-  $VPIP install -q --no-deps hls4ml==1.3.0 2>&1 | grep -v '^WARNING: Location' || true
+  $VPIP install -q --no-deps hls4ml==1.3.0
 fi
 
 # System tools the cpu target and the C++ runtime build with.
