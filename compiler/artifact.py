@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .ir import Graph, Op
+from .ir import Graph, Op, feature_inputs
 from .ir.serialize import graph_from_json, graph_to_json
 from .ir.types import DType, dim_str
 
@@ -50,30 +50,23 @@ def signature_of(g: Graph) -> dict:
         ins.append({"name": n.attr("name"), "value": n.name, "kind": n.attr("kind"),
                     "dtype": n.type.dtype.value, "shape": [dim_str(d) for d in n.type.shape]})
     index_of = {n.name: k for k, n in enumerate(g.input_nodes)}
+    rows_of: dict[str, list[int]] = {}
+    for n in g.nodes_of(Op.EMBEDDING_BAG, Op.EMBEDDING_BAG_GROUP):
+        for fi in feature_inputs(n):
+            rows = fi.feature.num_rows
+            if rows < 0:     # a single bag: its logical rows are the remap's or the table's
+                rows = int(g.type_of(fi.remap or fi.table).shape[0])
+            rows_of.setdefault(fi.jagged, []).append(rows)
     features = []
     for j in g.nodes_of(Op.JAGGED):
         idx, off = j.inputs
-        tables = []
-        for u in g.users.get(j.name, []):
-            if u.op is Op.EMBEDDING_BAG:
-                tables.append(_rows(g, u.inputs[0], u))
-            elif u.op is Op.EMBEDDING_BAG_GROUP:
-                pos = 0
-                for f in u.attr("features"):
-                    if u.inputs[pos + 1] == j.name:
-                        tables.append(f.num_rows)
-                    pos += 3 if f.has_psw else 2
+        tables = rows_of.get(j.name, [])
         features.append({"feature": j.attr("feature"), "indices": index_of.get(idx),
                          "offsets": index_of.get(off), "include_last_offset": j.attr("include_last_offset"),
                          "num_rows": min(tables) if tables else None})
     outs = [{"value": o, "dtype": g.type_of(o).dtype.value,
              "shape": [dim_str(d) for d in g.type_of(o).shape]} for o in g.outputs]
     return {"inputs": ins, "outputs": outs, "features": features}
-
-
-def _rows(g: Graph, table_name: str, node) -> int:
-    t = g.type_of(table_name)
-    return int(t.shape[0])
 
 
 @dataclass

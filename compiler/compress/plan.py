@@ -6,7 +6,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..ir import Graph, Op
+from ..ir import Graph, Op, feature_inputs
 from ..passes.quantize_embeddings import BITS, PRECISIONS
 
 LADDER = ("fp32", "fp16", "int8", "int4", "int2")     # from most to fewest bits
@@ -47,20 +47,12 @@ def table_stats(g: Graph, calib: Sequence[list[np.ndarray]]) -> list[TableStat]:
         samples = sum(len(b[ins[first.inputs[1]]]) - last for b in calib)
     out = []
     for n in g.nodes_of(Op.EMBEDDING_BAG_GROUP, Op.EMBEDDING_BAG):
-        feats = n.attr("features") if n.op is Op.EMBEDDING_BAG_GROUP else None
-        items = []
-        if feats is not None:
-            pos = 0
-            for f in feats:
-                items.append((f.feature, f.num_rows, f.dim, n.inputs[pos + 1]))
-                pos += 3 if f.has_psw else 2
-        else:
-            t = g.type_of(n.inputs[0])
-            items.append((n.attr("feature", n.name), int(t.shape[0]), int(n.type.shape[1]), n.inputs[1]))
-        for feature, rows, dim, jname in items:
-            idx_input = jag[jname].inputs[0]
+        for fi in feature_inputs(n):
+            f = fi.feature
+            rows = f.num_rows if f.num_rows >= 0 else int(g.type_of(fi.remap or fi.table).shape[0])
+            idx_input = jag[fi.jagged].inputs[0]
             ids = sum(len(b[ins[idx_input]]) for b in calib) if idx_input in ins else 0
-            out.append(TableStat(feature, rows, dim, ids / max(samples, 1)))
+            out.append(TableStat(f.feature, rows, f.dim, ids / max(samples, 1)))
     return out
 
 

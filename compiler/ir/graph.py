@@ -26,8 +26,46 @@ class GroupFeature:
     mode: str                 # "sum" | "mean" | "max"
     padding_idx: int | None
     has_psw: bool             # per-sample weights follow the jagged input
-    num_rows: int
+    num_rows: int             # logical rows (ids range over [0, num_rows))
     dim: int
+    has_remap: bool = False   # a pruned table: an int32 [num_rows] remap (-1 = pruned) comes last
+
+    @property
+    def num_inputs(self) -> int:
+        return 2 + self.has_psw + self.has_remap
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureInputs:
+    """The IR values one feature of an embedding-bag op reads."""
+
+    feature: GroupFeature
+    table: str
+    jagged: str
+    psw: str | None
+    remap: str | None
+
+
+def feature_inputs(node: "Node") -> list[FeatureInputs]:
+    """Per feature of an EMBEDDING_BAG_GROUP (or a single EMBEDDING_BAG), the values it reads.
+
+    Inputs are laid out per feature as: table, jagged, [per-sample weights], [remap].
+    """
+    if node.op is Op.EMBEDDING_BAG:
+        f = GroupFeature(feature=node.attr("feature", node.name), mode=node.attr("mode"),
+                         padding_idx=node.attr("padding_idx", None), has_psw=node.attr("has_psw", False),
+                         num_rows=-1, dim=int(node.type.shape[1]), has_remap=node.attr("has_remap", False))
+        feats = (f,)
+    else:
+        feats = node.attr("features")
+    out, pos = [], 0
+    for f in feats:
+        ins = node.inputs[pos:pos + f.num_inputs]
+        psw = ins[2] if f.has_psw else None
+        remap = ins[-1] if f.has_remap else None
+        out.append(FeatureInputs(f, ins[0], ins[1], psw, remap))
+        pos += f.num_inputs
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .bind import bind_symbols
-from .graph import Graph, Node
+from .graph import Graph, Node, feature_inputs
 from .ops import Op
 from .quant import LAYOUT_BITS, bf16_to_f32, dequantize_rows
 from .types import DType, JaggedType, TensorType, eval_dim
@@ -42,9 +42,10 @@ def gather_rows(table: np.ndarray, ttype: TensorType, dim: int, idx: np.ndarray)
 
 
 def _bag(table: np.ndarray, jag: Jagged, mode: str, padding_idx, psw, feature: str = "",
-         ttype: TensorType | None = None, dim: int | None = None) -> np.ndarray:
+         ttype: TensorType | None = None, dim: int | None = None, remap: np.ndarray | None = None) -> np.ndarray:
+    """PyTorch's embedding_bag; with a ``remap`` (pruned table), ids remapped to -1 read a zero row."""
     idx, off = jag.indices, jag.offsets
-    rows = table.shape[0]
+    rows = table.shape[0] if remap is None else len(remap)
     ttype = ttype or TensorType(table.shape, DType.from_numpy(table.dtype))
     dim = table.shape[1] if dim is None else dim
     if len(idx) and (idx.min() < 0 or idx.max() >= rows):
@@ -55,7 +56,12 @@ def _bag(table: np.ndarray, jag: Jagged, mode: str, padding_idx, psw, feature: s
     lengths = np.diff(off)
     seg = np.repeat(np.arange(B), lengths)
     keep = np.ones(len(idx), bool) if padding_idx is None else idx != (padding_idx % rows)
-    vals = gather_rows(table, ttype, dim, idx)
+    if remap is None:
+        vals = gather_rows(table, ttype, dim, idx)
+    else:
+        phys = remap[idx].astype(np.int64)
+        vals = gather_rows(table, ttype, dim, np.maximum(phys, 0))
+        vals[phys < 0] = 0.0
     if psw is not None:
         vals = vals * psw.astype(np.float32)[:, None]
     vals, seg_k = vals[keep], seg[keep]
@@ -147,18 +153,17 @@ def i_embedding(it, n, args, b):
 
 
 def i_embedding_bag(it, n, args, b):
-    psw = args[2] if n.attr("has_psw", False) else None
-    return _bag(args[0], args[1], n.attr("mode"), n.attr("padding_idx", None), psw,
-                n.attr("feature", n.name), it.g.type_of(n.inputs[0]), n.type.shape[1])
+    return i_group(it, n, args, b)
 
 
 def i_group(it, n, args, b):
-    outs, pos = [], 0
-    for f in n.attr("features"):
-        psw = args[pos + 2] if f.has_psw else None
-        outs.append(_bag(args[pos], args[pos + 1], f.mode, f.padding_idx, psw, f.feature,
-                         it.g.type_of(n.inputs[pos]), f.dim))
-        pos += 3 if f.has_psw else 2
+    env = dict(zip(n.inputs, args))
+    outs = []
+    for fi in feature_inputs(n):
+        f = fi.feature
+        outs.append(_bag(env[fi.table], env[fi.jagged], f.mode, f.padding_idx,
+                         env[fi.psw] if fi.psw else None, f.feature, it.g.type_of(fi.table), f.dim,
+                         env[fi.remap] if fi.remap else None))
     return np.concatenate(outs, axis=1)
 
 

@@ -120,31 +120,46 @@ def _check_bag(node, table: TensorType, jag: Type, psw: Type | None, mode: str, 
     return jag.batch
 
 
+def _check_remap(node, remap: Type | None, feature: str) -> int | None:
+    """A pruned table's remap: int32 [logical rows]; returns the logical row count."""
+    if remap is None:
+        return None
+    r = _tensor(node, remap, f"remap of {feature}")
+    if r.rank != 1 or r.dtype is not DType.I32 or not isinstance(r.shape[0], int):
+        _fail(node, f"feature {feature}: remap must be a static int32 [rows] tensor, got {r}")
+    return int(r.shape[0])
+
+
 def r_embedding_bag(node, ts):
-    has_psw = node.attr("has_psw", False)
-    _arity(node, ts, 3 if has_psw else 2)
+    has_psw, has_remap = node.attr("has_psw", False), node.attr("has_remap", False)
+    _arity(node, ts, 2 + has_psw + has_remap)
     table = _tensor(node, ts[0], "table")
     dim = embedding_row_dim(node, table)
+    _check_remap(node, ts[-1] if has_remap else None, node.attr("feature", node.name))
     b = _check_bag(node, table, ts[1], ts[2] if has_psw else None, node.attr("mode"), dim)
     return TensorType((b, dim), _out_float(table, node))
 
 
 def r_embedding_bag_group(node, ts):
     feats: tuple[GroupFeature, ...] = node.attr("features")
-    want = sum(3 if f.has_psw else 2 for f in feats)
-    _arity(node, ts, want)
+    _arity(node, ts, sum(f.num_inputs for f in feats))
     pos, batch, total = 0, None, 0
     for f in feats:
-        table = _tensor(node, ts[pos], f"table of {f.feature}")
-        if table.rank != 2 or (not table.layout and (table.shape[0] != f.num_rows or table.shape[1] != f.dim)):
-            _fail(node, f"feature {f.feature}: table {table} does not match rows={f.num_rows} dim={f.dim}")
-        b = _check_bag(node, table, ts[pos + 1], ts[pos + 2] if f.has_psw else None, f.mode, f.dim)
+        fts = ts[pos:pos + f.num_inputs]
+        table = _tensor(node, fts[0], f"table of {f.feature}")
+        rows = _check_remap(node, fts[-1] if f.has_remap else None, f.feature)
+        if rows is not None and rows != f.num_rows:
+            _fail(node, f"feature {f.feature}: remap has {rows} entries for a table of {f.num_rows} rows")
+        stored_rows = table.shape[0] if f.has_remap else f.num_rows
+        if table.rank != 2 or (not table.layout and (table.shape[0] != stored_rows or table.shape[1] != f.dim)):
+            _fail(node, f"feature {f.feature}: table {table} does not match rows={stored_rows} dim={f.dim}")
+        b = _check_bag(node, table, fts[1], fts[2] if f.has_psw else None, f.mode, f.dim)
         if batch is None:
             batch = b
         elif not dims_equal(batch, b):
             _fail(node, f"feature {f.feature} has batch {b}, others {batch}")
         total += f.dim
-        pos += 3 if f.has_psw else 2
+        pos += f.num_inputs
     return TensorType((batch, total), DType.F32)
 
 

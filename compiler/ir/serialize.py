@@ -38,7 +38,7 @@ def _dec_type(d: dict):
 
 def _enc_val(v) -> Any:
     if isinstance(v, GroupFeature):
-        return {"__feature__": [v.feature, v.mode, v.padding_idx, v.has_psw, v.num_rows, v.dim]}
+        return {"__feature__": [v.feature, v.mode, v.padding_idx, v.has_psw, v.num_rows, v.dim, v.has_remap]}
     if isinstance(v, DType):
         return {"__dtype__": v.value}
     if isinstance(v, tuple):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..ir import Graph, GraphBuilder, Op, TensorType
+from ..ir import Graph, GraphBuilder, Op, TensorType, feature_inputs
 from ..ir.quant import bf16_bits, quantize_rows
 from ..ir.types import DType
 from . import register_pass
@@ -63,11 +63,11 @@ def quantize_embeddings(g: Graph, precision: str | Mapping[str, str] = "int8") -
     for n in g.nodes:
         if n.op is Op.EMBEDDING_BAG_GROUP:
             ins, pos = list(n.inputs), 0
-            for f in n.attr("features"):
-                prec = _plan_for(f.feature, precision)
+            for fi in feature_inputs(n):
+                prec = _plan_for(fi.feature.feature, precision)
                 if prec != "fp32":
-                    ins[pos] = table_for(n.inputs[pos], prec, n.loc)
-                pos += 3 if f.has_psw else 2
+                    ins[pos] = table_for(fi.table, prec, n.loc)
+                pos += fi.feature.num_inputs
             b.copy(n.with_(inputs=tuple(ins)))
         elif n.op in (Op.EMBEDDING_BAG, Op.EMBEDDING):
             prec = _plan_for(n.attr("feature", n.name), precision)
