@@ -110,38 +110,56 @@ def _calibration_batches(g: Graph, calibration, samples: int, batch: int = 512) 
 
 
 def _compress(g: Graph, quantize, *, calibration=None, budget_mb: float | None = None,
-              max_auc_drop: float | None = None, calib_samples: int = 4096):
-    """Quantize embedding tables; return the new graph and the accuracy report (a dict)."""
+              max_auc_drop: float | None = None, calib_samples: int = 4096, prune: tuple | None = None):
+    """Prune and quantize embedding tables; return the new graph and the accuracy report (a dict).
+
+    ``prune`` is (method, keep_fraction) with method "frequency" or "norm".
+    """
     from .compress import CompressionError, measure, plan_precision, table_stats
     from .compress.accuracy import predictions
+    from .compress.prune import prune_plan
     from .passes import run_pipeline
     with step(f"calibration inputs ({calib_samples} samples)"):
         batches = _calibration_batches(g, calibration, calib_samples)
         p0 = predictions(g, batches)
     stats = table_stats(g, batches)
+    fp32 = g
+    pruned: dict = {}
+    if prune:
+        method, fraction = prune
+        with step(f"prune embedding rows ({method}, keep {fraction:.0%})"):
+            keep = prune_plan(g, batches, method=method, keep_fraction=fraction)
+            g = run_pipeline(g, ["prune_embeddings"], options={"prune_embeddings": {"keep": keep}})
+            pruned = {"method": method, "keep_fraction": fraction,
+                      "rows_kept": {f: int(len(k)) for f, k in keep.items()}}
 
     def apply(plan):
+        if not quantize:
+            return g
         return run_pipeline(g, ["quantize_embeddings"], options={"quantize_embeddings": {"precision": plan}})
 
     def auc_change(plan):
-        return measure(g, apply(plan), batches, p_fp32=p0).auc_change
+        return measure(fp32, apply(plan), batches, p_fp32=p0).auc_change
 
-    with step(f"choose precision per table ({quantize if isinstance(quantize, str) else 'given'})"):
-        plan = plan_precision(stats, quantize, budget_bytes=None if budget_mb is None else int(budget_mb * 2**20),
-                              evaluate=auc_change, max_auc_drop=max_auc_drop)
+    plan = {s.feature: "fp32" for s in stats}
+    if quantize:
+        with step(f"choose precision per table ({quantize if isinstance(quantize, str) else 'given'})"):
+            plan = plan_precision(stats, quantize,
+                                  budget_bytes=None if budget_mb is None else int(budget_mb * 2**20),
+                                  evaluate=auc_change, max_auc_drop=max_auc_drop)
     with step("quantize tables and measure accuracy"):
         q = apply(plan)
-        rep = measure(g, q, batches, p_fp32=p0)
+        rep = measure(fp32, q, batches, p_fp32=p0)
     say(f"compression: {rep.summary()}")
     if max_auc_drop is not None and -rep.auc_change > max_auc_drop:
         raise CompressionError(f"AUC drops by {-rep.auc_change:.5f} on the calibration set, more than the allowed "
                                f"{max_auc_drop}; use more bits (e.g. --quantize int8) or raise --max-auc-drop")
-    return q, {"plan": plan, **rep.as_dict()}
+    return q, {"plan": plan, **({"prune": pruned} if pruned else {}), **rep.as_dict()}
 
 
 def lower(model_or_graph, example_inputs=None, *, target: str = "reference", options: dict | None = None,
           name: str | None = None, stop_after: str | None = None, quantize=None,
-          compression: dict | None = None):
+          compression: dict | None = None, prune: tuple | None = None):
     """Import and optimize: returns (graph, target object, parsed options, compression report or None).
 
     ``compression`` holds the options of ``_compress`` (calibration, budget_mb, max_auc_drop, calib_samples).
@@ -167,13 +185,16 @@ def lower(model_or_graph, example_inputs=None, *, target: str = "reference", opt
         with step(f"trace {name or type(model_or_graph).__name__} with torch.export"):
             g = import_model(model_or_graph, tuple(example_inputs), name=name)
     report = None
-    if not quantize:
+    if prune and not tgt.capabilities(opts).supports_pruning:
+        raise RuntimeError(f"target {target!r} cannot run pruned embedding tables yet; compile without --prune "
+                           "or for a target that supports it (see Capabilities.supports_pruning)")
+    if not quantize and not prune:
         with step("optimize IR"):
             g = run_pipeline(g, build_pipeline(target=tgt.passes(opts)), stop_after=stop_after)
         return g, tgt, opts, report
     with step("optimize IR"):
         g = run_pipeline(g, RECOGNIZE)
-    g, report = _compress(g, quantize, **(compression or {}))
+    g, report = _compress(g, quantize, prune=prune, **(compression or {}))
     with step("optimize IR after compression"):
         g = run_pipeline(g, list(FUSE) + tgt.passes(opts), stop_after=stop_after)
     return g, tgt, opts, report
@@ -183,7 +204,7 @@ def compile(model, example_inputs: Sequence[Any] | None = None, target: str | No
             quantize=None, options: dict | None = None, name: str | None = None,
             out: str | Path | None = None, source: dict | None = None, tolerances: dict | None = None,
             calibration=None, budget_mb: float | None = None, max_auc_drop: float | None = None,
-            calib_samples: int = 4096) -> CompiledModel:
+            calib_samples: int = 4096, prune: tuple | None = None) -> CompiledModel:
     """Compile ``model`` (an nn.Module traced on ``example_inputs``, or an ExportedProgram).
 
     The result is called exactly like ``model`` and works at any batch size.
@@ -192,6 +213,7 @@ def compile(model, example_inputs: Sequence[Any] | None = None, target: str | No
     "mixed" (automatic, needs ``budget_mb`` or ``max_auc_drop``), or a mapping feature -> precision.
     ``calibration(batch, seed) -> args`` draws calibration inputs (default: zoo generator for zoo models,
     random inputs over the signature otherwise); ``max_auc_drop`` fails the compile when exceeded.
+    ``prune=(method, keep_fraction)`` drops embedding rows ("frequency" on the calibration set, or "norm").
     """
     target = target or default_target()
     if calibration is None and hasattr(model, "xrec_spec"):
@@ -200,7 +222,7 @@ def compile(model, example_inputs: Sequence[Any] | None = None, target: str | No
     comp = {"calibration": calibration, "budget_mb": budget_mb, "max_auc_drop": max_auc_drop,
             "calib_samples": calib_samples}
     g, tgt, opts, report = lower(model, example_inputs, target=target, options=options, name=name,
-                                 quantize=quantize, compression=comp)
+                                 quantize=quantize, compression=comp, prune=prune)
     owns = out is None
     if out is None:
         base = Path(knobs.cache_dir) / "artifacts"

@@ -69,7 +69,8 @@ def _compile(args, model_spec: str, out=None):
                   source=src.source, quantize=getattr(args, "quantize", None),
                   calibration=src.make_inputs, budget_mb=getattr(args, "budget_mb", None),
                   max_auc_drop=getattr(args, "max_auc_drop", None),
-                  calib_samples=getattr(args, "calib_samples", 4096))
+                  calib_samples=getattr(args, "calib_samples", 4096),
+                  prune=(args.prune, args.prune_keep) if getattr(args, "prune", None) else None)
     return cm, src
 
 
@@ -86,6 +87,10 @@ def cmd_compile(args) -> int:
         for p in c["plan"].values():
             counts[p] = counts.get(p, 0) + 1
         print("precision   " + ", ".join(f"{n} tables {p}" for p, n in sorted(counts.items())))
+        if "prune" in c:
+            pr = c["prune"]
+            print(f"pruned      {len(pr['rows_kept'])} tables by {pr['method']}, keeping {pr['keep_fraction']:.0%} "
+                  "of their rows")
         print(f"size        {c['bytes_before'] / 2**20:.1f} MiB -> {c['bytes_after'] / 2**20:.1f} MiB "
               f"({c['bytes_after'] / max(c['bytes_before'], 1):.1%})")
         print(f"drift       max {c['max_abs_err']:.3e}, mean {c['mean_abs_err']:.3e} "
@@ -224,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-auc-drop", type=float, default=None,
                     help="fail (or, with mixed, stop lowering bits) when the calibration AUC drops more")
     sp.add_argument("--calib-samples", type=int, default=4096, help="calibration samples for the report")
+    sp.add_argument("--prune", choices=["frequency", "norm"], default=None,
+                    help="drop embedding rows of big tables: least read on the calibration set, or smallest norm")
+    sp.add_argument("--prune-keep", type=float, default=0.5, help="fraction of rows --prune keeps")
     sp.set_defaults(fn=cmd_compile)
 
     sp = sub.add_parser("check", help="compare a model or artifact with PyTorch on fresh inputs")

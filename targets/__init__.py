@@ -26,6 +26,7 @@ class Capabilities:
     supports_int4: bool = False
     supports_fp16: bool = False
     static_shapes: bool = False      # needs fixed shapes (XLA/TPU): jagged inputs get bucketed
+    supports_pruning: bool = False   # embedding kernels consult a pruned table's remap
 
 
 Runner = Callable[[Sequence[np.ndarray]], list[np.ndarray]]

@@ -14,7 +14,7 @@ class ReferenceTarget(Target):
     tolerances = {"rtol": 1e-5, "atol": 1e-7}
 
     def capabilities(self, options):
-        return Capabilities(vector_width=1, supports_int4=True, supports_fp16=True)
+        return Capabilities(vector_width=1, supports_int4=True, supports_fp16=True, supports_pruning=True)
 
     def build(self, graph, options, writer) -> None:
         from xrec.ir.printer import print_graph
