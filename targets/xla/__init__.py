@@ -46,9 +46,12 @@ DEFAULTS = {
 _CHOICES = {"large_batch": ("split", "error"), "overflow": ("error", "truncate"), "dtype": ("f32", "bf16"),
             "weights": ("args", "constants")}
 
-# bf16 weights and matmul operands (8 mantissa bits) with fp32 accumulation, measured on every
-# zoo model against PyTorch fp32 at batches 1..64 (see tests/targets/xla/test_xla_bf16.py)
-BF16_TOLERANCES = {"rtol": 3e-2, "atol": 2e-3}
+# bf16 weights and matmul operands (8 mantissa bits, unit roundoff 2^-9 = 2e-3) with fp32
+# accumulation: measured against PyTorch fp32 on every zoo model (max_rows 300, edge-case inputs
+# and 5 random batches of 64) the worst relative error was 7.2e-3 (two-tower, whose sigmoid(20 *
+# cosine) amplifies), 0.3e-3..2.9e-3 elsewhere; the bound keeps ~3x margin
+# (tests/targets/xla/test_xla_zoo.py checks it on every zoo model)
+BF16_TOLERANCES = {"rtol": 2e-2, "atol": 1e-3}
 # baking weights into the module text (hex) past this size makes a module no tool handles well
 MAX_CONSTANT_BYTES = 256 << 20
 
@@ -63,8 +66,8 @@ class XlaTarget(Target):
         return check_jax()
 
     def capabilities(self, options):
-        return Capabilities(vector_width=128, has_shared_memory=False, memory_channels=1, supports_int4=False,
-                            supports_fp16=False, static_shapes=True)
+        return Capabilities(vector_width=128, has_shared_memory=False, memory_channels=1, supports_int4=True,
+                            supports_fp16=True, static_shapes=True)
 
     def parse_options(self, options):
         opts = dict(options or {})

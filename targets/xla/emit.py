@@ -22,7 +22,8 @@ import numpy as np
 import sympy
 
 from xrec.ir import Graph, Node, Op
-from xrec.ir.types import BATCH, JaggedType, TensorType
+from xrec.ir.quant import LAYOUT_BITS
+from xrec.ir.types import BATCH, DType
 
 from . import layout as L
 from .mlir import ELEM, Builder, Value, ssa_name, tensor_type
@@ -141,6 +142,12 @@ class Ctx:
         elem = t.get("dtype") or ELEM[src.type.dtype.value]
         if self.plan.weights == "constants":
             v = self.b.array(L.apply_transform(arr, t))
+        elif elem == "i64":     # jax puts 64-bit ints on devices as int32: pass int32, widen in the graph
+            if arr.size and (arr.min() < -2**31 or arr.max() >= 2**31):
+                raise unsupported(n, f"int64 parameter {src.attr('name')!r} holds values beyond int32")
+            v = self.arg(3, "p_" + src.attr("name"), shape, "i32",
+                         {"role": "param", "param": src.attr("name"), "transform": {**t, "dtype": "i32"}})
+            v = self.b.convert(v, "i64")
         else:
             v = self.arg(3, "p_" + src.attr("name"), shape, elem,
                          {"role": "param", "param": src.attr("name"), "transform": t})
@@ -216,29 +223,61 @@ _ZERO_PRESERVING = {"none", "relu", "tanh", "gelu", "gelu_tanh", "silu"}
 
 
 # ---------------------------------------------------------------- sparse
+def table_rows(c: Ctx, n: Node, table_name: str, ids: Value, dim: int) -> Value:
+    """f32 rows ``table[ids]`` -> ids.shape + [dim], for every table format of the IR (see xrec.ir.quant).
+
+    Row-wise quantized tables are gathered as bytes and dequantized in the graph
+    (q * scale + bias); fp16/bf16 tables are gathered narrow and widened.
+    """
+    b = c.b
+    ttype = c.g.type_of(table_name)
+    if ttype.layout in LAYOUT_BITS:
+        bits = LAYOUT_BITS[ttype.layout]
+        packed = b.gather_rows(c.weight(n, table_name, {}), ids)           # [..., row_bytes] u8
+        lead = packed.shape[:-1]
+        last = packed.rank - 1
+        if bits == 8:
+            nbytes, sfx, sfx_bytes = dim, "f32", 4
+            q = b.slice_dim(packed, last, 0, dim)
+        else:
+            per = 8 // bits
+            nbytes, sfx, sfx_bytes = -(-dim // per), "f16", 2
+            vals = b.slice_dim(packed, last, 0, nbytes)
+            mask = b.full((1 << bits) - 1, vals.shape, "ui8")
+            parts = []
+            for k in range(per):          # low bits first
+                v = vals if k == 0 else b.binary("shift_right_logical", vals, b.full(k * bits, vals.shape, "ui8"))
+                parts.append(b.reshape(b.binary("and", v, mask), vals.shape + (1,)))
+            q = b.reshape(b.concat(parts, vals.rank), lead + (nbytes * per,))
+            q = b.slice_dim(q, last, 0, dim)
+        q = b.convert(q, "f32")
+        sb = b.slice_dim(packed, last, nbytes, nbytes + 2 * sfx_bytes)
+        sb = b.bitcast_convert(b.reshape(sb, lead + (2, sfx_bytes)), lead + (2,), sfx)
+        sb = b.convert(sb, "f32")
+        scale = b.broadcast(b.reshape(b.slice_dim(sb, last, 0, 1), lead), q.shape, list(range(len(lead))))
+        bias = b.broadcast(b.reshape(b.slice_dim(sb, last, 1, 2), lead), q.shape, list(range(len(lead))))
+        return b.binary("add", b.binary("multiply", q, scale), bias)
+    if ttype.layout:
+        raise unsupported(n, f"table %{table_name} has layout {ttype.layout!r}; the xla target reads plain "
+                             f"f32/f16/bf16 tables and {', '.join(LAYOUT_BITS)}")
+    if ttype.dtype is DType.F32:
+        t = L.transform(dtype=c.lay.compute_elem)       # bf16 option: tables stored in bf16
+    elif ttype.dtype is DType.BF16:
+        t = L.transform(dtype="bf16")                   # bit patterns (uint16) viewed as bf16
+    elif ttype.dtype is DType.F16:
+        t = {}
+    else:
+        raise unsupported(n, f"table %{table_name} has dtype {ttype.dtype.value}")
+    return b.convert(b.gather_rows(c.weight(n, table_name, t), ids), "f32")
+
+
 def _pool_feature(c: Ctx, n: Node, table_name: str, jag_name: str, psw_name: str | None, mode: str,
                   padding_idx, dim: int) -> Value:
     b = c.b
     ids, lengths = c.vals[jag_name + "#ids"], c.vals[jag_name + "#lengths"]
     slot = c.slots[jag_name]
-    tnode = c.g.node(table_name)
-    ttype = tnode.type
-    if ttype.layout == L.ROWWISE_I8:
-        table = c.weight(n, table_name, {})
-        packed = b.gather_rows(table, ids)                                   # [B, M, dim + 8] u8
-        bs, m = ids.shape
-        q = b.convert(b.slice_dim(packed, 2, 0, dim), "f32")
-        sb = b.slice_dim(packed, 2, dim, dim + L.ROWWISE_SUFFIX_BYTES)
-        sb = b.bitcast_convert(b.reshape(sb, (bs, m, 2, 4)), (bs, m, 2), "f32")
-        scale = b.broadcast(b.reshape(b.slice_dim(sb, 2, 0, 1), (bs, m)), q.shape, [0, 1])
-        bias = b.broadcast(b.reshape(b.slice_dim(sb, 2, 1, 2), (bs, m)), q.shape, [0, 1])
-        rows = b.binary("add", b.binary("multiply", q, scale), bias)
-    elif ttype.layout:
-        raise unsupported(n, f"table %{table_name} has layout {ttype.layout!r}; the xla target reads plain "
-                             f"tables and {L.ROWWISE_I8!r}")
-    else:
-        table = c.weight(n, table_name, L.transform(dtype=c.lay.compute_elem if ttype.dtype.is_float else None))
-        rows = b.convert(b.gather_rows(table, ids), "f32")                   # [B, M, dim]
+    ttype = c.g.type_of(table_name)
+    rows = table_rows(c, n, table_name, ids, dim)                           # [B, M, dim] f32
     bs, m = ids.shape
     mask = b.compare("LT", b.iota((bs, m), 1), b.broadcast(lengths, (bs, m), [0]))
     if padding_idx is not None:
@@ -337,12 +376,8 @@ def _features_reading(g: Graph, jag: str) -> list[_Rows]:
 
 def lower_embedding(c: Ctx, n: Node) -> Value:
     table_name, ids_name = n.inputs
-    ttype = c.g.type_of(table_name)
-    if ttype.layout:
-        raise unsupported(n, f"plain embedding lookups of {ttype.layout!r} tables are not lowered yet")
-    table = c.weight(n, table_name, L.transform(dtype=c.lay.compute_elem if ttype.dtype.is_float else None))
     ids = c.b.convert(c.value(n, ids_name), "i32")
-    return c.b.convert(c.b.gather_rows(table, ids), ELEM[n.type.dtype.value])
+    return c.b.convert(table_rows(c, n, table_name, ids, c.shape(n)[-1]), ELEM[n.type.dtype.value])
 
 
 # ---------------------------------------------------------------- dense layers
@@ -622,9 +657,10 @@ def lower_graph(g: Graph, plan: Plan) -> Lowered:
         if bd - {0} or (bd and not (isinstance(n.type.shape[0], sympy.Symbol) and n.type.shape[0] == BATCH)):
             raise unsupported(n, f"input {n.attr('name')!r} has shape {n.type}; the xla target pads and splits "
                                  "inputs along a leading batch dim B")
-        c.vals[n.name] = c.arg(0, f"in_{n.attr('name')}", shape, ELEM[n.type.dtype.value],
-                               {"role": "input", "input": c.input_pos[n.name], "input_name": n.attr("name"),
-                                "batched": bool(bd)})
+        elem = ELEM[n.type.dtype.value]
+        v = c.arg(0, f"in_{n.attr('name')}", shape, "i32" if elem == "i64" else elem,
+                  {"role": "input", "input": c.input_pos[n.name], "input_name": n.attr("name"), "batched": bool(bd)})
+        c.vals[n.name] = b.convert(v, elem)     # int64 inputs travel as int32 (jax's device_put)
     for n in g.nodes:
         if n.op is Op.INPUT:
             continue

@@ -30,13 +30,6 @@ import numpy as np
 LANES = 128
 SUBLANES = 8
 
-# Row-wise int8 tables (layout tag of the table's TensorType): uint8 [rows, dim + 8], each row
-# holding dim quantized values, then its fp32 scale and fp32 bias (little-endian), as FBGEMM's
-# fused 8-bit rowwise format; a value is q * scale + bias.
-ROWWISE_I8 = "rowwise_i8"
-ROWWISE_SUFFIX_BYTES = 8
-
-
 def round_up(n: int, m: int) -> int:
     return -(-int(n) // m) * m
 
@@ -105,29 +98,11 @@ def apply_transform(a: np.ndarray, t: dict) -> np.ndarray:
             a = out
     if t.get("dtype") == "bf16":
         import ml_dtypes
-        a = a.astype(ml_dtypes.bfloat16)
+        # IR bf16 tables are uint16 bit patterns (numpy has no bfloat16): reinterpret, else round
+        a = a.view(ml_dtypes.bfloat16) if a.dtype == np.uint16 else a.astype(ml_dtypes.bfloat16)
+    elif t.get("dtype"):
+        a = a.astype(np_dtype(t["dtype"]))
     return np.ascontiguousarray(a)
-
-
-# ---- row-wise int8 tables
-def quantize_rowwise_i8(table: np.ndarray) -> np.ndarray:
-    """fp32 [rows, dim] -> uint8 [rows, dim + 8] in the ``rowwise_i8`` format (min/max per row)."""
-    t = np.asarray(table, np.float32)
-    lo = t.min(axis=1, keepdims=True)
-    hi = t.max(axis=1, keepdims=True)
-    scale = ((hi - lo) / 255.0).astype(np.float32)
-    scale[scale == 0] = 1.0
-    q = np.clip(np.rint((t - lo) / scale), 0, 255).astype(np.uint8)
-    suffix = np.concatenate([scale, lo.astype(np.float32)], axis=1).astype("<f4").view(np.uint8)
-    return np.ascontiguousarray(np.concatenate([q, suffix], axis=1))
-
-
-def dequantize_rowwise_i8(packed: np.ndarray) -> np.ndarray:
-    """uint8 [rows, dim + 8] -> fp32 [rows, dim] (the numpy meaning of the format)."""
-    p = np.ascontiguousarray(packed, np.uint8)
-    dim = p.shape[1] - ROWWISE_SUFFIX_BYTES
-    sb = p[:, dim:].copy().view("<f4")
-    return p[:, :dim].astype(np.float32) * sb[:, :1] + sb[:, 1:2]
 
 
 def np_dtype(elem: str):

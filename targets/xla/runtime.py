@@ -187,30 +187,47 @@ class Runner:
             return n - 1 if f.include_last_offset else n
         return self.batch
 
-    def __call__(self, flat: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def chunks(self, flat: Sequence[np.ndarray]) -> tuple[int, list[list[np.ndarray | None]]]:
+        """(request batch, per executable call the host arrays of the non-weight arguments; None for weights)."""
         batch = self.request_batch(flat)
         if batch > self.batch and self.large_batch == "error":
             raise InputError(f"batch {batch} exceeds the static batch {self.batch} this xla artifact was compiled "
                              f"for; recompile with options={{'batch': {batch}}} or {{'large_batch': 'split'}}")
         host = self._bucket(flat)
-        chunks = []
+        out = []
         for start in range(0, max(batch, 1), self.batch):
             stop = min(start + self.batch, batch)
-            dev_args = []
+            args: list[np.ndarray | None] = []
             for a in self.args:
                 if a["role"] == "param":
-                    dev_args.append(self.weights[a["name"]])
+                    args.append(None)
                     continue
                 h = host[a["name"]]
                 if a["role"] != "input" or a.get("batched"):
                     h = h[start:stop]
                     if len(h) < self.batch:     # pad the batch: zeros, i.e. empty bags
                         h = np.concatenate([h, np.zeros((self.batch - len(h),) + h.shape[1:], h.dtype)])
-                want = np.dtype(L.np_dtype(a["dtype"]))
-                dev_args.append(self._put(np.ascontiguousarray(h, dtype=want), self.dev))
+                args.append(np.ascontiguousarray(h, dtype=L.np_dtype(a["dtype"])))
+            out.append(args)
+        return batch, out
+
+    def module_args(self, flat: Sequence[np.ndarray], params: dict[str, np.ndarray], chunk: int = 0) -> list:
+        """Every argument of one executable call as host arrays (for other executors, e.g. the reference
+        interpreter or a TPU host)."""
+        _, chunks = self.chunks(flat)
+        return [L.apply_transform(params[a["param"]], a["transform"]) if h is None else h
+                for a, h in zip(self.args, chunks[chunk])]
+
+    def __call__(self, flat: Sequence[np.ndarray]) -> list[np.ndarray]:
+        batch, chunks = self.chunks(flat)
+        results = []
+        for k, args in enumerate(chunks):
+            n = min(self.batch, batch - k * self.batch)
+            dev_args = [self.weights[a["name"]] if h is None else self._put(h, self.dev)
+                        for a, h in zip(self.args, args)]
             outs = execute(self.exe, dev_args)
-            chunks.append([o[:stop - start] if spec["batched"] else o for o, spec in zip(outs, self.outputs)])
-        if len(chunks) == 1:
-            return chunks[0]
-        return [np.concatenate([ch[k] for ch in chunks]) if spec["batched"] else chunks[0][k]
+            results.append([o[:n] if spec["batched"] else o for o, spec in zip(outs, self.outputs)])
+        if len(results) == 1:
+            return results[0]
+        return [np.concatenate([r[k] for r in results]) if spec["batched"] else results[0][k]
                 for k, spec in enumerate(self.outputs)]
