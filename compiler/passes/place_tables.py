@@ -43,7 +43,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 from ..ir import Graph, Op
 from ..ir.types import DType

@@ -1,0 +1,540 @@
+"""Vitis HLS C++ for the gather side: one DATAFLOW gather-pool unit per memory channel.
+
+Per unit, five processes connected by FIFOs, each a single flattened loop
+with ``PIPELINE II=1`` (so rows of consecutive bags follow each other without
+pipeline drains)::
+
+    read_ids  bag offsets + ids (+ weights) from the unit's I/O port; drops
+              padding ids; one end token per bag
+    fetch     one 512-bit burst of ceil(row_bytes/64) beats per id from the
+              table's m_axi port (or on-chip RAM)
+    dequant   fp32 / fp16 / bf16 / int8 / int4 / int2 rows (FBGEMM row-wise:
+              values, then scale and bias) -> vectors of 16 floats
+    pool      sum / mean / max (+ per-sample weights) into LANES partial
+              accumulators so a float add's latency never stalls II=1
+    write     pooled rows, 16 floats per 512-bit beat, one burst per batch
+
+Queries are processed in order (query-major: all bags of query b, then b+1),
+features of a unit in plan order. The C-sim build (``-DXREC_CSIM_COUNTERS``)
+counts every trip (ids, rows, beats, chunks) for the cycle report.
+"""
+from __future__ import annotations
+
+from ..cstyle import CodeWriter
+from .dialect import HlsStyle
+from .spec import KERNEL, MODE_LOAD, MODE_RUN, KernelSpec, UnitSpec, value_bytes
+
+S = HlsStyle()
+
+PRELUDE = r"""
+#include <ap_int.h>
+#include <hls_stream.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#ifndef __SYNTHESIS__
+#include <cstdio>
+#include <cstdlib>
+#endif
+
+typedef ap_uint<512> xrec_word_t;                    // one beat of a 512-bit AXI port
+struct xrec_vec_t { float v[16]; };                 // 16 floats = one 512-bit beat
+// read_ids -> fetch: a row to fetch (last: the bag's last row) or an empty bag (empty: no row)
+struct xrec_tok_t { int id; float w; bool last; bool empty; };
+// fetch -> dequant -> pool: one per fetched row, or one per empty bag
+struct xrec_ctl_t { float w; bool last; bool empty; };
+template <int MAXB> struct xrec_row_t { xrec_word_t w[MAXB]; };   // one fetched row
+
+#define XREC_FP32 0
+#define XREC_FP16 1
+#define XREC_INT8 2
+#define XREC_BF16 3
+#define XREC_INT4 4
+#define XREC_INT2 5
+#define XREC_SUM 0
+#define XREC_MEAN 1
+#define XREC_MAX 2
+
+#ifdef XREC_CSIM_COUNTERS
+struct xrec_unit_counters_t {
+  long long offsets_read, bags, ids_read, out_beats, chunks_dequant, chunks_pooled;
+};
+struct xrec_table_counters_t {
+  long long bags, empty_bags, ids_read, ids_padding, rows, beats;
+};
+extern xrec_unit_counters_t xrec_ucnt[];
+extern xrec_table_counters_t xrec_tcnt[];
+#define XREC_UCOUNT(u, f, n) (xrec_ucnt[u].f += (n))
+#define XREC_TCOUNT(t, f, n) (xrec_tcnt[t].f += (n))
+#else
+#define XREC_UCOUNT(u, f, n) ((void)0)
+#define XREC_TCOUNT(t, f, n) ((void)0)
+#endif
+
+static inline float xrec_f32(uint32_t u) {
+  union { uint32_t u; float f; } c;
+  c.u = u;
+  return c.f;
+}
+
+static inline uint32_t xrec_bits(float f) {
+  union { uint32_t u; float f; } c;
+  c.f = f;
+  return c.u;
+}
+
+// IEEE binary16 -> binary32, exact (normals, subnormals, inf, nan)
+static inline float xrec_f16(uint32_t h) {
+  uint32_t s = (h >> 15) & 1u, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  if (e == 0) {
+    float v = (float)m * 5.9604644775390625e-08f;   // m * 2^-24
+    return s ? -v : v;
+  }
+  uint32_t bits = (e == 31) ? ((s << 31) | 0x7f800000u | (m << 13))
+                            : ((s << 31) | ((e + 112u) << 23) | (m << 13));
+  return xrec_f32(bits);
+}
+
+// NB bytes (2 or 4) at byte offset OFF of a row, little-endian (may straddle two beats)
+template <int OFF, int NB, int MAXB>
+static inline uint32_t xrec_row_bytes(const xrec_row_t<MAXB>& r) {
+#pragma HLS INLINE
+  uint32_t v = 0;
+  for (int i = 0; i < NB; i++) {
+#pragma HLS UNROLL
+    const int b = OFF + i;
+    v |= (uint32_t)r.w[b / 64].range(8 * (b % 64) + 7, 8 * (b % 64)).to_uint() << (8 * i);
+  }
+  return v;
+}
+
+// ---- read_ids, one bag: ids[start, end) -> one token per kept id, the bag's last one marked,
+// or one empty token. Holding each id back one iteration lets the last row carry `last`, so
+// pooling emits the bag's result while it accumulates that row (no per-bag drain).
+template <int TABLE, int ROWS, int PAD, bool PSW>
+static void xrec_read_bag(const int* ids, const float* psw, int start, int end,
+                          hls::stream<xrec_tok_t>& id_s) {
+#pragma HLS INLINE
+  XREC_TCOUNT(TABLE, bags, 1);
+  xrec_tok_t held = {0, 0.0f, false, false};
+  bool have = false;
+  READ_IDS: for (int j = start; j <= end; j++) {   // the extra iteration flushes the held id
+#pragma HLS PIPELINE II=1
+    if (j < end) {
+      int id = ids[j];
+      float w = PSW ? psw[j] : 1.0f;
+#ifndef __SYNTHESIS__
+      if (id < 0 || id >= ROWS) {
+        std::fprintf(stderr, "xrec csim: table %d: id %d at position %d is out of range [0, %d)\n",
+                     TABLE, id, j, ROWS);
+        std::abort();
+      }
+#endif
+      XREC_TCOUNT(TABLE, ids_read, 1);
+      if (id != PAD) {
+        if (have) id_s.write(held);
+        held.id = id;
+        held.w = w;
+        have = true;
+      } else {
+        XREC_TCOUNT(TABLE, ids_padding, 1);
+      }
+    } else if (have) {
+      held.last = true;
+      id_s.write(held);
+    } else {
+      xrec_tok_t e = {0, 0.0f, true, true};
+      id_s.write(e);
+      XREC_TCOUNT(TABLE, empty_bags, 1);
+    }
+  }
+}
+
+// ---- dequant, one bag: rows -> CHUNKS vectors of 16 floats each (one per cycle).
+// SB: byte offset of the row's scale and bias (quantized formats), 0 otherwise.
+template <int UNIT, int FMT, int SB, int CHUNKS, int MAXB>
+static void xrec_dequant_bag(hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<xrec_ctl_t>& ctl_in,
+                             hls::stream<xrec_ctl_t>& ctl_out, hls::stream<xrec_vec_t>& vec_s) {
+#pragma HLS INLINE
+  xrec_row_t<MAXB> row;
+#pragma HLS ARRAY_PARTITION variable=row.w complete dim=1
+  xrec_ctl_t k = {0.0f, false, false};
+  float scale = 0.0f, bias = 0.0f;
+  int c = 0;
+  DEQUANT: for (;;) {
+#pragma HLS PIPELINE II=1
+    if (c == 0) {
+      k = ctl_in.read();
+      ctl_out.write(k);
+      if (k.empty) break;
+      row = row_s.read();
+      if (FMT == XREC_INT8) {   // FBGEMM row-wise: uint8 values, fp32 scale, fp32 bias
+        scale = xrec_f32(xrec_row_bytes<SB, 4, MAXB>(row));
+        bias = xrec_f32(xrec_row_bytes<SB + 4, 4, MAXB>(row));
+      } else if (FMT == XREC_INT4 || FMT == XREC_INT2) {   // packed values, fp16 scale, fp16 bias
+        scale = xrec_f16(xrec_row_bytes<SB, 2, MAXB>(row));
+        bias = xrec_f16(xrec_row_bytes<SB + 2, 2, MAXB>(row));
+      }
+    }
+    xrec_vec_t v;
+    for (int e = 0; e < 16; e++) {
+#pragma HLS UNROLL
+      if (FMT == XREC_FP32) {
+        v.v[e] = xrec_f32((uint32_t)row.w[c].range(32 * e + 31, 32 * e).to_uint());
+      } else if (FMT == XREC_FP16 || FMT == XREC_BF16) {
+        const int lo = 16 * (16 * (c % 2) + e);
+        uint32_t h = (uint32_t)row.w[c / 2].range(lo + 15, lo).to_uint();
+        v.v[e] = (FMT == XREC_FP16) ? xrec_f16(h) : xrec_f32(h << 16);
+      } else {
+        // element k = 16c + e of a BITS-bit format sits at bit k * BITS of the row
+        const int BITS = (FMT == XREC_INT8) ? 8 : (FMT == XREC_INT4) ? 4 : 2;
+        const int PER_WORD = 512 / (16 * BITS);             // chunks per 512-bit word
+        const int lo = 16 * BITS * (c % PER_WORD) + BITS * e;
+        float q = (float)row.w[c / PER_WORD].range(lo + BITS - 1, lo).to_uint();
+        v.v[e] = q * scale + bias;
+      }
+    }
+    vec_s.write(v);
+    XREC_UCOUNT(UNIT, chunks_dequant, 1);
+    if (c == CHUNKS - 1) {
+      c = 0;
+      if (k.last) break;
+    } else {
+      c++;
+    }
+  }
+}
+"""
+
+
+def _fetch_variant(beats: int) -> str:
+    """fetch, one bag, rows of BEATS beats: one burst (memcpy) per row, one beat per cycle."""
+    return f"""
+template <int TABLE, int MAXB>
+static void xrec_fetch_bag_b{beats}(const xrec_word_t* tab, hls::stream<xrec_tok_t>& id_s,
+                                  hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<xrec_ctl_t>& ctl_s) {{
+#pragma HLS INLINE
+  FETCH: for (;;) {{
+#pragma HLS PIPELINE II={beats}
+    // II={beats}: a row is one burst of {beats} 512-bit beats, one beat per cycle
+    xrec_tok_t tok = id_s.read();
+    if (tok.empty) {{
+      xrec_ctl_t e = {{0.0f, true, true}};
+      ctl_s.write(e);
+      break;
+    }}
+    xrec_row_t<MAXB> row;
+#pragma HLS ARRAY_PARTITION variable=row.w complete dim=1
+    memcpy((void*)row.w, (const void*)(tab + (long long)tok.id * {beats}), {beats} * sizeof(xrec_word_t));
+    XREC_TCOUNT(TABLE, rows, 1);
+    XREC_TCOUNT(TABLE, beats, {beats});
+    row_s.write(row);
+    xrec_ctl_t c = {{tok.w, tok.last, false}};
+    ctl_s.write(c);
+    if (tok.last) break;
+  }}
+}}
+"""
+
+
+def _pool_variant(chunks: int, lanes: int, fadd: int) -> str:
+    """pool, one bag: CHUNKS vectors per row -> one pooled row (CHUNKS vectors)."""
+    wx = S.weighted("v.v[e]", "k.w")
+    mx = S.pool_update("max", "a", "x")
+    ad = S.pool_update("sum", "a", "x")
+    if lanes == 1:
+        ii = 1 if chunks >= fadd else -(-fadd // chunks)
+        return f"""
+// one accumulator per chunk, revisited every {chunks} iterations
+template <int UNIT, int MODE, bool PSW>
+static void xrec_pool_bag_c{chunks}_l1(hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s,
+                                   hls::stream<xrec_vec_t>& out_s) {{
+#pragma HLS INLINE
+  float acc[{chunks}][16];
+#pragma HLS ARRAY_PARTITION variable=acc complete dim=2
+#pragma HLS DEPENDENCE variable=acc type=inter direction=RAW dependent=true distance={chunks}
+  xrec_ctl_t k = {{0.0f, false, false}};
+  int c = 0, n = 0;
+  POOL: for (;;) {{
+#pragma HLS PIPELINE II={ii}
+    // II={ii}: {'one vector per cycle' if ii == 1 else f'the same accumulator comes back every {chunks} cycles, an fp32 add takes {fadd}'}
+    if (c == 0) k = ctl_s.read();
+    xrec_vec_t o;
+    if (k.empty) {{
+      for (int e = 0; e < 16; e++) {{
+#pragma HLS UNROLL
+        o.v[e] = 0.0f;
+      }}
+    }} else {{
+      xrec_vec_t v = vec_s.read();
+      for (int e = 0; e < 16; e++) {{
+#pragma HLS UNROLL
+        float x = PSW ? {wx} : v.v[e];
+        float a = acc[c][e];
+        a = (n == 0) ? x : (MODE == XREC_MAX) ? {mx} : {ad};
+        acc[c][e] = a;
+        o.v[e] = (MODE == XREC_MEAN) ? a / (float)(n + 1) : a;
+      }}
+      XREC_UCOUNT(UNIT, chunks_pooled, 1);
+    }}
+    if (k.last) out_s.write(o);     // the bag's last row: its sums are final chunk by chunk
+    if (c == {chunks} - 1) {{
+      c = 0;
+      if (k.last) break;
+      n++;
+    }} else {{
+      c++;
+    }}
+  }}
+}}
+"""
+    return f"""
+// {lanes} partial accumulators per chunk (row n adds into lane n % {lanes}) so the loop runs at
+// II=1 although an fp32 add takes {fadd} cycles; after the last row a {fadd}-cycle drain
+// combines the lanes (no accumulator is read within {fadd} cycles of its last update)
+template <int UNIT, int MODE, bool PSW>
+static void xrec_pool_bag_c{chunks}_l{lanes}(hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s,
+                                   hls::stream<xrec_vec_t>& out_s) {{
+#pragma HLS INLINE
+  float acc[{lanes}][{chunks}][16];
+#pragma HLS ARRAY_PARTITION variable=acc complete dim=3
+#pragma HLS DEPENDENCE variable=acc type=inter direction=RAW dependent=true distance={fadd}
+  xrec_ctl_t k = {{0.0f, false, false}};
+  int c = 0, n = 0, lane = 0, rows = 0, drain = 0;
+  bool draining = false;
+  POOL: for (;;) {{
+#pragma HLS PIPELINE II=1
+    if (!draining) {{
+      if (c == 0) k = ctl_s.read();
+      if (!k.empty) {{
+        xrec_vec_t v = vec_s.read();
+        for (int e = 0; e < 16; e++) {{
+#pragma HLS UNROLL
+          float x = PSW ? {wx} : v.v[e];
+          float a = acc[lane][c][e];
+          acc[lane][c][e] = (n < {lanes}) ? x : (MODE == XREC_MAX) ? {mx} : {ad};
+        }}
+        XREC_UCOUNT(UNIT, chunks_pooled, 1);
+      }}
+      if (k.empty || c == {chunks} - 1) {{
+        c = 0;
+        if (k.empty || k.last) {{
+          rows = k.empty ? 0 : n + 1;
+          draining = true;
+        }} else {{
+          n++;
+          lane = (lane == {lanes} - 1) ? 0 : lane + 1;
+        }}
+      }} else {{
+        c++;
+      }}
+    }} else {{
+      if (drain >= {fadd - chunks}) {{
+        const int kk = drain - {fadd - chunks};
+        xrec_vec_t o;
+        for (int e = 0; e < 16; e++) {{
+#pragma HLS UNROLL
+          float a = acc[0][kk][e];
+          for (int l = 1; l < {lanes}; l++) {{
+#pragma HLS UNROLL
+            float x = acc[l][kk][e];
+            if (l < rows) a = (MODE == XREC_MAX) ? {mx} : {ad};
+          }}
+          if (rows == 0) a = 0.0f;
+          if (MODE == XREC_MEAN && rows > 0) a = a / (float)rows;
+          o.v[e] = a;
+        }}
+        out_s.write(o);
+      }}
+      if (drain == {fadd - 1}) break;
+      drain++;
+    }}
+  }}
+}}
+"""
+
+
+def _prelude(ks: KernelSpec) -> str:
+    parts = [PRELUDE]
+    for b in sorted({t.plan.beats for t in ks.tables}):
+        parts.append(_fetch_variant(b))
+    for ch, la in sorted({(t.plan.chunks, t.lanes) for t in ks.tables}):
+        parts.append(_pool_variant(ch, la, ks.fadd_latency))
+    return "".join(parts)
+
+
+def emit_header(ks: KernelSpec) -> str:
+    w = CodeWriter()
+    w.lines.append(S.header_comment(
+        f"{KERNEL}.h: embedding gather-pool kernel (generated by xrec's hls target)",
+        [f"{len(ks.units)} gather units, {len(ks.tables)} tables "
+         f"({len(ks.offchip)} in HBM/DDR, {len(ks.onchip)} on chip)",
+         "Synthesize with Vitis HLS; C-simulate with g++ (see the artifact's src/README.md)."]).rstrip("\n"))
+    w.line("#ifndef XREC_GATHER_H")
+    w.line("#define XREC_GATHER_H")
+    w.lines.extend(_prelude(ks).strip("\n").split("\n"))
+    w.line()
+    w.line(f"#define XREC_NUM_UNITS {len(ks.units)}")
+    w.line(f"#define XREC_NUM_TABLES {len(ks.tables)}")
+    w.line(f"#define XREC_MODE_RUN {MODE_RUN}")
+    w.line(f"#define XREC_MODE_LOAD {MODE_LOAD}")
+    w.line(f"#define XREC_FADD_LATENCY {ks.fadd_latency}   // cycles; sets the pooling lanes above")
+    for u in ks.units:
+        w.line(f"#define XREC_{u.name.upper()}_NFEAT {u.nfeat}")
+        w.line(f"#define XREC_{u.name.upper()}_OUTCH {u.outch}")
+    w.line()
+    w.line(f"{S.top_prefix} void {KERNEL}(" + ", ".join(f"{a.ctype} {a.name}" for a in ks.args) + ");")
+    w.line()
+    w.line("#endif  // XREC_GATHER_H")
+    return w.text()
+
+
+def _unit_table_params(u: UnitSpec, ks: KernelSpec) -> list[str]:
+    return [f"const xrec_word_t* {t.arg}" for t in u.tables if not t.onchip]
+
+
+def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
+    n, uid, F = u.name, u.plan.id, u.nfeat
+    MB = u.maxbeats
+    tparams = _unit_table_params(u, ks)
+    psw = f"psw_{n}" if u.has_psw else "0"
+
+    w.line(f"// ---- unit {n}: {u.plan.memory.upper()}"
+           + (f"[{u.plan.channel}]" if u.plan.memory != "onchip" else f" (on-chip RAM, unit {u.plan.channel})")
+           + f", I/O on {u.plan.io_memory.upper()}[{u.plan.io_channel}]; tables "
+           + ", ".join(f"{t.id} ({t.plan.feature}, {t.plan.rows}x{t.plan.dim} {t.plan.fmt}, {t.mode})"
+                       for t in u.tables))
+    # read_ids
+    with w.block(f"{S.kernel_prefix} void {n}_read_ids(const int* bag_off, const int* ids, const float* psw, "
+                 f"int batch, hls::stream<xrec_tok_t>& id_s)"):
+        w.line("int start = bag_off[0];")
+        w.line(f"XREC_UCOUNT({uid}, offsets_read, 1);")
+        with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
+            w.line(S.loop_tripcount(1, 65536, 256))
+            for k, t in enumerate(u.tables):
+                w.line(f"int end{k} = bag_off[b * {F} + {k + 1}];")
+                w.line(f"xrec_read_bag<{t.id}, {t.plan.rows}, {t.pad}, {'true' if t.psw else 'false'}>"
+                       f"(ids, psw, {'start' if k == 0 else f'end{k - 1}'}, end{k}, id_s);")
+            w.line(f"start = end{F - 1};")
+            w.line(f"XREC_UCOUNT({uid}, offsets_read, {F});")
+            w.line(f"XREC_UCOUNT({uid}, bags, {F});")
+            w.line(f"XREC_UCOUNT({uid}, ids_read, end{F - 1} - bag_off[b * {F}]);")
+    w.line()
+    # fetch
+    srcs = ", ".join(tparams)
+    with w.block(f"{S.kernel_prefix} void {n}_fetch({srcs + ', ' if srcs else ''}int batch, "
+                 f"hls::stream<xrec_tok_t>& id_s, hls::stream<xrec_row_t<{MB}> >& row_s, "
+                 f"hls::stream<xrec_ctl_t>& ctl_s)"):
+        with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
+            w.line(S.loop_tripcount(1, 65536, 256))
+            for t in u.tables:
+                src = f"xrec_onchip_{t.id}" if t.onchip else t.arg
+                w.line(f"xrec_fetch_bag_b{t.plan.beats}<{t.id}, {MB}>({src}, id_s, row_s, ctl_s);")
+    w.line()
+    # dequant
+    with w.block(f"{S.kernel_prefix} void {n}_dequant(int batch, hls::stream<xrec_row_t<{MB}> >& row_s, "
+                 f"hls::stream<xrec_ctl_t>& ctl_in, hls::stream<xrec_ctl_t>& ctl_out, "
+                 f"hls::stream<xrec_vec_t>& vec_s)"):
+        with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
+            w.line(S.loop_tripcount(1, 65536, 256))
+            for t in u.tables:
+                w.line(f"xrec_dequant_bag<{uid}, XREC_{t.plan.fmt.upper()}, {value_bytes(t)}, {t.plan.chunks}, {MB}>"
+                       f"(row_s, ctl_in, ctl_out, vec_s);")
+    w.line()
+    # pool
+    with w.block(f"{S.kernel_prefix} void {n}_pool(int batch, hls::stream<xrec_ctl_t>& ctl_s, "
+                 f"hls::stream<xrec_vec_t>& vec_s, hls::stream<xrec_vec_t>& out_s)"):
+        with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
+            w.line(S.loop_tripcount(1, 65536, 256))
+            for t in u.tables:
+                w.line(f"xrec_pool_bag_c{t.plan.chunks}_l{t.lanes}<{uid}, XREC_{t.mode.upper()}, "
+                       f"{'true' if t.psw else 'false'}>(ctl_s, vec_s, out_s);")
+    w.line()
+    # write
+    with w.block(f"{S.kernel_prefix} void {n}_write(hls::stream<xrec_vec_t>& out_s, xrec_word_t* out, int batch)"):
+        with w.block(f"{n.upper()}_WRITE: for (int i = 0; i < batch * {u.outch}; i++)"):
+            w.line(S.pipeline(1))
+            w.line(S.loop_tripcount(1, 65536 * u.outch, 256 * u.outch))
+            w.line("xrec_vec_t v = out_s.read();")
+            w.line(f"{S.word_type} word;")
+            with w.block("for (int e = 0; e < 16; e++)"):
+                w.line(S.pragma("UNROLL"))
+                w.line("word.range(32 * e + 31, 32 * e) = xrec_bits(v.v[e]);")
+            w.line("out[i] = word;")
+            w.line(f"XREC_UCOUNT({uid}, out_beats, 1);")
+    w.line()
+    # the unit: a DATAFLOW region of the five processes
+    io = [f"const int* bag_off_{n}", f"const int* ids_{n}"] + ([f"const float* psw_{n}"] if u.has_psw else []) \
+        + [f"xrec_word_t* out_{n}"]
+    with w.block(f"{S.kernel_prefix} void {n}(" + ", ".join(tparams + io + ["int batch"]) + ")"):
+        w.line(S.dataflow())
+        streams = [("xrec_tok_t", "id_s", 64), (f"xrec_row_t<{MB}> ", "row_s", 8), ("xrec_ctl_t", "ctl_a", 64),
+                   ("xrec_ctl_t", "ctl_b", 64), ("xrec_vec_t", "vec_s", 32),
+                   ("xrec_vec_t", "pooled_s", max(2, 2 * u.outch))]
+        for ty, name, depth in streams:
+            w.line(f'hls::stream<{ty}> {name}("{n}.{name}");')
+            w.line(S.stream(name, depth))
+        w.line(f"{n}_read_ids(bag_off_{n}, ids_{n}, {psw}, batch, id_s);")
+        srcs = "".join(f"{t.arg}, " for t in u.tables if not t.onchip)
+        w.line(f"{n}_fetch({srcs}batch, id_s, row_s, ctl_a);")
+        w.line(f"{n}_dequant(batch, row_s, ctl_a, ctl_b, vec_s);")
+        w.line(f"{n}_pool(batch, ctl_b, vec_s, pooled_s);")
+        w.line(f"{n}_write(pooled_s, out_{n}, batch);")
+    w.line()
+
+
+def emit_kernel(ks: KernelSpec) -> str:
+    w = CodeWriter()
+    w.lines.append(S.header_comment(f"{KERNEL}.cpp: gather-pool units and the top function (generated by xrec)", [
+        "Placement (pass place_tables): " + "; ".join(
+            f"{u.name}: tables {', '.join(str(t.id) for t in u.tables)} on "
+            + (f"{u.plan.memory.upper()}[{u.plan.channel}]" if u.plan.memory != "onchip" else "on-chip RAM")
+            for u in ks.units)]).rstrip("\n"))
+    w.line(f'#include "{KERNEL}.h"')
+    w.line()
+    if ks.onchip:
+        w.line("// on-chip tables (URAM/BRAM), filled once by a call with mode=XREC_MODE_LOAD")
+        for t in ks.onchip:
+            w.line(f"static {S.word_type} xrec_onchip_{t.id}[{t.words}];   // table {t.id}: "
+                   f"{t.plan.rows} rows x {t.plan.beats} beats")
+        w.line()
+        with w.block(f"{S.kernel_prefix} void xrec_load_onchip(const xrec_word_t* src)"):
+            for t in ks.onchip:
+                with w.block(f"LOAD_{t.id}: for (int i = 0; i < {t.words}; i++)"):
+                    w.line(S.pipeline(1))
+                    w.line(f"xrec_onchip_{t.id}[i] = src[{t.onchip_offset} + i];")
+        w.line()
+    for u in ks.units:
+        _emit_unit(w, u, ks)
+    # every unit runs concurrently
+    run_params = [f"{a.ctype} {a.name}" for a in ks.args if a.kind not in ("onchip_src",) and a.name != "mode"]
+    with w.block(f"{S.kernel_prefix} void xrec_run(" + ", ".join(run_params) + ")"):
+        w.line(S.dataflow())
+        for u in ks.units:
+            ins = [t.arg for t in u.tables if not t.onchip] + u.io_args() + ["batch"]
+            w.line(f"{u.name}(" + ", ".join(ins) + ");")
+    w.line()
+    with w.block(f"{S.top_prefix} void {KERNEL}(" + ", ".join(f"{a.ctype} {a.name}" for a in ks.args) + ")"):
+        for a in ks.args:
+            if a.kind == "scalar":
+                continue
+            if a.kind == "table":
+                t = next(t for t in ks.tables if t.arg == a.name)
+                depth, burst = t.words, min(256, max(2, t.plan.beats))
+            elif a.kind == "onchip_src":
+                depth, burst = ks.onchip_words, 64
+            else:
+                depth, burst = 4096, 64
+            w.line(S.m_axi(a.name, a.bundle, depth, ks.outstanding, burst, write=(a.kind == "out")))
+        for a in ks.args:
+            w.line(S.s_axilite(a.name))
+        w.line(S.s_axilite("return"))
+        for t in ks.onchip:
+            w.line(S.bind_storage(f"xrec_onchip_{t.id}", "uram" if t.words * 64 >= 32768 else "bram"))
+        call = [a.name for a in ks.args if a.kind not in ("onchip_src",) and a.name != "mode"]
+        if ks.onchip:
+            with w.block("if (mode == XREC_MODE_LOAD)"):
+                w.line("xrec_load_onchip(onchip_src);")
+                w.line("return;")
+        w.line("xrec_run(" + ", ".join(call) + ");")
+    return w.text()
