@@ -1,0 +1,224 @@
+"""``xrec bench MODEL``: every system on the same inputs, interleaved, per batch size.
+
+Flow: resolve the model; prepare every system (export, compile; a failure
+becomes a reason); then per batch: make the inputs once, run each system
+once outside timing (compiles on first call, checks its output against
+eager), then time all survivors interleaved. Rows for every system x batch,
+a reason where a system could not run.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import SCHEMA
+from .harness import BudgetExceeded, measure, summarize, time_budget
+from .machine import LoadMonitor, machine_info
+from .systems import (BASELINES, ModelContext, Prepared, StageError, System, Unavailable,
+                      outputs_to_tensor, quiet, xrec_system)
+
+CHECK_RTOL, CHECK_ATOL = 1e-3, 1e-4
+
+
+def _say(msg: str) -> None:
+    from xrec.progress import say
+    say(msg)
+
+
+def model_work(src, args) -> dict:
+    """FLOPs (matmuls, from torch's FlopCounterMode) and an estimate of compulsory bytes.
+
+    Bytes = embedding rows touched (ids x dim x 4, zoo models) + every
+    non-embedding parameter once + the inputs. An estimate: activations and
+    caches are ignored, so it is a lower bound on traffic.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    m = src.module
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        m(*args)
+    flops = int(fc.get_total_flops())
+    out = {"flops": flops}
+    spec = getattr(m, "xrec_spec", None)
+    if spec is not None and len(args) == 3:
+        _, indices, _ = args
+        emb_bytes = sum(int(len(i)) * f.dim * 4 for i, f in zip(indices, spec.features))
+        emb_params = {id(p) for mod in m.modules() if isinstance(mod, torch.nn.EmbeddingBag)
+                      for p in mod.parameters()}
+        dense_bytes = sum(p.numel() * p.element_size() for p in m.parameters() if id(p) not in emb_params)
+        in_bytes = sum(x.numel() * x.element_size() for x in torch.utils._pytree.tree_leaves(args)
+                       if isinstance(x, torch.Tensor))
+        out.update(embedding_bytes=emb_bytes, dense_weight_bytes=dense_bytes, input_bytes=in_bytes,
+                   bytes=emb_bytes + dense_bytes + in_bytes)
+    return out
+
+
+def _reason_row(base: dict, status: str, reason: str) -> dict:
+    return {**base, "status": status, "reason": reason, "median_ms": None, "p10_ms": None,
+            "p90_ms": None, "qps": None}
+
+
+def _input_maker(src, threads: int) -> Callable[[int, int], tuple]:
+    if src.make_inputs is not None:
+        return src.make_inputs
+    # a .pt2 without an input generator: derive random inputs from its xrec signature
+    import xrec
+    from torch.utils import _pytree as pytree
+    from xrec.runtime.inputs import random_flat_inputs
+    if src.exported is None:
+        raise ValueError(f"{src.name}: no input generator (give a zoo model, a module with xrec_spec, "
+                         "or a .pt2)")
+    with quiet():
+        cm = xrec.compile(src.exported, None, target="reference", name=src.name)
+    spec = pytree.treespec_loads(cm.graph.in_spec)
+    feats = cm.manifest["signature"]["features"]
+
+    def make(batch, seed=0):
+        flat = [torch.from_numpy(a) for a in random_flat_inputs(cm.graph, feats, batch, seed=seed)]
+        a, _kw = pytree.tree_unflatten(flat, spec)
+        return a
+    return make
+
+
+def run_model_bench(model: str, *, targets: list[str], baselines: list[str], batches: list[int],
+                    threads: int, reps: int = 20, warmup: int = 3, max_rows: int | None = None,
+                    seed: int = 123, compile_budget_s: float = 600.0, gap_ms: float = 10.0,
+                    roofline: bool = True, note: str = "", command: list[str] | None = None) -> dict:
+    """Run the model benchmark; returns the result document (see report.py for its use)."""
+    from xrec.config import knobs
+    from xrec.models import resolve
+
+    monitor = LoadMonitor().start()
+    machine = machine_info()
+    settings = {"model": model, "targets": targets, "baselines": baselines, "batches": batches,
+                "threads": threads, "reps": reps, "warmup": warmup, "max_rows": max_rows, "seed": seed,
+                "compile_budget_s": compile_budget_s, "gap_ms": gap_ms,
+                "check": {"rtol": CHECK_RTOL, "atol": CHECK_ATOL, "against": "PyTorch eager"},
+                "timed_region": "one call on ready torch inputs, returning torch outputs "
+                                "(each system's input/output conversion included)"}
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    base_dir = Path(knobs.cache_dir) / "bench"
+    base_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="work-", dir=base_dir))
+    systems: list[System] = [BASELINES[b] for b in baselines] + [xrec_system(t) for t in targets]
+    sysinfo: dict[str, dict] = {}
+    rows: list[dict] = []
+    ceilings = None
+    try:
+        with knobs.override(threads=threads):
+            _say(f"bench {model}: build the model (max_rows={max_rows})")
+            src = resolve(model, max_rows=max_rows, seed=0)
+            make = _input_maker(src, threads)
+            example = src.example_inputs if src.example_inputs is not None else make(8, 0)
+            ctx = ModelContext(name=src.name, module=src.module, example_inputs=tuple(example),
+                               threads=threads, workdir=workdir, compile_budget_s=compile_budget_s,
+                               exported=src.exported, source=src.source)
+            if roofline:
+                from .roofline import machine_ceilings
+                _say("measure the machine's roofline (stream read, random gather, FMA peak)")
+                try:
+                    ceilings = machine_ceilings(threads)
+                except Exception as e:          # no compiler: the benchmark still runs
+                    ceilings = {"error": f"{type(e).__name__}: {e}"}
+            prepared: dict[str, Prepared] = {}
+            for s in systems:
+                _say(f"prepare {s.name}")
+                t0 = time.perf_counter()
+                entry = {"label": s.label, "kind": s.kind}
+                try:
+                    with time_budget(compile_budget_s, f"preparing {s.name}"):
+                        p = s.prepare(ctx)
+                    prepared[s.name] = p
+                    entry.update(status="ok", info=p.info)
+                except (Unavailable, StageError, BudgetExceeded) as e:
+                    entry.update(status="unavailable" if isinstance(e, Unavailable) else "failed", reason=str(e))
+                except Exception as e:              # a bug in an adapter or a system: say so, go on
+                    entry.update(status="failed", reason=f"prepare: {type(e).__name__}: {e}")
+                entry["prepare_s"] = round(time.perf_counter() - t0, 2)
+                if entry.get("reason"):
+                    _say(f"  {s.name}: {entry['reason']}")
+                sysinfo[s.name] = entry
+            dead: dict[str, str] = {}
+            for batch in batches:
+                _say(f"batch {batch}: inputs, first calls and checks")
+                args = make(batch, seed)
+                work = model_work(src, args) if src.module is not None else {}
+                with torch.inference_mode():
+                    ref = outputs_to_tensor(src.module(*args))
+                calls, firsts, errs = {}, {}, {}
+                for s in systems:
+                    base = {"system": s.name, "label": s.label, "kind": s.kind, "model": src.name,
+                            "target": s.target, "batch": batch,
+                            "threads": threads, "cpu_model": machine["cpu_model"], "cores": machine["cores"],
+                            "isa": machine["best_isa"]}
+                    info = sysinfo[s.name]
+                    if s.name not in prepared:
+                        rows.append(_reason_row(base, info["status"], info["reason"]))
+                        continue
+                    if s.name in dead:
+                        rows.append(_reason_row(base, "failed", dead[s.name]))
+                        continue
+                    p = prepared[s.name]
+                    try:
+                        budget = compile_budget_s if p.budget_first_call else None
+                        t0 = time.perf_counter()
+                        with time_budget(budget, f"{s.name} first call (compile) at batch {batch}"), quiet():
+                            out = outputs_to_tensor(p.fn(*args))
+                        firsts[s.name] = time.perf_counter() - t0
+                    except Exception as e:
+                        why = (str(e) if isinstance(e, BudgetExceeded)
+                               else f"run at batch {batch}: {type(e).__name__}: {str(e).strip()[:300]}")
+                        dead[s.name] = why if isinstance(e, BudgetExceeded) else f"failed earlier: {why}"
+                        _say(f"  {s.name}: {why}")
+                        rows.append(_reason_row(base, "failed", why))
+                        continue
+                    if out.shape != ref.shape:
+                        errs[s.name] = (float("inf"), f"output shape {tuple(out.shape)} != eager {tuple(ref.shape)}")
+                    else:
+                        d = (out.float() - ref.float()).abs()
+                        ok = bool(torch.all(d <= CHECK_ATOL + CHECK_RTOL * ref.float().abs()))
+                        errs[s.name] = (float(d.max()) if d.numel() else 0.0, "" if ok else "mismatch")
+                    calls[s.name] = (lambda f=p.fn: f(*args))
+                    rows.append(base)                           # filled in after timing
+                _say(f"batch {batch}: time {', '.join(calls)} ({warmup} warm-up + {reps} interleaved rounds)")
+                samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3) if calls else {}
+                for r in rows:
+                    if r["batch"] != batch or r.get("status") or r["system"] not in samples:
+                        continue
+                    st = summarize(samples[r["system"]])
+                    err, mism = errs[r["system"]]
+                    r.update(status="ok", reason="", **st.as_dict(), qps=batch / (st.median_ms / 1e3),
+                             first_call_s=round(firsts[r["system"]], 4), max_abs_err=err,
+                             check="ok" if not mism else mism, work=work)
+                    if work.get("flops"):
+                        r["gflops"] = work["flops"] / (st.median_ms / 1e3) / 1e9
+                    if work.get("bytes"):
+                        r["gbps"] = work["bytes"] / (st.median_ms / 1e3) / 1e9
+                    if mism:
+                        _say(f"  {r['system']}: output differs from eager at batch {batch} "
+                             f"(max_abs_err {err:.3g}): {mism}")
+                del calls, args
+    finally:
+        torch.set_num_threads(old_threads)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "schema": SCHEMA,
+        "kind": "model",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command if command is not None else sys.argv,
+        "note": note,
+        "settings": settings,
+        "machine": machine,
+        "load": monitor.stop(),
+        "roofline": ceilings,
+        "systems": sysinfo,
+        "rows": rows,
+    }
+

@@ -1,0 +1,286 @@
+"""Present a benchmark document: terminal table, speedups, JSON, markdown page.
+
+A document (``run_model_bench`` / ``run_kernel_bench``) holds ``rows``: one per
+system and batch (model) or per system and configuration (kernels), each
+either timed (``status == "ok"``: median_ms, p10_ms, p90_ms, qps, ...) or
+carrying the ``reason`` it could not run.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import SCHEMA
+
+REQUIRED_ROW_KEYS = ("system", "model", "target", "batch", "threads", "median_ms", "p10_ms", "p90_ms",
+                     "qps", "status", "reason")
+
+
+# ------------------------------------------------------------------ grouping
+def group_key(row: dict):
+    """What rows are compared within: the batch (model) or the configuration (kernels)."""
+    return row.get("config") or row["batch"]
+
+
+def _groups(doc: dict) -> list:
+    seen = []
+    for r in doc["rows"]:
+        k = group_key(r)
+        if k not in seen:
+            seen.append(k)
+    return seen
+
+
+def _systems(doc: dict) -> list[str]:
+    seen = []
+    for r in doc["rows"]:
+        if r["system"] not in seen:
+            seen.append(r["system"])
+    return seen
+
+
+def _cell(doc: dict, system: str, key) -> dict | None:
+    for r in doc["rows"]:
+        if r["system"] == system and group_key(r) == key:
+            return r
+    return None
+
+
+def speedups(doc: dict) -> list[dict]:
+    """For each xrec row that ran: fastest baseline median / xrec median, per group."""
+    out = []
+    for key in _groups(doc):
+        rows = [r for r in doc["rows"] if group_key(r) == key and r.get("status") == "ok"]
+        base = [r for r in rows if r.get("kind") == "baseline"]
+        if not base:
+            continue
+        best = min(base, key=lambda r: r["median_ms"])
+        for r in rows:
+            if r.get("kind") == "xrec":
+                out.append({"group": key, "system": r["system"], "baseline": best["system"],
+                            "baseline_ms": best["median_ms"], "xrec_ms": r["median_ms"],
+                            "speedup": best["median_ms"] / r["median_ms"]})
+    return out
+
+
+def reasons(doc: dict) -> dict[str, list[tuple]]:
+    """system -> [(group, reason)] for rows that did not run (same reason listed once)."""
+    out: dict[str, list[tuple]] = {}
+    for r in doc["rows"]:
+        if r.get("status") != "ok":
+            lst = out.setdefault(r["system"], [])
+            if not any(reason == r.get("reason") for _, reason in lst):
+                lst.append((group_key(r), r.get("reason", "")))
+    return out
+
+
+# ------------------------------------------------------------------ JSON
+def validate(doc: dict) -> None:
+    """Raise ValueError naming the first thing wrong with a benchmark document."""
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"not an xrec bench document (schema {doc.get('schema')!r}, want {SCHEMA!r})")
+    for k in ("kind", "created", "machine", "settings", "rows"):
+        if k not in doc:
+            raise ValueError(f"bench document lacks {k!r}")
+    for i, r in enumerate(doc["rows"]):
+        missing = [k for k in REQUIRED_ROW_KEYS if k not in r]
+        if missing:
+            raise ValueError(f"row {i} ({r.get('system')}) lacks {', '.join(missing)}")
+        if r["status"] == "ok" and not (r["p10_ms"] <= r["median_ms"] <= r["p90_ms"]):
+            raise ValueError(f"row {i} ({r['system']}): p10 <= median <= p90 does not hold")
+        if r["status"] != "ok" and not r["reason"]:
+            raise ValueError(f"row {i} ({r['system']}) did not run and gives no reason")
+
+
+def write_json(doc: dict, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    return path
+
+
+def read_json(path) -> dict:
+    doc = json.loads(Path(path).read_text())
+    validate(doc)
+    return doc
+
+
+# ------------------------------------------------------------------ text
+def _fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def _fmt_cell(r: dict | None, extra: str | None = None) -> str:
+    if r is None:
+        return ""
+    if r.get("status") != "ok":
+        return "n/a"
+    s = f"{_fmt_ms(r['median_ms'])} ({_fmt_ms(r['p10_ms'])}-{_fmt_ms(r['p90_ms'])})"
+    if r.get("check") not in (None, "ok"):
+        s += " !"
+    if extra and r.get(extra) is not None:
+        s += f" {100 * r[extra]:.0f}%"
+    return s
+
+
+def _grid(doc: dict) -> tuple[list[str], list[list[str]], str]:
+    """header, rows of cells, caption: model -> system x batch; kernels -> config x system."""
+    groups, systems = _groups(doc), _systems(doc)
+    if doc.get("kind") != "model":      # columns only for systems that ran somewhere
+        systems = [s for s in systems if any(r["system"] == s and r.get("status") == "ok" for r in doc["rows"])]
+    if doc.get("kind") == "model":
+        header = ["system"] + [f"batch {g}" for g in groups]
+        body = [[s] + [_fmt_cell(_cell(doc, s, g)) for g in groups] for s in systems]
+        cap = "median ms (p10-p90); n/a = did not run (reason below); ! = output differs from eager"
+    else:
+        frac = doc.get("fraction_key")
+        header = ["config"] + systems
+        body = [[str(g)] + [_fmt_cell(_cell(doc, s, g), frac) for s in systems] for g in groups]
+        cap = "median ms (p10-p90)" + (f", then % of {doc.get('fraction_of', 'the roofline')}" if frac else "")
+    return header, body, cap
+
+
+def _title(doc: dict) -> str:
+    st = doc["settings"]
+    what = doc.get("settings", {}).get("model") if doc["kind"] == "model" else f"kernel {st.get('kernel')}"
+    return (f"xrec bench {what}: threads={st['threads']}, {st['reps']} interleaved reps after "
+            f"{st['warmup']} warm-up, {doc['machine'].get('cpu_model')}")
+
+
+def format_text(doc: dict) -> str:
+    """The plain-text report: table, speedups, reasons, machine load."""
+    header, body, cap = _grid(doc)
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
+    lines = [_title(doc), cap, ""]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
+    sp = speedups(doc)
+    if sp:
+        lines += ["", "xrec vs the fastest baseline (speedup > 1: xrec faster):"]
+        for s in sp:
+            lines.append(f"  {str(s['group']):>8}  {s['system']:16s} {s['speedup']:7.2f}x  "
+                         f"({_fmt_ms(s['xrec_ms'])} ms vs {s['baseline']} {_fmt_ms(s['baseline_ms'])} ms)")
+    rs = reasons(doc)
+    if rs:
+        lines += ["", "did not run:"]
+        for system, items in rs.items():
+            for _g, why in items:
+                lines.append(f"  {system}: {why}")
+    load = doc.get("load") or {}
+    if "other_busy_frac" in load:
+        lines += ["", f"other processes used {100 * load['other_busy_frac']:.0f}% of the CPUs during the run "
+                  f"(load average {load.get('loadavg_start', ['?'])[0]:.2f} -> {load.get('loadavg_end', ['?'])[0]:.2f})"]
+    return "\n".join(lines)
+
+
+def print_report(doc: dict, file=None) -> None:
+    """Print with rich if it is installed, else plain text."""
+    import sys
+    file = file or sys.stdout
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(format_text(doc), file=file)
+        return
+    header, body, cap = _grid(doc)
+    width = sum(max(len(h), *(len(row[i]) for row in body)) + 3 if body else len(h) + 3
+                for i, h in enumerate(header)) + 4
+    con = Console(file=file, width=max(100, width))
+    t = Table(title=_title(doc), caption=cap)
+    for h in header:
+        t.add_column(h, no_wrap=True)
+    for row in body:
+        t.add_row(*row)
+    con.print(t)
+    rest = format_text(doc).split("\n")
+    tail_start = next((i for i, ln in enumerate(rest) if ln.startswith("xrec vs") or ln.startswith("did not")
+                       or ln.startswith("other processes")), len(rest))
+    for ln in rest[tail_start:]:
+        con.print(ln, highlight=False, markup=False)
+
+
+# ------------------------------------------------------------------ markdown
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in row] for row in body]
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in esc]
+    return "\n".join(out)
+
+
+def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = None) -> str:
+    """A results page: what ran, where, how busy the machine was, the numbers, the reasons."""
+    from .machine import describe
+    m, st, load = doc["machine"], doc["settings"], doc.get("load") or {}
+    date = doc["created"][:10]
+    what = st.get("model") if doc["kind"] == "model" else f"kernel {st.get('kernel')}"
+    lines = [f"# xrec bench: {what} ({date})", ""]
+    if doc.get("note"):
+        lines += [f"> {doc['note']}", ""]
+    lines += ["## Machine", "",
+              f"- {describe(m)}",
+              f"- ISA extensions: {', '.join(m.get('isa', []))}",
+              f"- caches: " + "; ".join(f"{k} {v}" for k, v in (m.get("caches") or {}).items()),
+              f"- kernel {m.get('kernel')}, {m.get('cxx')}",
+              "- software: " + ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())]
+    if "other_busy_frac" in load:
+        lines.append(f"- **background load**: other processes used {100 * load['other_busy_frac']:.0f}% of "
+                     f"the CPUs during this {load.get('elapsed_s', 0):.0f} s run (steal "
+                     f"{100 * load.get('steal_frac', 0):.0f}%); load average "
+                     f"{load['loadavg_start'][0]:.2f} at the start, {load['loadavg_end'][0]:.2f} at the end")
+    roof = doc.get("roofline")
+    if roof and "error" not in roof:
+        lines.append(f"- roofline ({roof['threads']} threads, probes.c): stream read "
+                     f"{roof['stream_read_GBps']:.1f} GB/s, random-row gather {roof['gather_GBps']:.1f} GB/s, "
+                     f"fp32 FMA peak {roof['fma_peak_GFLOPs']:.0f} GFLOP/s")
+    elif roof:
+        lines.append(f"- roofline probes failed: {roof['error']}")
+    lines += ["", "## Settings", "",
+              f"- command: `{' '.join(str(c) for c in doc.get('command', []))}`",
+              f"- threads {st['threads']}, {st['warmup']} warm-up rounds, {st['reps']} timed rounds, "
+              f"samples interleaved (round r starts at system r mod n), {st.get('gap_ms', 0)} ms gap "
+              "after each call, garbage collector paused while timing"]
+    if st.get("timed_region"):
+        lines.append(f"- timed region: {st['timed_region']}")
+    if st.get("check"):
+        c = st["check"]
+        lines.append(f"- every system's output is checked against {c['against']} first "
+                     f"(|diff| <= {c['atol']:g} + {c['rtol']:g}|eager|); `!` marks a mismatch")
+    lines += ["", "## Results", ""]
+    if plot:
+        lines += [f"![latency and throughput]({plot})", ""]
+    header, body, cap = _grid(doc)
+    lines += [_md_table(header, body), "", f"{cap}.", ""]
+    if doc["kind"] == "model":
+        qps_header = ["system"] + [f"batch {g}" for g in _groups(doc)]
+        qps_body = [[s] + [("n/a" if (r := _cell(doc, s, g)) is None or r.get("status") != "ok"
+                            else f"{r['qps']:,.0f}") for g in _groups(doc)] for s in _systems(doc)]
+        lines += ["Throughput (samples/s at the median):", "", _md_table(qps_header, qps_body), ""]
+    sp = speedups(doc)
+    if sp:
+        lines += ["### xrec against the fastest baseline", "",
+                  _md_table(["group", "xrec", "speedup", "xrec ms", "fastest baseline", "baseline ms"],
+                            [[str(s["group"]), s["system"], f"{s['speedup']:.2f}x", _fmt_ms(s["xrec_ms"]),
+                              s["baseline"], _fmt_ms(s["baseline_ms"])] for s in sp]), ""]
+    lines += ["## Systems", ""]
+    for name, info in (doc.get("systems") or {}).items():
+        extra = info.get("info") or {}
+        detail = "; ".join(f"{k}: {v}" for k, v in extra.items() if k not in ("artifact",))
+        state = "" if info.get("status") == "ok" else f" **did not run**: {info.get('reason')}"
+        lines.append(f"- `{name}`: {info.get('label', '')}"
+                     + (f" (prepared in {info['prepare_s']:.1f} s)" if info.get("prepare_s") is not None else "")
+                     + state + (f". {detail}" if detail else ""))
+    rs = reasons(doc)
+    later = {s: items for s, items in rs.items() if (doc.get("systems") or {}).get(s, {}).get("status") == "ok"}
+    if later:
+        lines += ["", "Failures while running:", ""]
+        for s, items in later.items():
+            for g, why in items:
+                lines.append(f"- `{s}` at {g}: {why}")
+    if json_name:
+        lines += ["", f"Raw rows: [{json_name}]({json_name}). Regenerate this page with "
+                  f"`xrec bench --render {json_name} --markdown PAGE.md --plot PLOT.png`."]
+    return "\n".join(lines) + "\n"
