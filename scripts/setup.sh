@@ -31,11 +31,16 @@ if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.fi
   $VPIP install -q --no-deps hls4ml==1.3.0
 fi
 
-# System tools the cpu target and the C++ runtime build with.
+# System packages: the C++ compiler and cmake (cpu target, C++ runtime), cpp-httplib and
+# nlohmann-json (the inference server), XRT headers (the HLS target's host code).
+APT_PKGS=(g++ cmake libcpp-httplib-dev nlohmann-json3-dev libxrt-dev)
 missing=()
-for tool in g++ cmake; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for pkg in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] installing ${missing[*]} from Debian"
-  apt-get update -qq && apt-get install -y -qq g++ cmake >/dev/null
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 echo "[setup] done: $(.venv/bin/python -c 'import xrec, torch; print("xrec", xrec.__version__, "torch", torch.__version__)')"
