@@ -43,22 +43,44 @@ c_long, c_int, c_i64 = ctypes.c_long, ctypes.c_int, ctypes.c_int64
 
 
 # ------------------------------------------------------------------ build + load
-def build(isa_flags=("-march=x86-64-v4", "-DXREC_ISA_NS=avx512")) -> ctypes.CDLL:
+def kernels_at(rev: str) -> Path:
+    """kernels/cpu as of git revision ``rev``, extracted to a temp dir (for --baseline)."""
+    out = Path(tempfile.gettempdir()) / "xrec-kernel-bench" / f"kernels-{rev}"
+    if not out.exists():
+        tmp = Path(str(out) + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True)
+        files = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", rev, "kernels/cpu/"],
+                               check=True, capture_output=True, text=True).stdout.split()
+        for f in files:
+            data = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{f}"], check=True,
+                                  capture_output=True).stdout
+            (tmp / Path(f).name).write_bytes(data)
+        os.replace(tmp, out)
+    return out
+
+
+def build(isa_flags=("-march=x86-64-v4", "-DXREC_ISA_NS=avx512"), kernels: Path = KERNELS) -> ctypes.CDLL:
     src = HERE / "bench_kernels.cpp"
     h = hashlib.sha256(src.read_bytes())
-    for p in sorted(KERNELS.glob("*.h")):
+    h.update(str(kernels).encode())
+    for p in sorted(kernels.glob("*.h")):
         h.update(p.read_bytes())
     h.update(" ".join(isa_flags).encode())
     out = Path(tempfile.gettempdir()) / "xrec-kernel-bench" / f"libbench-{h.hexdigest()[:16]}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = ["g++", "-O3", "-std=c++17", *isa_flags, "-fopenmp", "-shared", "-fPIC", "-Wall",
-               f"-I{KERNELS}", str(src), "-o", str(out) + ".tmp"]
+               f"-I{kernels}", str(src), "-o", str(out) + ".tmp"]
         subprocess.run(cmd, check=True)
         os.replace(str(out) + ".tmp", out)
-    lib = ctypes.CDLL(str(out))
+    return _setup(ctypes.CDLL(str(out)))
+
+
+def _setup(lib):
     lib.b_fma_peak.restype = ctypes.c_double
     lib.b_fma_peak.argtypes = [c_int, c_long]
+    lib.b_use_thread_cpu_clock.argtypes = [c_int]
+    lib.b_use_thread_cpu_clock.restype = None
     lib.b_fma_flops_per_iter.restype = ctypes.c_double
     lib.b_packed_floats.restype = ctypes.c_size_t
     lib.b_packed_floats.argtypes = [c_int, c_int]
@@ -66,7 +88,7 @@ def build(isa_flags=("-march=x86-64-v4", "-DXREC_ISA_NS=avx512")) -> ctypes.CDLL
     lib.b_linear.restype = ctypes.c_double
     lib.b_linear.argtypes = [P, c_long, c_int, P, c_int, P, c_int, P, c_int, c_int, c_int]
     lib.b_bag.restype = ctypes.c_double
-    lib.b_bag.argtypes = [P, c_i64, c_int, c_int, c_int, c_int, P, P, c_long, P, P, c_int, c_int, c_int]
+    lib.b_bag.argtypes = [P, c_i64, c_int, c_int, c_int, c_int, P, P, c_long, P, P, c_int, c_int, c_int, c_int]
     lib.b_gather_probe.restype = ctypes.c_double
     lib.b_gather_probe.argtypes = [P, c_int, P, P, c_long, c_int, c_int, c_int]
     lib.b_interaction.restype = ctypes.c_double
@@ -107,12 +129,40 @@ class Timed:
         return statistics.median(self.samples)
 
 
+CLOCK = {"fn": time.perf_counter}
+BASE: dict[str, ctypes.CDLL | None] = {"lib": None, "rev": None}   # --baseline build
+
+
+def with_base(name, make):
+    """[Timed(name, make(lib))] plus the same on the --baseline build, if any."""
+    items = [Timed(name, make(None))]
+    if BASE["lib"] is not None:
+        items.append(Timed("base", make(BASE["lib"])))
+    return items
+
+
+def base_ratio(row, med):
+    if "base" in med:
+        row["speedup_vs_base"] = med["base"] / med["ours"]
+
+
+def set_clock(lib, threads, mode):
+    """Thread CPU time for single-threaded runs (mode 'auto'/'cpu'), else wall time."""
+    cpu = mode == "cpu" or (mode == "auto" and threads == 1)
+    for L in (lib, BASE["lib"]):
+        if L is not None:
+            L.b_use_thread_cpu_clock(int(cpu))
+    CLOCK["fn"] = time.thread_time if cpu else time.perf_counter
+    return "thread-cpu" if cpu else "wall"
+
+
 def py_timer(fn):
     def run(reps):
-        t0 = time.perf_counter()
+        clock = CLOCK["fn"]
+        t0 = clock()
         for _ in range(reps):
             fn()
-        return time.perf_counter() - t0
+        return clock() - t0
     return run
 
 
@@ -153,17 +203,22 @@ def bench_dense(lib, threads, batches, samples, target, quick):
         packed = np.empty(lib.b_packed_floats(N, K) + 16, np.float32)
         packed = packed[(-packed.ctypes.data // 4) % 16:][:lib.b_packed_floats(N, K)]   # 64-byte aligned
         lib.b_pack(ptr(W), N, K, ptr(packed))
+        bpacked = None
+        if BASE["lib"] is not None:   # the baseline revision may pack differently
+            bpacked = np.empty(BASE["lib"].b_packed_floats(N, K) + 16, np.float32)
+            bpacked = bpacked[(-bpacked.ctypes.data // 4) % 16:][:BASE["lib"].b_packed_floats(N, K)]
+            BASE["lib"].b_pack(ptr(W), N, K, ptr(bpacked))
         tw, tb = torch.from_numpy(W), torch.from_numpy(b)
         for M in batches:
             X = g.standard_normal((M, K)).astype(np.float32)
             Y = np.empty((M, N), np.float32)
             tx = torch.from_numpy(X)
             split = 0 if M >= 64 * threads else 1
-            ours = Timed("ours", lambda r, X=X, M=M, Y=Y, split=split: lib.b_linear(
-                ptr(X), M, K, ptr(packed), N, ptr(b), ACT[act], ptr(Y), threads, r, split))
+            mine = with_base("ours", lambda L, X=X, M=M, Y=Y, split=split: (lambda r: (L or lib).b_linear(
+                ptr(X), M, K, ptr(bpacked if L else packed), N, ptr(b), ACT[act], ptr(Y), threads, r, split)))
             fa = TORCH_ACT[act]
             tlin = Timed("torch", py_timer(lambda tx=tx: fa(F.linear(tx, tw, tb))))
-            items = [ours, tlin]
+            items = mine + [tlin]
             try:
                 wp = torch.ops.mkldnn._reorder_linear_weight(tw, M)
                 post = act if act != "none" else "none"
@@ -190,6 +245,7 @@ def bench_dense(lib, threads, batches, samples, target, quick):
                              speedup_vs_torch=med["torch"] / med["ours"],
                              speedup_vs_onednn=(med["onednn"] / med["ours"]) if "onednn" in med else float("nan"),
                              max_abs_err=err))
+            base_ratio(rows[-1], med)
             rows[-1]["peak_gflops"] = peak
             rows[-1]["of_peak"] = rows[-1]["ours_gflops"] / peak
             rows[-1]["torch_of_peak"] = rows[-1]["torch_gflops"] / peak
@@ -204,9 +260,10 @@ BAG_CASES = [  # (rows, dim, pooling)
 ]
 
 
-def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, formats=("f32", "i8")):
+def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, formats=("f32", "i8"),
+               prefetch_sweep=(), cases=None):
     rows = []
-    cases = [BAG_CASES[1], BAG_CASES[6]] if quick else BAG_CASES
+    cases = cases or ([BAG_CASES[1], BAG_CASES[6]] if quick else BAG_CASES)
     tables = {}
     for R, D, L in cases:
         g = np.random.default_rng(R + D)
@@ -227,12 +284,15 @@ def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, form
             table = tf if fmt == "f32" else tq
             row_bytes = table.shape[1] * table.itemsize
             f = 0 if fmt == "f32" else 2
-            ours = Timed("ours", lambda r, table=table, row_bytes=row_bytes, f=f: lib.b_bag(
-                ptr(table), R, D, row_bytes, f, 0, ptr(idx), ptr(off), batch, None, ptr(out), threads, r, 0))
+            mine = with_base("ours", lambda L, table=table, row_bytes=row_bytes, f=f: (lambda r: (L or lib).b_bag(
+                ptr(table), R, D, row_bytes, f, 0, ptr(idx), ptr(off), batch, None, ptr(out), threads, r, 0, -1)))
+            sweep = [Timed(f"ours_pf{d}", lambda r, table=table, row_bytes=row_bytes, f=f, d=d: lib.b_bag(
+                ptr(table), R, D, row_bytes, f, 0, ptr(idx), ptr(off), batch, None, ptr(out), threads, r, 0, d))
+                for d in prefetch_sweep]
             probe = Timed("probe", lambda r, table=table, row_bytes=row_bytes: lib.b_gather_probe(
                 ptr(table), row_bytes, ptr(idx), ptr(off), batch, threads, r, 0))
             probe_pf = Timed("probe_pf", lambda r, table=table, row_bytes=row_bytes: lib.b_gather_probe(
-                ptr(table), row_bytes, ptr(idx), ptr(off), batch, threads, r, 8))
+                ptr(table), row_bytes, ptr(idx), ptr(off), batch, threads, r, 16))
             if fmt == "f32":
                 tt = torch.from_numpy(tf)
                 tor = Timed("torch", py_timer(lambda: F.embedding_bag(ti, tt, to, mode="sum", include_last_offset=True)))
@@ -243,8 +303,8 @@ def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, form
                 tor = Timed("torch", py_timer(lambda: op(tt, ti, to, False, 0, False, None, None, True)))
                 ref = op(tt, ti, to, False, 0, False, None, None, True).numpy()
             torch.set_num_threads(threads)
-            med = interleave([ours, probe, probe_pf, tor], samples, target)
-            lib.b_bag(ptr(table), R, D, row_bytes, f, 0, ptr(idx), ptr(off), batch, None, ptr(out), threads, 1, 0)
+            med = interleave(mine + [probe, probe_pf, tor] + sweep, samples, target)
+            lib.b_bag(ptr(table), R, D, row_bytes, f, 0, ptr(idx), ptr(off), batch, None, ptr(out), threads, 1, 0, -1)
             err = float(np.abs(out - ref).max() / max(1.0, np.abs(ref).max()))
             nbytes = batch * L * row_bytes
             roof = min(med["probe"], med["probe_pf"])
@@ -255,7 +315,13 @@ def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, form
                              probe_gbs=nbytes / roof * 1e-9, torch_gbs=nbytes / med["torch"] * 1e-9,
                              of_roofline=roof / med["ours"], speedup_vs_torch=med["torch"] / med["ours"],
                              max_rel_err=err))
+            base_ratio(rows[-1], med)
+            for d in prefetch_sweep:
+                rows[-1][f"pf{d}_vs_default"] = med["ours"] / med[f"ours_pf{d}"]
             print(fmt_row(rows[-1]), flush=True)
+            if prefetch_sweep:
+                print("    prefetch sweep (speed vs default): " + "  ".join(
+                    f"{d}: x{rows[-1][f'pf{d}_vs_default']:.2f}" for d in prefetch_sweep), flush=True)
     return rows
 
 
@@ -275,19 +341,25 @@ def bench_interaction(lib, threads, samples, target, batches=(64, 512, 2048), Fn
         out = np.empty((B, len(pi)), np.float32)
         tT = torch.from_numpy(T)
         tli, tlj = torch.from_numpy(li), torch.from_numpy(lj)
-        ours = Timed("ours", lambda r: lib.b_interaction(ptr(T), B, Fn, D, ptr(pi), ptr(pj), len(pi), ptr(out), threads, r))
+        mine = with_base("ours", lambda L: (lambda r: (L or lib).b_interaction(
+            ptr(T), B, Fn, D, ptr(pi), ptr(pj), len(pi), ptr(out), threads, r)))
         tor = Timed("torch", py_timer(lambda: torch.bmm(tT, tT.transpose(1, 2))[:, tli, tlj]))
         torch.set_num_threads(threads)
-        med = interleave([ours, tor], samples, target)
+        med = interleave(mine + [tor], samples, target)
         flops = 2.0 * B * len(pi) * D
         rows.append(dict(kind="interaction", shape=f"F={Fn} D={D} P={len(pi)}", M=B, threads=threads,
                          ours_us=med["ours"] * 1e6, torch_us=med["torch"] * 1e6,
                          ours_gflops=flops / med["ours"] * 1e-9, speedup_vs_torch=med["torch"] / med["ours"]))
+        base_ratio(rows[-1], med)
         print(fmt_row(rows[-1]), flush=True)
     return rows
 
 
 def fmt_row(r):
+    return _fmt_row(r) + (f"  [x{r['speedup_vs_base']:.2f} vs {BASE['rev']}]" if "speedup_vs_base" in r else "")
+
+
+def _fmt_row(r):
     head = f"{r['kind']:<11} {r['shape']:<24} M={r['M']:<5} t={r['threads']}  ours {r['ours_us']:10.1f} us  torch {r['torch_us']:10.1f} us  x{r['speedup_vs_torch']:5.2f}"
     if r["kind"] == "dense":
         return head + (f"  | {r['ours_gflops']:6.1f} GF/s ({r['of_peak']*100:4.0f}% of peak {r['peak_gflops']:.0f})  torch {r['torch_gflops']:6.1f}"
@@ -308,24 +380,39 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="a few representative shapes only")
     ap.add_argument("--formats", default="f32,i8")
     ap.add_argument("--no-hugepages", action="store_true")
+    ap.add_argument("--prefetch-sweep", default="", help="also time these prefetch distances, e.g. 0,4,8,16,32")
+    ap.add_argument("--bag-cases", default="", help="subset of rows:dim:pooling, e.g. 1000000:64:20,4096:64:1")
+    ap.add_argument("--clock", choices=["auto", "cpu", "wall"], default="auto",
+                    help="auto: the thread's CPU time for 1-thread runs (robust to other people's load "
+                         "on this shared machine), wall time for 2 threads")
+    ap.add_argument("--baseline", help="git revision whose kernels/cpu is timed too (interleaved): "
+                                       "speedup_vs_base = before/after")
     ap.add_argument("--json", help="write all rows to this file")
     a = ap.parse_args(argv)
     only = set(a.only.split(","))
     threads = [int(t) for t in a.threads.split(",")]
     lib = build()
+    if a.baseline:
+        BASE["lib"] = _setup(build(kernels=kernels_at(a.baseline)))
+        BASE["rev"] = a.baseline
     target = a.target_ms / 1000
     rows = []
     peak = {}
     for t in threads:
+        set_clock(lib, t, a.clock)
         peak[t] = statistics.median(lib.b_fma_peak(t, 20_000_000) for _ in range(3))
         print(f"FMA peak probe, {t} thread(s): {peak[t]:.1f} GFLOP/s", flush=True)
         rows.append(dict(kind="peak", threads=t, gflops=peak[t]))
     for t in threads:
+        print(f"-- {t} thread(s), clock: {set_clock(lib, t, a.clock)}", flush=True)
         if "dense" in only:
             rows += bench_dense(lib, t, [int(m) for m in a.batches.split(",")], a.samples, target, a.quick)
         if "bag" in only:
+            cases = [tuple(int(v) for v in c.split(":")) for c in a.bag_cases.split(",") if c]
             rows += bench_bags(lib, t, a.samples, target, a.quick, not a.no_hugepages,
-                               formats=tuple(a.formats.split(",")))
+                               formats=tuple(a.formats.split(",")),
+                               prefetch_sweep=[int(d) for d in a.prefetch_sweep.split(",") if d],
+                               cases=cases or None)
         if "interaction" in only:
             rows += bench_interaction(lib, t, a.samples, target)
     print("\nsummary")

@@ -40,83 +40,332 @@ inline bool validate(const BagFeature& f, long b0, long b1, BagStatus* st) {
   return true;
 }
 
-// Decodes columns [c0, c0 + n) of one row into floats.
-inline void decode(const BagFeature& f, const uint8_t* row, int c0, int n, float* out) {
-  switch (f.format) {
-    case ROW_F32: {
-      const float* r = (const float*)row + c0;
-      for (int j = 0; j < n; ++j) out[j] = r[j];
-      break;
+// ------------------------------------------------------------ row decoding
+// Per-row dequantisation parameters (value = q * scale + bias).
+struct RowParams {
+  float scale, bias;
+};
+
+template <RowFormat FMT>
+inline RowParams row_params(const uint8_t* row, int dim) {
+  RowParams p{1.0f, 0.0f};
+  if constexpr (FMT == ROW_I8) {
+    std::memcpy(&p.scale, row + dim, 4);
+    std::memcpy(&p.bias, row + dim + 4, 4);
+  } else if constexpr (FMT == ROW_I4) {
+    uint16_t h[2];
+    std::memcpy(h, row + (dim + 1) / 2, 4);
+    p.scale = half_to_float(h[0]);
+    p.bias = half_to_float(h[1]);
+  }
+  (void)row;
+  (void)dim;
+  return p;
+}
+
+#if defined(XREC_SIMD_AVX512)
+// Decodes columns [c, c + 16) of a row (only the first n when TAIL; the other
+// lanes hold garbage that is never stored). c is a multiple of 16. Quantized
+// formats return q as float (the caller applies scale and bias).
+template <RowFormat FMT, bool TAIL>
+inline simd::vf dec_raw(const uint8_t* row, int c, int n) {
+  const __mmask16 m = TAIL ? simd::tail_mask(n) : (__mmask16)0xFFFF;
+  if constexpr (FMT == ROW_F32) {
+    const float* r = (const float*)row + c;
+    return TAIL ? _mm512_maskz_loadu_ps(m, r) : _mm512_loadu_ps(r);
+  } else if constexpr (FMT == ROW_F16) {
+    const uint16_t* r = (const uint16_t*)row + c;
+    const __m256i h = TAIL ? _mm256_maskz_loadu_epi16(m, r) : _mm256_loadu_si256((const __m256i*)r);
+    return _mm512_maskz_cvtph_ps((__mmask16)0xFFFF, h);
+  } else {
+    __m128i q;
+    if constexpr (FMT == ROW_I8) {
+      q = TAIL ? _mm_maskz_loadu_epi8(m, row + c) : _mm_loadu_si128((const __m128i*)(row + c));
+    } else {  // ROW_I4: 8 bytes, low nibble first
+      const uint8_t* r = row + c / 2;
+      const __m128i b = TAIL ? _mm_maskz_loadu_epi8((__mmask16)((1u << ((n + 1) / 2)) - 1u), r)
+                             : _mm_loadl_epi64((const __m128i*)r);
+      const __m128i lo4 = _mm_set1_epi8(0x0F);
+      q = _mm_unpacklo_epi8(_mm_and_si128(b, lo4), _mm_and_si128(_mm_srli_epi16(b, 4), lo4));
     }
-    case ROW_F16:
-      halves_to_floats((const uint16_t*)row + c0, out, n);
-      break;
-    case ROW_I8: {
-      float scale, bias;
-      std::memcpy(&scale, row + f.dim, 4);
-      std::memcpy(&bias, row + f.dim + 4, 4);
-      for (int j = 0; j < n; ++j) out[j] = (float)row[c0 + j] * scale + bias;
-      break;
-    }
-    case ROW_I4: {
-      uint16_t hs, hb;
-      const int nb = (f.dim + 1) / 2;
-      std::memcpy(&hs, row + nb, 2);
-      std::memcpy(&hb, row + nb + 2, 2);
-      const float scale = half_to_float(hs), bias = half_to_float(hb);
-      for (int j = 0; j < n; ++j) {
-        const int c = c0 + j;
-        const int q = (row[c >> 1] >> ((c & 1) * 4)) & 0xF;
-        out[j] = (float)q * scale + bias;
+    return _mm512_maskz_cvtepi32_ps((__mmask16)0xFFFF, _mm512_maskz_cvtepu8_epi32((__mmask16)0xFFFF, q));
+  }
+}
+#elif defined(XREC_SIMD_AVX2)
+inline __m128i load_partial(const uint8_t* p, int nbytes) {
+  alignas(16) uint8_t b[16] = {0};
+  for (int i = 0; i < nbytes; ++i) b[i] = p[i];
+  return _mm_load_si128((const __m128i*)b);
+}
+
+// Decodes columns [c, c + 8) of a row (only the first n when TAIL). c is a multiple of 8.
+template <RowFormat FMT, bool TAIL>
+inline simd::vf dec_raw(const uint8_t* row, int c, int n) {
+  if constexpr (FMT == ROW_F32) {
+    const float* r = (const float*)row + c;
+    return TAIL ? simd::load_n(r, n) : _mm256_loadu_ps(r);
+  } else if constexpr (FMT == ROW_F16) {
+    const uint8_t* r = row + 2 * c;
+    const __m128i h = TAIL ? load_partial(r, 2 * n) : _mm_loadu_si128((const __m128i*)r);
+    return _mm256_cvtph_ps(h);
+  } else {
+    __m128i q;
+    if constexpr (FMT == ROW_I8) {
+      q = TAIL ? load_partial(row + c, n) : _mm_loadl_epi64((const __m128i*)(row + c));
+    } else {
+      const uint8_t* r = row + c / 2;
+      int32_t w4;
+      if (TAIL) {
+        w4 = 0;
+        std::memcpy(&w4, r, (n + 1) / 2);
+      } else {
+        std::memcpy(&w4, r, 4);
       }
-      break;
+      const __m128i b = _mm_cvtsi32_si128(w4);
+      const __m128i lo4 = _mm_set1_epi8(0x0F);
+      q = _mm_unpacklo_epi8(_mm_and_si128(b, lo4), _mm_and_si128(_mm_srli_epi16(b, 4), lo4));
+    }
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+  }
+}
+#else
+// Scalar: one column c.
+template <RowFormat FMT, bool TAIL>
+inline simd::vf dec_raw(const uint8_t* row, int c, int n) {
+  (void)n;
+  if constexpr (FMT == ROW_F32) {
+    float v;
+    std::memcpy(&v, row + 4 * c, 4);
+    return v;
+  } else if constexpr (FMT == ROW_F16) {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * c, 2);
+    return half_to_float(h);
+  } else if constexpr (FMT == ROW_I8) {
+    return (float)row[c];
+  } else {
+    return (float)((row[c >> 1] >> ((c & 1) * 4)) & 0xF);
+  }
+}
+#endif
+
+// ------------------------------------------------------------ pooling
+// COMB_SUM: plain sum/mean (the hot path). COMB_ANY: per-sample weights and/or max,
+// decided at run time per row (keeps the number of template instances down).
+enum Combine : int { COMB_SUM = 0, COMB_ANY = 1 };
+
+// Everything a pooling loop needs, resolved once per call.
+struct Ctx {
+  const uint8_t* table;
+  int64_t row_bytes;
+  int dim;
+  int64_t pad;
+  const void* idx;
+  const void* off;
+  bool off64;
+  const float* psw;
+  PoolMode mode;
+  int prefetch;            // ids ahead (0: none)
+  int64_t range_end;       // offsets[b1]: prefetch stays below it
+  int64_t off_at(long b) const {
+    return off64 ? ((const int64_t*)off)[b] : (int64_t)((const int32_t*)off)[b];
+  }
+};
+
+inline void prefetch_row(const uint8_t* p, int64_t bytes) {
+  const uintptr_t end = (uintptr_t)p + (uintptr_t)bytes;
+  for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)63; a < end; a += 64) _mm_prefetch((const char*)a, _MM_HINT_T0);
+}
+
+// Accumulates one row into acc (NV vectors). Quantized rows use
+// sum_i w_i (q_i s_i + b_i) = sum_i q_i (w_i s_i) + sum_i w_i b_i: one fma per
+// 16 values, the bias part summed as a scalar (bsum).
+template <RowFormat FMT, int NV, bool WEIGHTED>
+inline void add_row(simd::vf* acc, float& bsum, const uint8_t* row, int dim, int c0, int tail, float w) {
+  constexpr int W = simd::W;
+  constexpr bool Q = FMT == ROW_I8 || FMT == ROW_I4;
+  if constexpr (Q) {
+    const RowParams p = row_params<FMT>(row, dim);
+    const simd::vf s = simd::set1(WEIGHTED ? p.scale * w : p.scale);
+    bsum += WEIGHTED ? p.bias * w : p.bias;
+    for (int j = 0; j < NV; ++j) {
+      const int col = c0 + j * W;
+      const simd::vf q = j == NV - 1 ? dec_raw<FMT, true>(row, col, tail) : dec_raw<FMT, false>(row, col, W);
+      acc[j] = simd::fma(q, s, acc[j]);
+    }
+  } else {
+    (void)bsum;
+    (void)dim;
+    const simd::vf wv = simd::set1(w);
+    for (int j = 0; j < NV; ++j) {
+      const int col = c0 + j * W;
+      const simd::vf v = j == NV - 1 ? dec_raw<FMT, true>(row, col, tail) : dec_raw<FMT, false>(row, col, W);
+      acc[j] = WEIGHTED ? simd::fma(v, wv, acc[j]) : simd::add(acc[j], v);
     }
   }
 }
 
-template <typename IdxT, typename OffT>
-inline void pool_generic(const BagFeature& f, long b0, long b1, float* out, long ldo) {
-  const OffT* off = (const OffT*)f.offsets;
-  const IdxT* idx = (const IdxT*)f.indices;
-  constexpr int CH = 256;
-  float buf[CH];
+// Max-pools one row (value = (q * scale + bias) * w for quantized rows).
+template <RowFormat FMT, int NV>
+inline void max_row(simd::vf* acc, const uint8_t* row, int dim, int c0, int tail, const float* w) {
+  constexpr int W = simd::W;
+  constexpr bool Q = FMT == ROW_I8 || FMT == ROW_I4;
+  const RowParams p = row_params<FMT>(row, dim);
+  const simd::vf s = simd::set1(p.scale), bb = simd::set1(p.bias);
+  for (int j = 0; j < NV; ++j) {
+    const int col = c0 + j * W;
+    simd::vf v = j == NV - 1 ? dec_raw<FMT, true>(row, col, tail) : dec_raw<FMT, false>(row, col, W);
+    if (Q) v = simd::fma(v, s, bb);
+    if (w) v = simd::mul(v, simd::set1(*w));
+    acc[j] = simd::max(acc[j], v);
+  }
+}
+
+// Pools columns [c0, c0 + ncols) of bags [b0, b1); NV vectors hold the columns
+// (ncols in ((NV-1)*W, NV*W]), accumulated in registers over each bag's ids.
+template <RowFormat FMT, int NV, int COMB, typename IdxT>
+inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int c0, int ncols,
+                      bool do_prefetch) {
+  constexpr int W = simd::W;
+  // Two independent accumulator sets for plain sums when registers allow:
+  // halves the add dependency chain and keeps two rows in flight.
+  constexpr bool TWO = COMB == COMB_SUM && NV * 2 <= (W == 16 ? 16 : 6);
+  const int tail = ncols - (NV - 1) * W;
+  const IdxT* idx = (const IdxT*)c.idx;
+  const int64_t pf = do_prefetch ? c.prefetch : 0;
+  const int64_t rb = c.row_bytes;
+  const uint8_t* table = c.table;
+  const int64_t pad = c.pad;
+  const bool max_mode = COMB == COMB_ANY && c.mode == POOL_MAX;
+  const int64_t pf_end = c.range_end - pf;   // prefetch idx[i + pf] while i < pf_end
+  int64_t s = c.off_at(b0);
   for (long b = b0; b < b1; ++b) {
-    const int64_t s = (int64_t)off[b], e = (int64_t)off[b + 1];
-    float* o = out + b * ldo;
-    for (int c0 = 0; c0 < f.dim; c0 += CH) {
-      const int n = min_i(CH, f.dim - c0);
-      float acc[CH];
-      const float init = f.mode == POOL_MAX ? -__builtin_inff() : 0.0f;
-      for (int j = 0; j < n; ++j) acc[j] = init;
-      int64_t count = 0;
-      for (int64_t i = s; i < e; ++i) {
-        const int64_t id = (int64_t)idx[i];
-        if (id == f.padding_idx) continue;
-        ++count;
-        decode(f, f.table + id * (int64_t)f.row_bytes, c0, n, buf);
-        const float w = f.per_sample_weights ? f.per_sample_weights[i] : 1.0f;
-        if (f.mode == POOL_MAX) {
-          for (int j = 0; j < n; ++j) acc[j] = max_f(acc[j], buf[j] * w);
-        } else {
-          for (int j = 0; j < n; ++j) acc[j] += buf[j] * w;
+    const int64_t e = c.off_at(b + 1);
+    simd::vf acc[NV], acc2[TWO ? NV : 1];
+    for (int j = 0; j < NV; ++j) acc[j] = max_mode ? simd::set1(-__builtin_inff()) : simd::zero();
+    for (int j = 0; j < (TWO ? NV : 1); ++j) acc2[j] = simd::zero();
+    float bsum = 0.0f, bsum2 = 0.0f;
+    int64_t cnt = 0;
+    int64_t i = s;
+    if constexpr (TWO) {
+      for (; i + 1 < e; i += 2) {
+        if (pf && i + 1 < pf_end) {
+          prefetch_row(table + (int64_t)idx[i + pf] * rb, rb);
+          prefetch_row(table + (int64_t)idx[i + 1 + pf] * rb, rb);
+        }
+        const int64_t id0 = (int64_t)idx[i], id1 = (int64_t)idx[i + 1];
+        if (id0 != pad) {
+          ++cnt;
+          add_row<FMT, NV, false>(acc, bsum, table + id0 * rb, c.dim, c0, tail, 1.0f);
+        }
+        if (id1 != pad) {
+          ++cnt;
+          add_row<FMT, NV, false>(acc2, bsum2, table + id1 * rb, c.dim, c0, tail, 1.0f);
         }
       }
-      if (f.mode == POOL_MAX && count == 0) {
-        for (int j = 0; j < n; ++j) acc[j] = 0.0f;
-      } else if (f.mode == POOL_MEAN && count > 0) {
-        const float inv = 1.0f / (float)count;
-        for (int j = 0; j < n; ++j) acc[j] *= inv;
-      }
-      for (int j = 0; j < n; ++j) o[c0 + j] = acc[j];
     }
+    for (; i < e; ++i) {
+      if (pf && i < pf_end) prefetch_row(table + (int64_t)idx[i + pf] * rb, rb);
+      const int64_t id = (int64_t)idx[i];
+      if (id == pad) continue;
+      ++cnt;
+      const uint8_t* row = table + id * rb;
+      if constexpr (COMB == COMB_SUM) {
+        add_row<FMT, NV, false>(acc, bsum, row, c.dim, c0, tail, 1.0f);
+      } else if (max_mode) {
+        max_row<FMT, NV>(acc, row, c.dim, c0, tail, c.psw ? c.psw + i : nullptr);
+      } else {
+        add_row<FMT, NV, true>(acc, bsum, row, c.dim, c0, tail, c.psw ? c.psw[i] : 1.0f);
+      }
+    }
+    s = e;
+    if constexpr (TWO) {
+      for (int j = 0; j < NV; ++j) acc[j] = simd::add(acc[j], acc2[j]);
+    }
+    if constexpr (FMT == ROW_I8 || FMT == ROW_I4) {
+      if (!max_mode) {
+        const simd::vf bv = simd::set1(bsum + bsum2);
+        for (int j = 0; j < NV; ++j) acc[j] = simd::add(acc[j], bv);
+      }
+    }
+    if (max_mode && cnt == 0) {
+      for (int j = 0; j < NV; ++j) acc[j] = simd::zero();
+    } else if (c.mode == POOL_MEAN && cnt > 0) {
+      const simd::vf inv = simd::set1(1.0f / (float)cnt);
+      for (int j = 0; j < NV; ++j) acc[j] = simd::mul(acc[j], inv);
+    }
+    float* o = out + b * ldo + c0;
+    for (int j = 0; j < NV - 1; ++j) simd::store(o + j * W, acc[j]);
+    simd::store_n(o + (NV - 1) * W, acc[NV - 1], tail);
   }
 }
 
-template <typename IdxT, typename OffT>
+constexpr int NV_MAX = 8;   // vectors of accumulators per column chunk
+
+template <RowFormat FMT, int COMB, typename IdxT, int NV = NV_MAX>
+inline void pool_dispatch(int nv, const Ctx& c, long b0, long b1, float* out, long ldo, int c0,
+                          int ncols, bool do_prefetch) {
+  if (nv == NV) pool_cols<FMT, NV, COMB, IdxT>(c, b0, b1, out, ldo, c0, ncols, do_prefetch);
+  else if constexpr (NV > 1) pool_dispatch<FMT, COMB, IdxT, NV - 1>(nv, c, b0, b1, out, ldo, c0, ncols, do_prefetch);
+}
+
+template <RowFormat FMT, int COMB, typename IdxT>
+inline void pool(const Ctx& c, long b0, long b1, float* out, long ldo) {
+  constexpr int CH = NV_MAX * simd::W;      // columns per register chunk
+  if (c.dim <= CH) {
+    const int nv = (c.dim + simd::W - 1) / simd::W;
+    pool_dispatch<FMT, COMB, IdxT>(nv, c, b0, b1, out, ldo, 0, c.dim, true);
+    return;
+  }
+  // Wide rows: per bag, chunk by chunk (the bag's rows stay in L1 after the first chunk).
+  for (long b = b0; b < b1; ++b)
+    for (int c0 = 0; c0 < c.dim; c0 += CH) {
+      const int n = min_i(CH, c.dim - c0);
+      pool_dispatch<FMT, COMB, IdxT>((n + simd::W - 1) / simd::W, c, b, b + 1, out, ldo, c0, n, c0 == 0);
+    }
+}
+
+template <typename IdxT>
+inline void pool_format(const BagFeature& f, const Ctx& c, long b0, long b1, float* out, long ldo) {
+  const bool plain = f.mode != POOL_MAX && !f.per_sample_weights;
+#define XREC_BAG_FMT(FMT)                                              \
+  if (plain) pool<FMT, COMB_SUM, IdxT>(c, b0, b1, out, ldo);           \
+  else pool<FMT, COMB_ANY, IdxT>(c, b0, b1, out, ldo);
+  switch (f.format) {
+    case ROW_F32: XREC_BAG_FMT(ROW_F32) break;
+    case ROW_F16: XREC_BAG_FMT(ROW_F16) break;
+    case ROW_I8: XREC_BAG_FMT(ROW_I8) break;
+    case ROW_I4: XREC_BAG_FMT(ROW_I4) break;
+  }
+#undef XREC_BAG_FMT
+}
+
+// Default prefetch distance (ids ahead) for a table: none while it fits in L2.
+inline int default_prefetch(const BagFeature& f) {
+  const int64_t bytes = f.num_rows * (int64_t)f.row_bytes;
+  return bytes <= (int64_t)(1 << 20) ? 0 : 16;
+}
+
+template <typename IdxT>
 inline void run(const BagFeature& f, long b0, long b1, float* out, long ldo, bool check_bounds,
                 BagStatus* status) {
-  if (check_bounds && !validate<IdxT, OffT>(f, b0, b1, status)) return;
-  pool_generic<IdxT, OffT>(f, b0, b1, out, ldo);
+  const bool o64 = f.offset_bits == 64;
+  if (check_bounds && !(o64 ? validate<IdxT, int64_t>(f, b0, b1, status)
+                            : validate<IdxT, int32_t>(f, b0, b1, status)))
+    return;
+  Ctx c;
+  c.table = f.table;
+  c.row_bytes = f.row_bytes;
+  c.dim = f.dim;
+  c.pad = f.padding_idx < 0 ? INT64_MIN : f.padding_idx;
+  c.idx = f.indices;
+  c.off = f.offsets;
+  c.off64 = o64;
+  c.psw = f.per_sample_weights;
+  c.mode = f.mode;
+  c.prefetch = f.prefetch_distance >= 0 ? f.prefetch_distance : default_prefetch(f);
+  c.range_end = c.off_at(b1);
+  pool_format<IdxT>(f, c, b0, b1, out, ldo);
 }
 
 }  // namespace bag
@@ -127,11 +376,8 @@ inline void embedding_bag(const BagFeature& f, long b0, long b1, float* out, lon
   if (!status) status = &local;
   *status = BagStatus{BAG_OK, 0, 0};
   if (b1 <= b0) return;
-  const bool i64 = f.index_bits == 64, o64 = f.offset_bits == 64;
-  if (i64 && o64) bag::run<int64_t, int64_t>(f, b0, b1, out, ldo, check_bounds, status);
-  else if (i64) bag::run<int64_t, int32_t>(f, b0, b1, out, ldo, check_bounds, status);
-  else if (o64) bag::run<int32_t, int64_t>(f, b0, b1, out, ldo, check_bounds, status);
-  else bag::run<int32_t, int32_t>(f, b0, b1, out, ldo, check_bounds, status);
+  if (f.index_bits == 64) bag::run<int64_t>(f, b0, b1, out, ldo, check_bounds, status);
+  else bag::run<int32_t>(f, b0, b1, out, ldo, check_bounds, status);
 }
 
 }  // namespace XREC_ISA_NS

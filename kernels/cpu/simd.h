@@ -38,7 +38,15 @@ inline vf max(vf a, vf b) { return _mm512_maskz_max_ps((__mmask16)0xFFFF, a, b);
 inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 inline vf load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tail_mask(n), p); }
 inline void store_n(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
-inline float hsum(vf v) { return _mm512_reduce_add_ps(v); }
+inline float hsum(vf v) {  // (not _mm512_reduce_add_ps: GCC 12 warns on its undefined operand)
+  alignas(64) float t[16];  // (GCC 12's 512->256 casts/extracts warn the same way)
+  _mm512_store_ps(t, v);
+  __m256 s8 = _mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
 #elif defined(XREC_SIMD_AVX2)
 constexpr int W = 8;
 using vf = __m256;

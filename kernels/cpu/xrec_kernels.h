@@ -87,6 +87,8 @@ struct BagFeature {
   const float* per_sample_weights;  // null or one weight per id (multiplies the row in every mode)
   int64_t num_indices = -1;  // length of indices; -1: unknown (then offsets are only checked
                              // for being >= 0 and non-decreasing)
+  int prefetch_distance = -1;  // software prefetch of the row this many ids ahead; 0: off,
+                               // -1: kernel default (16 for tables > 1 MB, else 0)
 };
 
 // Error report of a bag kernel: code 0 = ok; otherwise what and where.
