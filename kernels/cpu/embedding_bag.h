@@ -163,6 +163,7 @@ struct Ctx {
   const void* idx;
   const void* off;
   bool off64;
+  bool idx64;
   const float* psw;
   PoolMode mode;
   int prefetch;            // ids ahead (0: none)
@@ -223,7 +224,7 @@ inline void max_row(simd::vf* acc, const uint8_t* row, int dim, int c0, int tail
 
 // Pools columns [c0, c0 + ncols) of bags [b0, b1); NV vectors hold the columns
 // (ncols in ((NV-1)*W, NV*W]), accumulated in registers over each bag's ids.
-template <RowFormat FMT, int NV, int COMB, typename IdxT>
+template <RowFormat FMT, int NV, int COMB>
 inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int c0, int ncols,
                       bool do_prefetch) {
   constexpr int W = simd::W;
@@ -231,7 +232,11 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
   // halves the add dependency chain and keeps two rows in flight.
   constexpr bool TWO = COMB == COMB_SUM && NV * 2 <= (W == 16 ? 16 : 6);
   const int tail = ncols - (NV - 1) * W;
-  const IdxT* idx = (const IdxT*)c.idx;
+  // Id width is a run-time switch (not a template parameter: fewer instances to compile).
+  const int32_t* idx32 = (const int32_t*)c.idx;
+  const int64_t* idx64 = (const int64_t*)c.idx;
+  const bool i64 = c.idx64;
+  auto id_at = [idx32, idx64, i64](int64_t i) -> int64_t { return i64 ? idx64[i] : (int64_t)idx32[i]; };
   const int64_t pf = do_prefetch ? c.prefetch : 0;
   const int64_t rb = c.row_bytes;
   const uint8_t* table = c.table;
@@ -250,10 +255,10 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
     if constexpr (TWO) {
       for (; i + 1 < e; i += 2) {
         if (pf && i + 1 < pf_end) {
-          prefetch_row(table + (int64_t)idx[i + pf] * rb, rb);
-          prefetch_row(table + (int64_t)idx[i + 1 + pf] * rb, rb);
+          prefetch_row(table + id_at(i + pf) * rb, rb);
+          prefetch_row(table + id_at(i + 1 + pf) * rb, rb);
         }
-        const int64_t id0 = (int64_t)idx[i], id1 = (int64_t)idx[i + 1];
+        const int64_t id0 = id_at(i), id1 = id_at(i + 1);
         if (id0 != pad) {
           ++cnt;
           add_row<FMT, NV, false>(acc, bsum, table + id0 * rb, c.dim, c0, tail, 1.0f);
@@ -265,8 +270,8 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
       }
     }
     for (; i < e; ++i) {
-      if (pf && i < pf_end) prefetch_row(table + (int64_t)idx[i + pf] * rb, rb);
-      const int64_t id = (int64_t)idx[i];
+      if (pf && i < pf_end) prefetch_row(table + id_at(i + pf) * rb, rb);
+      const int64_t id = id_at(i);
       if (id == pad) continue;
       ++cnt;
       const uint8_t* row = table + id * rb;
@@ -302,42 +307,60 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
 
 constexpr int NV_MAX = 8;   // vectors of accumulators per column chunk
 
-template <RowFormat FMT, int COMB, typename IdxT, int NV = NV_MAX>
-inline void pool_dispatch(int nv, const Ctx& c, long b0, long b1, float* out, long ldo, int c0,
-                          int ncols, bool do_prefetch) {
-  if (nv == NV) pool_cols<FMT, NV, COMB, IdxT>(c, b0, b1, out, ldo, c0, ncols, do_prefetch);
-  else if constexpr (NV > 1) pool_dispatch<FMT, COMB, IdxT, NV - 1>(nv, c, b0, b1, out, ldo, c0, ncols, do_prefetch);
+// Instances for NV in {1, 2, 3, 4, 8} only (compile time of the generated code).
+template <RowFormat FMT, int COMB>
+inline void pool_nv(int nv, const Ctx& c, long b0, long b1, float* out, long ldo, int c0, int ncols,
+                    bool do_prefetch) {
+  switch (nv) {
+    case 1: pool_cols<FMT, 1, COMB>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    case 2: pool_cols<FMT, 2, COMB>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    case 3: pool_cols<FMT, 3, COMB>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    case 4: pool_cols<FMT, 4, COMB>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    default: pool_cols<FMT, NV_MAX, COMB>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+  }
 }
 
-template <RowFormat FMT, int COMB, typename IdxT>
+// Columns of the chunk starting at col: a full chunk of NV_MAX vectors, else the
+// rest if it fits in 4 vectors, else 4 vectors (the remaining 1..3 come next).
+inline int chunk_cols(int dim, int col) {
+  constexpr int W = simd::W, CH = NV_MAX * W;
+  const int rest = dim - col;
+  if (rest >= CH) return CH;
+  return (rest + W - 1) / W > 4 ? 4 * W : rest;
+}
+
+template <RowFormat FMT, int COMB>
 inline void pool(const Ctx& c, long b0, long b1, float* out, long ldo) {
-  constexpr int CH = NV_MAX * simd::W;      // columns per register chunk
-  if (c.dim <= CH) {
-    const int nv = (c.dim + simd::W - 1) / simd::W;
-    pool_dispatch<FMT, COMB, IdxT>(nv, c, b0, b1, out, ldo, 0, c.dim, true);
+  constexpr int W = simd::W;
+  if (chunk_cols(c.dim, 0) == c.dim) {      // one register chunk: straight over the bag range
+    pool_nv<FMT, COMB>((c.dim + W - 1) / W, c, b0, b1, out, ldo, 0, c.dim, true);
     return;
   }
-  // Wide rows: per bag, chunk by chunk (the bag's rows stay in L1 after the first chunk).
+  // Several chunks: per bag, chunk by chunk (the bag's rows stay in L1 after the first).
   for (long b = b0; b < b1; ++b)
-    for (int c0 = 0; c0 < c.dim; c0 += CH) {
-      const int n = min_i(CH, c.dim - c0);
-      pool_dispatch<FMT, COMB, IdxT>((n + simd::W - 1) / simd::W, c, b, b + 1, out, ldo, c0, n, c0 == 0);
+    for (int col = 0; col < c.dim;) {
+      const int n = chunk_cols(c.dim, col);
+      pool_nv<FMT, COMB>((n + W - 1) / W, c, b, b + 1, out, ldo, col, n, col == 0);
+      col += n;
     }
 }
 
-template <typename IdxT>
 inline void pool_format(const BagFeature& f, const Ctx& c, long b0, long b1, float* out, long ldo) {
   const bool plain = f.mode != POOL_MAX && !f.per_sample_weights;
-#define XREC_BAG_FMT(FMT)                                              \
-  if (plain) pool<FMT, COMB_SUM, IdxT>(c, b0, b1, out, ldo);           \
-  else pool<FMT, COMB_ANY, IdxT>(c, b0, b1, out, ldo);
+  // The hot formats get a dedicated plain-sum instance; f16 and int4 rows go
+  // through the general one (a few more instructions per row, half the code).
   switch (f.format) {
-    case ROW_F32: XREC_BAG_FMT(ROW_F32) break;
-    case ROW_F16: XREC_BAG_FMT(ROW_F16) break;
-    case ROW_I8: XREC_BAG_FMT(ROW_I8) break;
-    case ROW_I4: XREC_BAG_FMT(ROW_I4) break;
+    case ROW_F32:
+      if (plain) pool<ROW_F32, COMB_SUM>(c, b0, b1, out, ldo);
+      else pool<ROW_F32, COMB_ANY>(c, b0, b1, out, ldo);
+      break;
+    case ROW_I8:
+      if (plain) pool<ROW_I8, COMB_SUM>(c, b0, b1, out, ldo);
+      else pool<ROW_I8, COMB_ANY>(c, b0, b1, out, ldo);
+      break;
+    case ROW_F16: pool<ROW_F16, COMB_ANY>(c, b0, b1, out, ldo); break;
+    case ROW_I4: pool<ROW_I4, COMB_ANY>(c, b0, b1, out, ldo); break;
   }
-#undef XREC_BAG_FMT
 }
 
 // Default prefetch distance (ids ahead) for a table: none while it fits in L2.
@@ -361,11 +384,12 @@ inline void run(const BagFeature& f, long b0, long b1, float* out, long ldo, boo
   c.idx = f.indices;
   c.off = f.offsets;
   c.off64 = o64;
+  c.idx64 = sizeof(IdxT) == 8;
   c.psw = f.per_sample_weights;
   c.mode = f.mode;
   c.prefetch = f.prefetch_distance >= 0 ? f.prefetch_distance : default_prefetch(f);
   c.range_end = c.off_at(b1);
-  pool_format<IdxT>(f, c, b0, b1, out, ldo);
+  pool_format(f, c, b0, b1, out, ldo);
 }
 
 }  // namespace bag
