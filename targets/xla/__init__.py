@@ -67,7 +67,7 @@ class XlaTarget(Target):
 
     def capabilities(self, options):
         return Capabilities(vector_width=128, has_shared_memory=False, memory_channels=1, supports_int4=True,
-                            supports_fp16=True, static_shapes=True)
+                            supports_fp16=True, static_shapes=True, supports_pruning=True)
 
     def parse_options(self, options):
         opts = dict(options or {})

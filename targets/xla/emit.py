@@ -22,6 +22,7 @@ import numpy as np
 import sympy
 
 from xrec.ir import Graph, Node, Op
+from xrec.ir.graph import FeatureInputs, feature_inputs
 from xrec.ir.quant import LAYOUT_BITS
 from xrec.ir.types import BATCH, DType
 
@@ -271,17 +272,27 @@ def table_rows(c: Ctx, n: Node, table_name: str, ids: Value, dim: int) -> Value:
     return b.convert(b.gather_rows(c.weight(n, table_name, t), ids), "f32")
 
 
-def _pool_feature(c: Ctx, n: Node, table_name: str, jag_name: str, psw_name: str | None, mode: str,
-                  padding_idx, dim: int) -> Value:
+def _pool_feature(c: Ctx, n: Node, fi: FeatureInputs, dim: int) -> Value:
+    """PyTorch's embedding_bag of one feature over its bucketed ids (masked gather + reduce)."""
     b = c.b
+    f, jag_name, psw_name = fi.feature, fi.jagged, fi.psw
+    mode, padding_idx = f.mode, f.padding_idx
     ids, lengths = c.vals[jag_name + "#ids"], c.vals[jag_name + "#lengths"]
     slot = c.slots[jag_name]
-    ttype = c.g.type_of(table_name)
-    rows = table_rows(c, n, table_name, ids, dim)                           # [B, M, dim] f32
+    if fi.remap is None:
+        rows = table_rows(c, n, fi.table, ids, dim)                         # [B, M, dim] f32
+    else:   # a pruned table: ids -> compact rows through the remap; -1 reads a zero row
+        remap = c.b.convert(c.weight(n, fi.remap, {}), "i32")
+        nr = remap.shape[0]
+        phys = b.reshape(b.gather_rows(b.reshape(remap, (nr, 1)), ids), ids.shape)
+        zero = b.full(0, ids.shape, "i32")
+        rows = table_rows(c, n, fi.table, b.binary("maximum", phys, zero), dim)
+        pruned = b.broadcast(b.compare("LT", phys, zero), rows.shape, [0, 1])
+        rows = b.select(pruned, b.full(0.0, rows.shape, "f32"), rows)
     bs, m = ids.shape
     mask = b.compare("LT", b.iota((bs, m), 1), b.broadcast(lengths, (bs, m), [0]))
     if padding_idx is not None:
-        rows_n = slot.num_rows if slot.num_rows is not None else int(ttype.shape[0])
+        rows_n = slot.num_rows if slot.num_rows is not None else int(c.g.type_of(fi.table).shape[0])
         pidx = b.full(int(padding_idx) % rows_n, (bs, m), "i32")
         mask = b.binary("and", mask, b.compare("NE", ids, pidx))
     if psw_name is not None:
@@ -317,22 +328,19 @@ def _bind_psw(c: Ctx, n: Node, jag_name: str, psw_name: str) -> None:
 
 
 def lower_group(c: Ctx, n: Node) -> Value:
-    outs, pos = [], 0
-    for f in n.attr("features"):
-        psw = n.inputs[pos + 2] if f.has_psw else None
-        if psw:
-            _bind_psw(c, n, n.inputs[pos + 1], psw)
-        outs.append(_pool_feature(c, n, n.inputs[pos], n.inputs[pos + 1], psw, f.mode, f.padding_idx, f.dim))
-        pos += 3 if f.has_psw else 2
+    outs = []
+    for fi in feature_inputs(n):
+        if fi.psw:
+            _bind_psw(c, n, fi.jagged, fi.psw)
+        outs.append(_pool_feature(c, n, fi, fi.feature.dim))
     return c.b.concat(outs, 1)
 
 
 def lower_bag(c: Ctx, n: Node) -> Value:
-    psw = n.inputs[2] if n.attr("has_psw", False) else None
-    if psw:
-        _bind_psw(c, n, n.inputs[1], psw)
-    dim = c.shape(n)[1]
-    v = _pool_feature(c, n, n.inputs[0], n.inputs[1], psw, n.attr("mode"), n.attr("padding_idx", None), dim)
+    fi = feature_inputs(n)[0]
+    if fi.psw:
+        _bind_psw(c, n, fi.jagged, fi.psw)
+    v = _pool_feature(c, n, fi, c.shape(n)[1])
     return c.b.convert(v, ELEM[n.type.dtype.value])
 
 
@@ -343,7 +351,7 @@ def lower_jagged(c: Ctx, n: Node) -> None:
             raise unsupported(n, f"%{name} is computed; the xla target buckets sparse features given as inputs")
     feature = n.attr("feature")
     m = int(c.plan.budgets[feature])
-    rows = [r.num_rows for r in _features_reading(c.g, n.name)]
+    rows = _features_reading(c.g, n.name)
     c.slots[n.name] = FeatureSlot(n.name, feature, c.input_pos[idx], c.input_pos[off],
                                   bool(n.attr("include_last_offset", True)), m, min(rows) if rows else None)
     c.vals[n.name + "#ids"] = c.arg(1, f"ids_{feature}", (c.plan.batch, m), "i32",
@@ -352,25 +360,19 @@ def lower_jagged(c: Ctx, n: Node) -> None:
                                         {"role": "lengths", "feature": feature, "jagged": n.name})
 
 
-def _group_features(u: Node):
-    pos = 0
-    for f in u.attr("features"):
-        yield f, pos + 1
-        pos += 3 if f.has_psw else 2
-
-
-@dataclass(frozen=True)
-class _Rows:
-    num_rows: int
-
-
-def _features_reading(g: Graph, jag: str) -> list[_Rows]:
+def _features_reading(g: Graph, jag: str) -> list[int]:
+    """Logical table rows of every embedding bag reading the jagged feature ``jag``."""
     out = []
     for u in g.users.get(jag, []):
-        if u.op is Op.EMBEDDING_BAG_GROUP:
-            out += [_Rows(f.num_rows) for f, p in _group_features(u) if u.inputs[p] == jag]
-        elif u.op is Op.EMBEDDING_BAG:
-            out.append(_Rows(int(g.type_of(u.inputs[0]).shape[0])))
+        if u.op not in (Op.EMBEDDING_BAG_GROUP, Op.EMBEDDING_BAG):
+            continue
+        for fi in feature_inputs(u):
+            if fi.jagged != jag:
+                continue
+            if u.op is Op.EMBEDDING_BAG_GROUP:
+                out.append(fi.feature.num_rows)
+            else:
+                out.append(int(g.type_of(fi.remap or fi.table).shape[0]))
     return out
 
 

@@ -178,3 +178,20 @@ def test_op_that_cannot_be_lowered_is_an_error_naming_op_and_source():
         xrec.compile(BatchMean(), (x,), target="xla", options={"tpu": None})
     msg = str(e.value)
     assert "mean" in msg and "reduces over the batch" in msg and "test_xla_ops.py" in msg
+
+
+def test_pruned_tables_read_zero_rows_through_the_remap(compile_zoo):
+    from xrec.passes import get_pass
+    from xrec import zoo
+    model, _ = compile_zoo("wide-deep", batch=8)       # has mean pooling: pruned ids still count
+    _, g0 = imported_zoo("wide-deep")
+    g = xrec.api.lower(g0, target="xla")[0]
+    rng = np.random.default_rng(0)
+    keep = {f"indices[{k}]": np.sort(rng.choice(300, 120, replace=False)) for k in (0, 3, 15)}
+    gp = verify(get_pass("prune_embeddings").fn(g, keep=keep))
+    assert any(f.has_remap for n in gp.nodes_of(Op.EMBEDDING_BAG_GROUP) for f in n.attr("features"))
+    cm = xrec.compile(gp, target="xla", options={"tpu": None, "batch": 8})
+    for args in (zoo.make_inputs(model, 8, seed=1), zoo.make_inputs(model, 11, seed=2)):
+        got = cm(*args).numpy()
+        np.testing.assert_allclose(got, run_graph(gp, flat(args))[0], rtol=1e-4, atol=1e-6)
+        assert not np.allclose(got, run_graph(g, flat(args))[0], rtol=1e-4)     # pruning changed the result
