@@ -1,0 +1,110 @@
+"""The triton target: generated Triton GPU kernels, AOT cubin for sm_80/sm_90, and a C launcher.
+
+    cm = xrec.compile(model, example_inputs, target="triton")
+    cm(*inputs)                      # GPU if torch sees one, else Triton's CPU interpreter
+
+What it builds (``build``), into the artifact:
+
+* ``src/program.json``: the lowered model, an ordered list of kernel launches
+  (embedding bags over every table in one launch, fused linear layers, the DLRM
+  interaction fused with its concat, DCN cross layers, FM, fused elementwise
+  clusters) and the few torch steps for ops without a kernel;
+* ``src/xrec_triton_kernels.py``: the kernel templates plus the kernels
+  generated for this model (all constexpr-specialised at launch);
+* ``lib/<kernel>.<cfg>.sm80.cubin`` / ``.sm90.cubin`` (+ PTX), compiled ahead of
+  time without a GPU, with registers / shared memory / spills in the manifest;
+* ``src/xrec_model_cuda.c`` + ``include/xrec_model.h``: a C launcher per kernel
+  and the model-level C ABI (``xrec_model_load/run/free``, ``xrec_last_error``)
+  over the CUDA driver API, loaded at run time with dlopen (no -lcuda needed).
+
+Options (``xrec.compile(..., options={...})``):
+  mode          auto | gpu | interpret   where ``load`` runs the kernels (auto: GPU if present)
+  precision     ieee | tf32              fp32 tl.dot products (ieee is exact fp32; tf32 is faster,
+                                         looser than the target's 1e-4 tolerance)
+  bounds_check  bool                     kernels record out-of-range ids / bad offsets (default: knob)
+  aot           bool                     compile cubins + C launcher at build (default True)
+  archs         list of int              SM versions for the cubins (default [80, 90])
+"""
+from __future__ import annotations
+
+import json
+
+from .. import Capabilities, Target, register_target
+
+DEFAULT_ARCHS = (80, 90)
+
+
+class TritonTarget(Target):
+    name = "triton"
+    description = "Triton GPU kernels + AOT cubin (sm_80/sm_90) + C launcher; CPU interpreter without a GPU"
+    tolerances = {"rtol": 1e-4, "atol": 1e-6}
+
+    def available(self):
+        try:
+            import triton  # noqa: F401
+        except ImportError as e:
+            return False, f"needs the triton package (pip install 'xrec[triton]'): {e}"
+        return True, ""
+
+    def capabilities(self, options):
+        return Capabilities(vector_width=32, has_shared_memory=True, memory_channels=1,
+                            supports_int4=True, supports_fp16=True, supports_pruning=True)
+
+    def parse_options(self, options):
+        from xrec.config import knobs
+        opts = dict(options or {})
+        out = {"mode": opts.pop("mode", "auto"), "precision": opts.pop("precision", "ieee"),
+               "bounds_check": bool(opts.pop("bounds_check", knobs.bounds_check)),
+               "aot": bool(opts.pop("aot", True)),
+               "archs": [int(a) for a in opts.pop("archs", DEFAULT_ARCHS)]}
+        if opts:
+            raise ValueError(f"target 'triton' got unknown options {sorted(opts)}; it takes mode, precision, "
+                             "bounds_check, aot, archs")
+        if out["mode"] not in ("auto", "gpu", "interpret"):
+            raise ValueError(f"target 'triton': mode must be auto, gpu or interpret, got {out['mode']!r}")
+        if out["precision"] not in ("ieee", "tf32"):
+            raise ValueError(f"target 'triton': precision must be ieee or tf32, got {out['precision']!r}")
+        bad = [a for a in out["archs"] if a < 80]
+        if bad:
+            raise ValueError(f"target 'triton': archs {bad} are below sm_80, which the kernels need")
+        return out
+
+    def build(self, graph, options, writer) -> None:
+        from xrec.progress import step
+        from .lower import lower
+        from .loader import TEMPLATE
+
+        layout = writer.write_weights()
+        with step("triton: lower the IR to kernel launches"):
+            prog, generated = lower(graph, layout, options)
+        src = TEMPLATE.read_text() + "".join(f"\n\n{s}" for s in generated.values())
+        writer.write_text(f"src/{prog.kernels_file}", src)
+        writer.write_text("src/program.json", prog.to_json() + "\n")
+        info = writer.target_info
+        info["kernels_file"] = f"src/{prog.kernels_file}"
+        info["launches"] = len(prog.launches())
+        info["torch_steps"] = [s.note for s in prog.torch_steps()]
+        if options.get("aot", True):
+            from .aot import compile_program
+            from .launcher import write_launcher
+            with step("triton: AOT-compile the kernels to cubin"):
+                kernels = compile_program(writer.path, prog, options["archs"])
+            info["archs"] = [f"sm_{a}" for a in options["archs"]]
+            info["kernels"] = kernels
+            with step("triton: generate and compile the C launcher"):
+                info["c_abi"] = write_launcher(writer.path, prog, kernels, options["archs"], graph)
+
+    def load(self, artifact, options):
+        from .runtime import load_model
+        import numpy as np
+        import torch
+        model = load_model(artifact, mode=options.get("mode", "auto"))
+
+        def run(flat):
+            outs = model(*[torch.from_numpy(np.ascontiguousarray(a)) for a in flat])
+            return [o.detach().cpu().numpy() for o in outs]
+        run.model = model
+        return run
+
+
+register_target(TritonTarget())

@@ -1,0 +1,315 @@
+"""Fusion of the remaining elementwise work into generated Triton kernels.
+
+A *cluster* is a connected set of IR nodes over one row extent R (a batch
+dim) and at most one column count K: elementwise unary/binary ops, row
+reductions (sum/mean/amax/norm over the last dim), expand and float casts.
+Every value of a cluster is held as a register tile: full ``[BLOCK_R, BLOCK_K]``
+("f"), one column per row ``[BLOCK_R, 1]`` ("r"), one row broadcast to all rows
+``[1, BLOCK_K]`` ("c", a parameter vector) or a scalar ("s"). One program handles
+BLOCK_R rows; only the values used outside the cluster are stored.
+
+``generate`` writes the kernel source (a function of the cluster's structure
+only, so identical clusters share one kernel); the generated functions call
+the helpers of kernels.py (``_rsum``, ``_rmax``, ``_act``, ...) and are
+appended to it in the artifact.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+from xrec.ir import Graph, Op
+from xrec.ir.ops import BINARY, UNARY
+from xrec.ir.types import DType, TensorType, dims_equal
+
+FLOATS = (DType.F32, DType.F16)
+REDUCE_OPS = (Op.SUM, Op.MEAN, Op.AMAX, Op.NORM)
+POW_EXPONENTS = (0.5, 1.0, 2.0, 3.0, -1.0, -0.5)
+MAX_BLOCK_K = 16384
+TILE_ELEMS = 4096
+
+
+def _is_sym(d) -> bool:
+    return not isinstance(d, int)
+
+
+def value_kind(t: TensorType, R, K: int) -> str | None:
+    """How a value of type ``t`` sits in a cluster of ``R`` rows and ``K`` columns."""
+    s = t.shape
+    if all(isinstance(d, int) and d == 1 for d in s):
+        return "s"
+    if len(s) == 1:
+        if isinstance(s[0], int):
+            return "c" if s[0] == K else None
+        return "r" if dims_equal(s[0], R) else None
+    if len(s) == 2:
+        rows, cols = s
+        if not isinstance(cols, int):
+            return None
+        if isinstance(rows, int) and rows == 1:
+            return "c" if cols == K else None
+        if not dims_equal(rows, R):
+            return None
+        if cols == 1:
+            return "r"
+        return "f" if cols == K else None
+    return None
+
+
+def _float(t) -> bool:
+    return isinstance(t, TensorType) and t.dtype in FLOATS
+
+
+def scalar_full(g: Graph, name: str):
+    """The value of a FULL node holding one element, else None."""
+    n = g.node(name)
+    if n.op is Op.FULL and all(isinstance(d, int) and d == 1 for d in n.type.shape):
+        return float(n.attr("value"))
+    return None
+
+
+def node_extent(g: Graph, n) -> tuple | None:
+    """(R, K) of a node that can join a cluster, else None."""
+    t = n.type
+    if not _float(t) or t.rank > 2 or t.rank == 0:
+        return None
+    R = t.shape[0]
+    if not _is_sym(R):
+        return None                     # depends on no batch dim: leave to torch
+    if n.op in UNARY or n.op in BINARY or n.op is Op.EXPAND:
+        ins = [g.type_of(i) for i in n.inputs]
+        if not all(_float(x) and x.rank <= 2 for x in ins):
+            return None
+        if n.op is Op.POW and scalar_full(g, n.inputs[1]) not in POW_EXPONENTS:
+            return None
+        if n.op is Op.CAST and not n.attr("dtype") in FLOATS:
+            return None
+    elif n.op in REDUCE_OPS:
+        x = g.type_of(n.inputs[0])
+        if not _float(x) or x.rank != 2 or [d % 2 for d in n.attr("dims")] != [1]:
+            return None
+        if n.op is Op.NORM and float(n.attr("p", 2.0)) not in (1.0, 2.0, math.inf):
+            return None
+        ins = [x]
+    else:
+        return None
+    cols = [x.shape[-1] for x in ins + [t] if x.rank == 2] + [x.shape[0] for x in ins + [t]
+                                                              if x.rank == 1 and not _is_sym(x.shape[0])]
+    if not all(isinstance(c, int) for c in cols):
+        return None
+    K = max([c for c in cols] + [1])
+    if K > MAX_BLOCK_K:
+        return None
+    for x in ins + [t]:
+        if value_kind(x, R, K) is None:
+            return None
+    return R, K
+
+
+@dataclass
+class Cluster:
+    cid: int
+    members: list = field(default_factory=list)      # node names, topological order
+    R: object = None
+    K: int = 1
+
+
+def compatible(a: tuple, b: tuple) -> tuple | None:
+    (ra, ka), (rb, kb) = a, b
+    if not dims_equal(ra, rb):
+        return None
+    if ka != kb and 1 not in (ka, kb):
+        return None
+    return ra, max(ka, kb)
+
+
+def _lit(v: float) -> str:
+    if math.isinf(v):
+        return "float('inf')" if v > 0 else "float('-inf')"
+    if math.isnan(v):
+        return "float('nan')"
+    return repr(float(v))
+
+
+_TL_DTYPE = {DType.F32: "tl.float32", DType.F16: "tl.float16"}
+
+
+@dataclass
+class Generated:
+    name: str
+    source: str
+    inputs: list          # external value names, in argument order
+    input_kinds: list
+    outputs: list         # member value names stored, in argument order
+    output_kinds: list
+    block_r: int
+    block_k: int
+    note: str
+
+
+def generate(g: Graph, cl: Cluster, outputs: list[str]) -> Generated:
+    """The Triton source of one fused cluster (function name derived from its content)."""
+    R, K = cl.R, cl.K
+    members = set(cl.members)
+    ext: list[str] = []
+    lits: dict[str, float] = {}
+    for m in cl.members:
+        for i in g.node(m).inputs:
+            if i in members or i in ext or i in lits:
+                continue
+            v = scalar_full(g, i)
+            if v is not None:
+                lits[i] = v
+            else:
+                ext.append(i)
+    var: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    body: list[str] = []
+    in_kinds = []
+    for j, x in enumerate(ext):
+        k = value_kind(g.type_of(x), R, K)
+        kinds[x] = k
+        in_kinds.append(k)
+        var[x] = f"x{j}"
+        P, S = f"X{j}", f"X{j}_rs"
+        load = {"f": f"tl.load({P} + r64 * {S} + c, mask=rm & cm, other=0.0)",
+                "r": f"tl.load({P} + r64 * {S}, mask=rm, other=0.0)",
+                "c": f"tl.load({P} + c, mask=cm, other=0.0)",
+                "s": f"tl.load({P})"}[k]
+        body.append(f"    x{j} = {load}.to(tl.float32)")
+    for x, v in lits.items():
+        var[x] = f"tl.full([1, 1], {_lit(v)}, tl.float32)"
+        kinds[x] = "s"
+    for idx, m in enumerate(cl.members):
+        n = g.node(m)
+        kinds[m] = value_kind(n.type, R, K)
+        a = [var[i] for i in n.inputs]
+        expr = _expr(g, n, a, [kinds[i] for i in n.inputs], kinds[m])
+        if n.type.dtype is DType.F16:
+            expr = f"({expr}).to(tl.float16).to(tl.float32)"
+        var[m] = f"v{idx}"
+        body.append(f"    v{idx} = {expr}   # %{m} = {n.op.value}")
+    params = [f"X{j}, X{j}_rs" for j in range(len(ext))] + [f"Y{j}, Y{j}_rs" for j in range(len(outputs))]
+    out_kinds = []
+    for j, o in enumerate(outputs):
+        k = kinds[o]
+        out_kinds.append(k)
+        if k == "f":
+            body.append(f"    tl.store(Y{j} + r64 * Y{j}_rs + c, tl.broadcast_to({var[o]}, [BLOCK_R, BLOCK_K])"
+                        f".to(Y{j}.dtype.element_ty), mask=rm & cm)")
+        else:
+            body.append(f"    tl.store(Y{j} + r64 * Y{j}_rs, tl.broadcast_to({var[o]}, [BLOCK_R, 1])"
+                        f".to(Y{j}.dtype.element_ty), mask=rm)")
+    block_k = 1 << max(0, (K - 1).bit_length())
+    block_r = max(1, min(128, TILE_ELEMS // block_k))
+    ops = ", ".join(g.node(m).op.value for m in cl.members) or "copy"
+    note = f"fused elementwise [{ops}] over [R, {K}]"
+    head = (f"@triton.jit\ndef NAME({', '.join(params + ['R'])}, K: tl.constexpr, BLOCK_R: tl.constexpr, "
+            f"BLOCK_K: tl.constexpr):\n"
+            f'    """{note}: {len(ext)} input(s), {len(outputs)} output(s)."""\n'
+            "    r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)[:, None]\n"
+            "    c = tl.arange(0, BLOCK_K)[None, :]\n"
+            "    rm = r < R\n"
+            "    cm = c < K\n"
+            "    r64 = r.to(tl.int64)\n")
+    src = head + "\n".join(body) + "\n"
+    name = "ew_" + hashlib.sha1(src.encode()).hexdigest()[:12]
+    return Generated(name=name, source=src.replace("def NAME(", f"def {name}(", 1), inputs=ext,
+                     input_kinds=in_kinds, outputs=list(outputs), output_kinds=out_kinds,
+                     block_r=block_r, block_k=block_k, note=note)
+
+
+def _expr(g: Graph, n, a: list[str], ka: list[str], kout: str) -> str:
+    op = n.op
+    if op is Op.ADD:
+        return f"({a[0]} + {a[1]})"
+    if op is Op.SUB:
+        return f"({a[0]} - {a[1]})"
+    if op is Op.MUL:
+        return f"({a[0]} * {a[1]})"
+    if op is Op.DIV:
+        return f"({a[0]} / {a[1]})"
+    if op is Op.MAXIMUM:
+        return f"tl.maximum({a[0]}, {a[1]})"
+    if op is Op.MINIMUM:
+        return f"tl.minimum({a[0]}, {a[1]})"
+    if op is Op.POW:
+        e = scalar_full(g, n.inputs[1])
+        return {0.5: f"tl.sqrt_rn({a[0]})", 1.0: f"({a[0]})", 2.0: f"({a[0]} * {a[0]})",
+                3.0: f"({a[0]} * {a[0]} * {a[0]})", -1.0: f"(1.0 / {a[0]})",
+                -0.5: f"(1.0 / tl.sqrt_rn({a[0]}))"}[e]
+    if op is Op.RELU:
+        return f"tl.maximum({a[0]}, 0.0)"
+    if op is Op.SIGMOID:
+        return f"_sigmoid({a[0]})"
+    if op is Op.TANH:
+        return f"_tanh({a[0]})"
+    if op is Op.GELU:
+        return f"_act({a[0]}, {5 if n.attr('approximate', 'none') == 'tanh' else 4})"
+    if op is Op.SILU:
+        return f"_act({a[0]}, 6)"
+    if op is Op.NEG:
+        return f"(-{a[0]})"
+    if op is Op.EXP:
+        return f"tl.exp({a[0]})"
+    if op is Op.LOG:
+        return f"tl.log({a[0]})"
+    if op is Op.SQRT:
+        return f"tl.sqrt_rn({a[0]})"
+    if op is Op.RSQRT:
+        return f"(1.0 / tl.sqrt_rn({a[0]}))"
+    if op is Op.ABS:
+        return f"tl.abs({a[0]})"
+    if op is Op.CLAMP:
+        x = a[0]
+        lo, hi = n.attr("min", None), n.attr("max", None)
+        if lo is not None:
+            x = f"tl.maximum({x}, {_lit(lo)})"
+        if hi is not None:
+            x = f"tl.minimum({x}, {_lit(hi)})"
+        return x
+    if op is Op.CAST:
+        return f"({a[0]})"
+    if op is Op.EXPAND:
+        return f"tl.broadcast_to({a[0]}, [BLOCK_R, {'BLOCK_K' if kout == 'f' else '1'}])"
+    if op in REDUCE_OPS:
+        x, k = a[0], ka[0]
+        cols = g.type_of(n.inputs[0]).shape[-1]
+        if k != "f":                                  # one column: the reduction is the value itself
+            red = {Op.SUM: x, Op.MEAN: x, Op.AMAX: x}.get(op)
+            if op is Op.NORM:
+                red = f"tl.abs({x})"
+            return f"tl.broadcast_to({red}, [BLOCK_R, 1])"
+        if op is Op.SUM:
+            return f"_rsum(tl.where(cm, {x}, 0.0), 1)[:, None]"
+        if op is Op.MEAN:
+            return f"(_rsum(tl.where(cm, {x}, 0.0), 1)[:, None] / {float(cols)!r})"
+        if op is Op.AMAX:
+            return f"_rmax(tl.where(cm, {x}, float('-inf')), 1)[:, None]"
+        p = float(n.attr("p", 2.0))
+        if p == 2.0:
+            return f"tl.sqrt_rn(_rsum(tl.where(cm, {x} * {x}, 0.0), 1))[:, None]"
+        if p == 1.0:
+            return f"_rsum(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None]"
+        return f"_rmax(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None]"
+    raise NotImplementedError(f"%{n.name}: no fused-kernel expression for {op.value}")
+
+
+def generate_copy(K: int) -> Generated:
+    """A kernel copying [R, K] rows between two row windows (a concat input that cannot write its slot)."""
+    block_k = 1 << max(0, (K - 1).bit_length())
+    block_r = max(1, min(128, TILE_ELEMS // block_k))
+    note = "copy of [R, K] rows into a concat slot"
+    src = ("@triton.jit\n"
+           "def NAME(X0, X0_rs, Y0, Y0_rs, R, K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):\n"
+           f'    """{note}."""\n'
+           "    r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)[:, None]\n"
+           "    c = tl.arange(0, BLOCK_K)[None, :]\n"
+           "    m = (r < R) & (c < K)\n"
+           "    r64 = r.to(tl.int64)\n"
+           "    x = tl.load(X0 + r64 * X0_rs + c, mask=m, other=0.0)\n"
+           "    tl.store(Y0 + r64 * Y0_rs + c, x.to(Y0.dtype.element_ty), mask=m)\n")
+    name = "copy_rows"
+    return Generated(name=name, source=src.replace("def NAME(", f"def {name}(", 1), inputs=[], input_kinds=["f"],
+                     outputs=[], output_kinds=["f"], block_r=block_r, block_k=block_k, note=note)

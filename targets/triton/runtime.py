@@ -1,0 +1,180 @@
+"""Run a lowered program: one callable on torch tensors.
+
+On a machine with a CUDA device the kernels are JIT-compiled by Triton and
+run on the GPU (inputs may be CUDA or CPU tensors; outputs are CUDA tensors).
+Without one, the same kernels run on CPU tensors through Triton's
+interpreter, which is slow (about a millisecond per program) and meant for
+checking, not serving.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xrec.ir import Graph
+from xrec.progress import say
+from xrec.runtime.validate import InputError
+
+from .loader import has_cuda, load_kernels
+from .program import BLOB, CONST, ERRFLAG, INPUT, PTRTABLE, TEMP, Launch, Program, View, ev
+from .torch_ops import run_node, torch_dtype
+
+INT32_MAX = 2 ** 31 - 1
+_SAID_INTERPRETER = False
+
+
+def resolve_mode(mode: str = "auto") -> bool:
+    """True for Triton's CPU interpreter, False for the GPU."""
+    if mode not in ("auto", "gpu", "interpret"):
+        raise ValueError(f"triton target option mode must be auto, gpu or interpret, got {mode!r}")
+    if mode == "interpret":
+        return True
+    cuda = has_cuda()
+    if mode == "gpu" and not cuda:
+        raise RuntimeError("triton target: mode='gpu' but torch sees no CUDA device here; use mode='auto' "
+                           "to run the kernels in Triton's CPU interpreter")
+    if not cuda:
+        global _SAID_INTERPRETER
+        if not _SAID_INTERPRETER:
+            say("triton: no CUDA device here, so the Triton kernels run in Triton's CPU interpreter "
+                "(TRITON_INTERPRET mode: correct but slow; for checking, not serving)")
+            _SAID_INTERPRETER = True
+    return not cuda
+
+
+class TritonModel:
+    """The compiled model as a callable on flat torch tensors (the model's flattened inputs)."""
+
+    def __init__(self, program: Program, kernels_path: Path, weights: np.ndarray, graph: Graph,
+                 mode: str = "auto"):
+        self.program = program
+        self.graph = graph
+        self.interpret = resolve_mode(mode)
+        self.device = torch.device("cpu" if self.interpret else "cuda")
+        self.kernels = load_kernels(kernels_path, self.interpret)
+        blob = program.buffers.get("weights")
+        size = int(blob.shape[0]) if blob is not None else 0
+        w = np.zeros(size, np.uint8)
+        w[:len(weights)] = weights[:size]
+        self.static: dict[str, torch.Tensor] = {}
+        if blob is not None:
+            self.static[blob.name] = torch.from_numpy(w).to(self.device)
+        for b in program.buffers.values():
+            if b.kind == CONST:
+                self.static[b.name] = torch.tensor(b.data, dtype=torch_dtype(b.dtype),
+                                                   device=self.device).reshape(b.shape)
+        self.fns = {s.kernel: getattr(self.kernels, s.kernel) for s in program.launches()}
+        self.check = program.err_buffer is not None
+
+    # ------------------------------------------------------------------ helpers
+    def _tensor(self, env: dict, binds: dict, v: View) -> torch.Tensor:
+        base = env.get(v.buf)
+        if base is None:
+            b = self.program.buffers[v.buf]
+            if b.kind != TEMP:
+                raise RuntimeError(f"buffer {v.buf} ({b.kind}) is not available")
+            base = torch.empty(tuple(ev(d, binds) for d in b.shape), dtype=torch_dtype(b.dtype), device=self.device)
+            env[v.buf] = base
+        dt = torch_dtype(v.dtype)
+        if base.dtype != dt:
+            base = base.view(dt)
+        return torch.as_strided(base, tuple(ev(d, binds) for d in v.shape), tuple(ev(s, binds) for s in v.strides),
+                                base.storage_offset() + ev(v.offset, binds))
+
+    def _inputs(self, flat) -> tuple[dict, dict]:
+        prog = self.program
+        if len(flat) != len(prog.inputs):
+            raise InputError(f"{prog.name}: expected {len(prog.inputs)} input tensors, got {len(flat)}")
+        env = dict(self.static)
+        shapes = []
+        for (name, bname), t in zip(prog.inputs, flat):
+            b = prog.buffers[bname]
+            if not isinstance(t, torch.Tensor):
+                t = torch.as_tensor(np.asarray(t))
+            want = torch_dtype(b.dtype)
+            if t.dtype != want:
+                if t.dtype in (torch.int32, torch.int64) and want in (torch.int32, torch.int64):
+                    t = t.to(want)
+                else:
+                    raise InputError(f"input {name!r}: dtype {t.dtype}, expected {want}")
+            if t.dim() != len(b.shape):
+                raise InputError(f"input {name!r}: rank {t.dim()}, expected {len(b.shape)}")
+            env[bname] = t.to(self.device).contiguous()
+            shapes.append(tuple(t.shape))
+        binds = prog.bind(shapes)
+        return env, binds
+
+    def _ptrtables(self, env: dict, binds: dict) -> None:
+        for b in self.program.buffers.values():
+            if b.kind == PTRTABLE:
+                rows = []
+                for idx, off, psw, nnz in b.rows:
+                    rows.append([self._tensor(env, binds, idx).data_ptr(), self._tensor(env, binds, off).data_ptr(),
+                                 self._tensor(env, binds, psw).data_ptr() if psw is not None else 0, ev(nnz, binds)])
+                env[b.name] = torch.tensor(rows, dtype=torch.int64).to(self.device)
+            elif b.kind == ERRFLAG:
+                env[b.name] = torch.full(tuple(b.shape), INT32_MAX, dtype=torch.int32, device=self.device)
+
+    def _launch(self, s: Launch, env: dict, binds: dict) -> None:
+        b = ev(s.batch, binds)
+        variants = s.interp if (self.interpret and s.interp) else s.variants
+        var = next(v for v in variants if v.max_batch is None or b <= v.max_batch)
+        grid = tuple(-(-ev(e, binds) // blk) for e, blk in var.grid)
+        if min(grid) <= 0:
+            return
+        args = [self._tensor(env, binds, a.view) if a.kind == "ptr" else int(ev(a.expr, binds)) for a in s.args]
+        self.fns[s.kernel][grid](*args, **var.constexprs, num_warps=var.num_warps, num_stages=var.num_stages)
+
+    def _torch(self, s, env: dict, binds: dict) -> None:
+        ins = [self._tensor(env, binds, v) if v is not None else None for v in s.inputs]
+        jag = [[self._tensor(env, binds, j[0]), self._tensor(env, binds, j[1])] if j else None for j in s.jagged]
+        if s.node:
+            res = run_node(self.graph.node(s.node), ins, jag, binds, self.device)
+        else:
+            res = ins[0]
+        self._tensor(env, binds, s.out).copy_(res)
+
+    def _raise_errors(self, env: dict, binds: dict) -> None:
+        err = env[self.program.err_buffer].cpu()
+        if int(err.min()) == INT32_MAX:
+            return
+        for e in self.program.errors:
+            pos, bag = int(err[2 * e.slot]), int(err[2 * e.slot + 1])
+            if bag != INT32_MAX:
+                raise InputError(f"feature {e.feature!r}: the offsets of bag {bag} are invalid (they must start "
+                                 f"at 0, never decrease, and end at len(indices))")
+            if pos != INT32_MAX:
+                v = int(self._tensor(env, binds, e.indices)[pos])
+                raise IndexError(f"feature {e.feature!r}: index {v} at position {pos} is out of range for a "
+                                 f"table of {e.num_rows} rows")
+
+    # ------------------------------------------------------------------ call
+    def __call__(self, *flat) -> list[torch.Tensor]:
+        env, binds = self._inputs(flat)
+        self._ptrtables(env, binds)
+        guard = np.errstate(all="ignore") if self.interpret else contextlib.nullcontext()
+        with guard, torch.no_grad():
+            for s in self.program.steps:
+                if isinstance(s, Launch):
+                    self._launch(s, env, binds)
+                else:
+                    self._torch(s, env, binds)
+        if self.check:
+            self._raise_errors(env, binds)
+        return [self._tensor(env, binds, v).contiguous() for v in self.program.outputs]
+
+
+def load_model(artifact, mode: str = "auto") -> TritonModel:
+    """The model of a triton artifact (path or ``xrec.artifact.Artifact``) as a callable on torch tensors."""
+    from xrec.artifact import open_artifact
+    if not hasattr(artifact, "manifest"):
+        artifact = open_artifact(artifact)
+    if artifact.target != "triton":
+        raise ValueError(f"{artifact.path} was compiled for target {artifact.target!r}, not 'triton'")
+    path = Path(artifact.path)
+    prog = Program.from_json((path / "src" / "program.json").read_text())
+    weights = np.fromfile(path / artifact.manifest["weights"]["file"], dtype=np.uint8)
+    return TritonModel(prog, path / "src" / prog.kernels_file, weights, artifact.graph, mode=mode)
