@@ -116,7 +116,8 @@ def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, thre
             with quiet():
                 out = outputs_to_tensor(s.fn(*args)) if s.kind != "probe" else torch.from_numpy(s.fn())
         except Exception as e:
-            new.append({**base, "status": "failed", "reason": f"run: {type(e).__name__}: {str(e)[:300]}",
+            msg = " ".join(str(e).split())[:400]
+            new.append({**base, "status": "failed", "reason": f"run: {type(e).__name__}: {msg}",
                         "median_ms": None, "p10_ms": None, "p90_ms": None, "qps": None})
             continue
         errs[s.name] = check(out)

@@ -173,9 +173,10 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                             out = outputs_to_tensor(p.fn(*args))
                         firsts[s.name] = time.perf_counter() - t0
                     except Exception as e:
-                        why = (str(e) if isinstance(e, BudgetExceeded)
-                               else f"run at batch {batch}: {type(e).__name__}: {str(e).strip()[:300]}")
-                        dead[s.name] = why if isinstance(e, BudgetExceeded) else f"failed earlier: {why}"
+                        msg = " ".join(str(e).split())
+                        why = msg if isinstance(e, BudgetExceeded) else \
+                            f"run at batch {batch}: {type(e).__name__}: {msg[:400]}"
+                        dead[s.name] = why
                         _say(f"  {s.name}: {why}")
                         rows.append(_reason_row(base, "failed", why))
                         continue

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
@@ -55,17 +56,34 @@ def stage(name: str):
 
 
 @contextlib.contextmanager
-def quiet():
-    """Silence the chatter of exporters (prints, warnings, INFO logs) for the block."""
+def quiet(fds: bool = False):
+    """Silence the chatter of exporters for the block: prints, warnings, INFO logs and, with
+    ``fds``, what native code writes to file descriptors 1 and 2 (TVM's C++ warnings)."""
+    import os
+    import sys
+    import tempfile
     out, err = io.StringIO(), io.StringIO()
     level = logging.root.manager.disable
     logging.disable(logging.WARNING)
+    saved = []
+    if fds:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sink = tempfile.TemporaryFile()
+        saved = [(fd, os.dup(fd)) for fd in (1, 2)]
+        for fd, _ in saved:
+            os.dup2(sink.fileno(), fd)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             warnings.simplefilter("ignore")
             yield
     finally:
         logging.disable(level)
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        if saved:
+            sink.close()
 
 
 @dataclass
@@ -277,7 +295,7 @@ def _tvm(gather: bool) -> Callable[[ModelContext], Prepared]:
         with stage("tvm from_exported_program"), quiet():
             mod = from_exported_program(ep, keep_params_as_input=True)
             mod, params = relax.frontend.detach_params(mod)
-        with stage("tvm relax.build (llvm)"), quiet():
+        with stage("tvm relax.build (llvm)"), quiet(fds=True):
             mcpu = tvm.target.codegen.llvm_get_system_cpu()
             target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": ctx.threads})
             exe = relax.build(mod, target=target, relax_pipeline=_tvm_pipeline(tvm, target))
@@ -288,10 +306,11 @@ def _tvm(gather: bool) -> Callable[[ModelContext], Prepared]:
                     "(GEMV, Reduction); no MetaSchedule, no BLAS in the PyPI wheel")
 
         def to_tvm(x: torch.Tensor):
-            x = x.contiguous()
-            if x.data_ptr() % 64 == 0:           # TVM's generated code assumes 64-byte alignment
+            # zero-copy where TVM accepts it: contiguous, 64-byte aligned (its generated code assumes
+            # that), and no size-1 dims (TVM rejects their arbitrary strides); else one copy
+            if x.is_contiguous() and x.data_ptr() % 64 == 0 and min(x.shape, default=2) > 1:
                 return tvm.runtime.from_dlpack(x)
-            return tvm.runtime.tensor(x.numpy())
+            return tvm.runtime.tensor(np.ascontiguousarray(x.numpy()))
 
         def fn(*args):
             out = main(*[to_tvm(x) for x in _flat_args(args)], *weights)
