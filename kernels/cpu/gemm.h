@@ -26,13 +26,41 @@ constexpr int MR = 4;
 
 // One MR_ x NR tile over k in [0, kc): acc = (first ? 0 : Y) + X W^T; on the
 // last K block also bias and activation. ncols (<= NR) columns are valid.
+// Independent accumulator chains per output vector: tiles with few rows split
+// K over KU chains so that enough FMAs are in flight (FMA latency 4 x 2 pipes).
+template <int MR_>
+constexpr int k_unroll() { return MR_ * NV >= 8 ? 1 : (MR_ * NV >= 4 ? 2 : 4); }
+
 template <int MR_>
 inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, long ldy,
                  int ncols, bool first, bool last, const float* bias, Act act) {
+  constexpr int KU = k_unroll<MR_>();
   simd::vf acc[MR_][NV];
   for (int r = 0; r < MR_; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero();
-  for (int k = 0; k < kc; ++k) {
+  int k = 0;
+  if constexpr (KU > 1) {
+    simd::vf part[KU - 1][MR_][NV];
+    for (int u = 0; u < KU - 1; ++u)
+      for (int r = 0; r < MR_; ++r)
+        for (int v = 0; v < NV; ++v) part[u][r][v] = simd::zero();
+    for (; k + KU <= kc; k += KU) {
+      for (int u = 0; u < KU; ++u) {
+        const float* w = Wp + (long)(k + u) * NR;
+        for (int r = 0; r < MR_; ++r) {
+          const simd::vf a = simd::set1(X[r * ldx + k + u]);
+          for (int v = 0; v < NV; ++v) {
+            simd::vf& t = u == 0 ? acc[r][v] : part[u == 0 ? 0 : u - 1][r][v];
+            t = simd::fma(a, simd::load(w + v * simd::W), t);
+          }
+        }
+      }
+    }
+    for (int u = 0; u < KU - 1; ++u)
+      for (int r = 0; r < MR_; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v] = simd::add(acc[r][v], part[u][r][v]);
+  }
+  for (; k < kc; ++k) {
     simd::vf b[NV];
     for (int v = 0; v < NV; ++v) b[v] = simd::load(Wp + (long)k * NR + v * simd::W);
     for (int r = 0; r < MR_; ++r) {
@@ -111,24 +139,34 @@ inline void linear(const float* X, long M, int K, long ldx, const float* packed,
       for (int n = n0; n < n1; ++n) Y[m * ldy + n] = act_scalar(act, bias ? bias[n] : 0.0f);
     return;
   }
-  const int KC = 256;                  // K block (panel slice of 32 KB stays in L1)
-  const long MC = 240;                 // rows per M block (multiple of MR)
-  for (int k0 = 0; k0 < K; k0 += KC) {
-    const int kc = min_i(KC, K - k0);
-    const bool first = k0 == 0, last = k0 + kc == K;
-    for (long m0 = 0; m0 < M; m0 += MC) {
-      const long mc = min_l(MC, M - m0);
-      for (int c0 = n0; c0 < n1; c0 += NR) {
-        const int ncols = min_i(NR, n1 - c0);
-        const float* Wp = packed + ((size_t)(c0 / NR) * K + k0) * NR;
-        const float* b = bias ? bias + c0 : nullptr;
-        long r = 0;
-        for (; r + MR <= mc; r += MR)
-          tile<MR>(X + (m0 + r) * ldx + k0, ldx, Wp, kc, Y + (m0 + r) * ldy + c0, ldy, ncols,
-                   first, last, b, act);
-        if (r < mc)
-          tile_rows<MR - 1>((int)(mc - r), X + (m0 + r) * ldx + k0, ldx, Wp, kc,
-                            Y + (m0 + r) * ldy + c0, ldy, ncols, first, last, b, act);
+  // Blocking: row blocks of MC rows, column blocks of NC, K blocks of KC. Per
+  // (row block, column block) the MC x NC block of Y stays in L2 across the K
+  // blocks; per K block the MC x KC slice of X stays in L2 across the panels and
+  // the KC x 32 slice of a panel stays in L1 across the MC / MR tiles.
+  // Small M (one tile of rows): no K blocking, panels in order, so the packed
+  // weights are read as one sequential stream (GEMV-like; they dominate traffic).
+  const int KC = M <= MR ? K : 256;
+  constexpr long MC = 8 * MR;
+  constexpr int NC = 8 * NR;
+  for (long m0 = 0; m0 < M; m0 += MC) {
+    const long mc = min_l(MC, M - m0);
+    for (int nc0 = n0; nc0 < n1; nc0 += NC) {
+      const int nc1 = min_i(n1, nc0 + NC);
+      for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kc = min_i(KC, K - k0);
+        const bool first = k0 == 0, last = k0 + kc == K;
+        for (int c0 = nc0; c0 < nc1; c0 += NR) {
+          const int ncols = min_i(NR, nc1 - c0);
+          const float* Wp = packed + ((size_t)(c0 / NR) * K + k0) * NR;
+          const float* b = bias ? bias + c0 : nullptr;
+          long r = 0;
+          for (; r + MR <= mc; r += MR)
+            tile<MR>(X + (m0 + r) * ldx + k0, ldx, Wp, kc, Y + (m0 + r) * ldy + c0, ldy, ncols,
+                     first, last, b, act);
+          if (r < mc)
+            tile_rows<MR - 1>((int)(mc - r), X + (m0 + r) * ldx + k0, ldx, Wp, kc,
+                              Y + (m0 + r) * ldy + c0, ldy, ncols, first, last, b, act);
+        }
       }
     }
   }
