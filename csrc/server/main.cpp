@@ -1,0 +1,335 @@
+// xrec-server: serve one compiled xrec cpu artifact over HTTP with the KServe v2 /
+// Open Inference Protocol (as Triton Inference Server and KServe do).
+//
+//   xrec-server ARTIFACT [--host 127.0.0.1] [--port 8000] [--max-batch 64] [--max-delay-us 500]
+//               [--workers 2] [--threads T] [--queue 256] [--timeout-ms 10000] [--http-threads 128]
+//               [--max-body-bytes 67108864] [--isa auto] [--no-verify-weights]
+//
+// Endpoints: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/1],
+// .../ready, .../config, POST .../infer, GET /metrics (Prometheus text). Errors are
+// {"error": "..."} with a 4xx/5xx status. SIGINT/SIGTERM: stop taking requests
+// (503), finish the queued and running ones, answer them, then exit 0; a second
+// signal exits at once.
+#include <httplib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "batcher.h"
+#include "kserve.h"
+#include "metrics.h"
+#include "served_model.h"
+
+using nlohmann::json;
+using namespace xrec::serve;
+
+namespace {
+
+struct Options {
+  std::string artifact, host = "127.0.0.1", isa = "auto";
+  int port = 8000;
+  BatcherConfig batch;
+  int threads = 0;             // model threads per kernel call (0: cores / workers)
+  int64_t timeout_ms = 10000;
+  int http_threads = 128;
+  size_t max_body = 64u << 20;
+  bool verify_weights = true;
+};
+
+int usage(const char* msg = nullptr) {
+  if (msg) std::fprintf(stderr, "xrec-server: %s\n", msg);
+  std::fprintf(stderr,
+               "usage: xrec-server ARTIFACT [--host 127.0.0.1] [--port 8000] [--max-batch ROWS] "
+               "[--max-delay-us U] [--workers W] [--threads T] [--queue Q] [--timeout-ms T] [--http-threads N] "
+               "[--max-body-bytes N] [--isa auto|avx512|avx2|scalar] [--no-verify-weights]\n");
+  return 2;
+}
+
+bool parse_int(const char* s, long long lo, long long* out) {
+  char* end = nullptr;
+  long long v = std::strtoll(s, &end, 10);
+  if (!end || *end || v < lo) return false;
+  *out = v;
+  return true;
+}
+
+int parse_args(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto num = [&](long long lo, long long* v) {
+      if (i + 1 >= argc) return false;
+      return parse_int(argv[++i], lo, v);
+    };
+    long long v = 0;
+    if (a == "--host" && i + 1 < argc) o->host = argv[++i];
+    else if (a == "--isa" && i + 1 < argc) o->isa = argv[++i];
+    else if (a == "--no-verify-weights") o->verify_weights = false;
+    else if (a == "--port") { if (!num(0, &v) || v > 65535) return usage("--port needs 0..65535"); o->port = (int)v; }
+    else if (a == "--max-batch") { if (!num(1, &v)) return usage("--max-batch needs rows >= 1"); o->batch.max_batch = v; }
+    else if (a == "--max-delay-us") { if (!num(0, &v)) return usage("--max-delay-us needs >= 0"); o->batch.max_delay_us = v; }
+    else if (a == "--workers") { if (!num(1, &v)) return usage("--workers needs >= 1"); o->batch.workers = (int)v; }
+    else if (a == "--threads") { if (!num(0, &v)) return usage("--threads needs >= 0"); o->threads = (int)v; }
+    else if (a == "--queue") { if (!num(1, &v)) return usage("--queue needs >= 1"); o->batch.queue = (size_t)v; }
+    else if (a == "--timeout-ms") { if (!num(1, &v)) return usage("--timeout-ms needs >= 1"); o->timeout_ms = v; }
+    else if (a == "--http-threads") { if (!num(1, &v)) return usage("--http-threads needs >= 1"); o->http_threads = (int)v; }
+    else if (a == "--max-body-bytes") { if (!num(1, &v)) return usage("--max-body-bytes needs >= 1"); o->max_body = (size_t)v; }
+    else if (a == "-h" || a == "--help") { usage(); return 1; }
+    else if (!a.empty() && a[0] == '-') return usage(("unknown option " + a).c_str());
+    else if (o->artifact.empty()) o->artifact = a;
+    else return usage(("unexpected argument " + a).c_str());
+  }
+  if (o->artifact.empty()) return usage("no ARTIFACT given");
+  return 0;
+}
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& msg) { send_json(res, status, {{"error", msg}}); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  if (int rc = parse_args(argc, argv, &opt)) return rc == 1 ? 0 : rc;
+
+  // SIGINT/SIGTERM are taken by one thread (sigwait): block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  xrec::LoadOptions lo;
+  lo.isa = opt.isa;
+  lo.threads = opt.threads > 0 ? opt.threads : std::max(1, (int)cores / opt.batch.workers);
+  lo.verify_weights = opt.verify_weights;
+  std::unique_ptr<ServedModel> model;
+  try {
+    model = ServedModel::open(opt.artifact, lo);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "xrec-server: cannot serve %s: %s\n", opt.artifact.c_str(), e.what());
+    return 1;
+  }
+  const std::string name = model->name();
+  Metrics metrics(name);
+  Batcher batcher(*model, opt.batch, metrics);
+  std::atomic<bool> draining{false};
+  std::atomic<int> active{0};   // infer handlers between arrival and answer
+
+  httplib::Server svr;
+  const int http_threads = opt.http_threads;
+  svr.new_task_queue = [http_threads] { return new httplib::ThreadPool((size_t)http_threads); };
+  svr.set_payload_max_length(opt.max_body);
+  svr.set_tcp_nodelay(true);
+  svr.set_keep_alive_max_count(100000);
+  svr.set_keep_alive_timeout(2);
+  svr.set_read_timeout(30, 0);
+  svr.set_write_timeout(30, 0);
+
+  // ---- /v2/models/NAME[/versions/V]: the one model this server serves
+  auto known = [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string m = req.matches[1];
+    const std::string v = req.matches.size() > 2 ? std::string(req.matches[2]) : std::string();
+    if (m != name) {
+      send_error(res, 404, "unknown model '" + m + "': this server serves '" + name + "'");
+      metrics.error("unknown_model");
+      return false;
+    }
+    if (!v.empty() && v != "1") {
+      send_error(res, 404, "model '" + name + "' has no version '" + v + "' (it has version '1')");
+      metrics.error("unknown_model");
+      return false;
+    }
+    return true;
+  };
+  const std::string M = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
+
+  svr.Get("/v2/health/live", [&](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"live", true}});
+  });
+  svr.Get("/v2/health/ready", [&](const httplib::Request&, httplib::Response& res) {
+    if (draining) return send_json(res, 503, {{"ready", false}, {"error", "the server is shutting down"}});
+    send_json(res, 200, {{"ready", true}});
+  });
+  svr.Get("/v2", [&](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"name", "xrec"}, {"version", "0.1.0"}, {"extensions", {"binary_tensor_data"}}});
+  });
+  svr.Get(M, [&](const httplib::Request& req, httplib::Response& res) {
+    if (known(req, res)) send_json(res, 200, model->metadata());
+  });
+  svr.Get(M + "/ready", [&](const httplib::Request& req, httplib::Response& res) {
+    if (!known(req, res)) return;
+    if (draining)
+      return send_json(res, 503, {{"name", name}, {"ready", false}, {"error", "the server is shutting down"}});
+    send_json(res, 200, {{"name", name}, {"ready", true}});
+  });
+  svr.Get(M + "/config", [&](const httplib::Request& req, httplib::Response& res) {
+    if (!known(req, res)) return;
+    const BatcherConfig& c = batcher.config();
+    json meta = model->metadata();
+    send_json(res, 200,
+              {{"name", name},
+               {"platform", "xrec_cpu"},
+               {"max_batch_size", 0},   // the batch dimension is part of each input's shape
+               {"input", meta["inputs"]},
+               {"output", meta["outputs"]},
+               {"dynamic_batching",
+                {{"enabled", model->batchable() && c.max_batch > 1},
+                 {"max_batch_rows", c.max_batch},
+                 {"max_queue_delay_microseconds", c.max_delay_us},
+                 {"max_queue_size", c.queue},
+                 {"not_batchable_because", model->not_batchable_reason()}}},
+               {"instance_group", {{{"kind", "KIND_CPU"}, {"count", c.workers}}}},
+               {"xrec", {{"isa", model->isa()}, {"artifact", opt.artifact}, {"timeout_ms", opt.timeout_ms}}}});
+  });
+  svr.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  svr.Post(M + "/infer", [&](const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    metrics.received();
+    active.fetch_add(1);
+    auto answer = [&](int status, const std::string& kind, const std::string& msg) {
+      if (status != 200) {
+        send_error(res, status, msg);
+        metrics.error(kind);
+      }
+      metrics.answered(status, std::chrono::duration<double>(Clock::now() - t0).count());
+      active.fetch_sub(1);
+    };
+    if (!known(req, res)) {
+      metrics.answered(404, std::chrono::duration<double>(Clock::now() - t0).count());
+      active.fetch_sub(1);
+      return;
+    }
+    if (draining) return answer(503, "shutting_down", "the server is shutting down; it takes no new requests");
+    InferRequest r;
+    auto job = std::make_shared<Job>();
+    try {
+      r = parse_infer_request(req.body, req.get_header_value("Inference-Header-Content-Length"), *model);
+      job->in = model->prepare(r.inputs);
+    } catch (const RequestError& e) {
+      return answer(e.status, e.kind, e.what());
+    }
+    int64_t timeout_us = opt.timeout_ms * 1000;
+    if (r.timeout_us > 0 && r.timeout_us < timeout_us) timeout_us = r.timeout_us;
+    job->enqueued = Clock::now();
+    job->deadline = t0 + std::chrono::microseconds(timeout_us);
+    switch (batcher.submit(job)) {
+      case Batcher::Submit::Full:
+        res.set_header("Retry-After", "1");
+        return answer(503, "queue_full", "the queue is full (" + std::to_string(batcher.config().queue) +
+                                             " requests waiting, --queue); retry later");
+      case Batcher::Submit::Closed:
+        return answer(503, "shutting_down", "the server is shutting down; it takes no new requests");
+      case Batcher::Submit::Ok:
+        break;
+    }
+    if (!batcher.wait(job))
+      return answer(504, "timeout", "no answer within " + std::to_string(timeout_us / 1000) +
+                                        " ms (--timeout-ms or parameters.timeout); the request was dropped");
+    if (job->status != 200) return answer(job->status, job->error_kind, job->error);
+    InferResponse out = encode_infer_response(*model, r, job->outputs);
+    if (out.header_length >= 0) res.set_header("Inference-Header-Content-Length", std::to_string(out.header_length));
+    res.status = 200;
+    res.set_content(std::move(out.body), out.content_type.c_str());
+    answer(200, "", "");
+  });
+
+  // Errors the routes did not answer themselves (no route, body too large, ...): JSON too.
+  svr.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string msg;
+    if (res.status == 413) {
+      msg = "the request body (" + req.get_header_value("Content-Length") + " bytes) exceeds the limit of " +
+            std::to_string(opt.max_body) + " bytes (--max-body-bytes)";
+      metrics.error("too_large");
+      const size_t n = req.path.size();
+      if (n >= 6 && req.path.compare(n - 6, 6, "/infer") == 0) {
+        metrics.received();
+        metrics.answered(413, 0.0);
+      }
+    } else if (res.status == 404) {
+      msg = "no route for " + req.method + " " + req.path + "; this server answers GET /v2, /v2/health/live, "
+            "/v2/health/ready, /v2/models/" + name + "[/ready|/config], /metrics and POST /v2/models/" + name +
+            "/infer";
+      metrics.error("not_found");
+    } else {
+      msg = "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
+      metrics.error(res.status >= 500 ? "internal" : "bad_request");
+    }
+    send_error(res, res.status, msg);
+  });
+  svr.set_exception_handler([&](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string msg = "internal error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      msg += std::string(": ") + e.what();
+    } catch (...) {
+    }
+    metrics.error("internal");
+    send_error(res, 500, msg);
+  });
+
+  int port = opt.port;
+  if (port == 0) {
+    port = svr.bind_to_any_port(opt.host);
+    if (port <= 0) {
+      std::fprintf(stderr, "xrec-server: cannot listen on %s (any port)\n", opt.host.c_str());
+      return 1;
+    }
+  } else if (!svr.bind_to_port(opt.host, port)) {
+    std::fprintf(stderr, "xrec-server: cannot listen on %s:%d (in use? another --port or --host)\n",
+                 opt.host.c_str(), port);
+    return 1;
+  }
+
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    std::fprintf(stderr, "xrec serve: %s: finishing %zu queued and the running requests, then stopping "
+                 "(again to exit at once)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", batcher.depth());
+    std::thread([&] {
+      draining = true;
+      metrics.set_draining(true);
+      batcher.drain();   // runs everything queued; every waiting handler gets its result
+      for (int i = 0; i < 30000 && active.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      svr.stop();
+    }).detach();
+    sigwait(&sigs, &sig);
+    std::fprintf(stderr, "xrec serve: second signal, exiting now\n");
+    std::_Exit(128 + sig);
+  });
+  signals.detach();
+
+  const BatcherConfig& c = batcher.config();
+  std::printf("xrec serve: %s (isa %s) at http://%s:%d  (POST /v2/models/%s/infer)\n", name.c_str(),
+              model->isa().c_str(), opt.host.c_str(), port, name.c_str());
+  std::printf("xrec serve: dynamic batching %s: max-batch %lld rows, max-delay %lld us; %d worker(s) x %d "
+              "thread(s), queue %zu, timeout %lld ms, %d http threads\n",
+              model->batchable() ? "on" : ("off (" + model->not_batchable_reason() + ")").c_str(),
+              (long long)c.max_batch, (long long)c.max_delay_us, c.workers, lo.threads, c.queue,
+              (long long)opt.timeout_ms, opt.http_threads);
+  std::fflush(stdout);
+  svr.listen_after_bind();
+  std::printf("xrec serve: stopped\n");
+  std::fflush(stdout);
+  return 0;
+}
