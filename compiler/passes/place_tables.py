@@ -393,11 +393,14 @@ def make_plan(g: Graph, cfg: MemoryConfig) -> Plan:
     for t in rest:
         fits = [k for k in used if used[k] + size[t] <= cap[k]]
         if not fits:
+            roomiest = max(used, key=lambda k: cap[k] - used[k], default=None)
+            free = (f"the most room left is {cap[roomiest] - used[roomiest]:,} bytes in "
+                    f"{roomiest[0].upper()}[{roomiest[1]}]") if roomiest else "the card has no HBM or DDR"
             raise ValueError(
                 f"place_tables: table of feature {raw[t][2]!r} ({size[t]:,} bytes as {raw[t][5]} rows) fits no "
                 f"memory channel (HBM channels hold {cfg.hbm_channel_bytes:,} bytes each, DDR banks "
-                f"{cfg.ddr_bank_bytes:,}, with {', '.join(f'{k[0]}{k[1]}: {cap[k]-used[k]:,}' for k in used) or 'no channels'} "
-                "free); give the target more memory (hbm_channel_bytes, ddr_bank_bytes) or quantize_rows='int8'")
+                f"{cfg.ddr_bank_bytes:,}; {free}); give the target more memory (hbm_channel_bytes, "
+                "ddr_bank_bytes) or store narrower rows (quantize_rows='int8')")
         k = min(fits, key=lambda k: ((time[k] + load[t] / bw[k]), k[0] != "hbm", k[1]))
         used[k] += size[t]
         time[k] += load[t] / bw[k]

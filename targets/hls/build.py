@@ -75,16 +75,6 @@ def build(target, g, opts: dict, writer) -> None:
     if opts["build_host"]:
         info["xrt_host"] = _build_xrt_host(writer.path)
 
-    # ---- self-check and report: one synthetic batch through the C simulation
-    with step(f"C-simulate a batch of {opts['report_batch']} for the report"):
-        rep = _report(g, ks, opts, writer.path)
-    writer.write_text("report.json", json.dumps(rep, indent=1))
-    writer.write_text("report.md", report.markdown(rep))
-    info["report"] = rep["summary"]
-    info["self_check"] = rep["self_check"]
-    info["tables"] = [{"table": t.id, "feature": t.plan.feature, "image": list(t.image)} for t in ks.tables]
-    writer.write_text("src/README.md", _readme(ks, opts, b, g))
-
     # rows stored narrower than the model's fp32 tables: the artifact is compared with the fp32 model
     # within 4x the drift that change causes on synthetic inputs (as xrec's compression does)
     drift = quantization_drift(g, ks)
@@ -95,6 +85,21 @@ def build(target, g, opts: dict, writer) -> None:
         writer.extra["tolerances"] = tol
         info["quantization_drift"] = {"max_abs": drift, "row_formats": sorted({t.plan.fmt for t in ks.tables}),
                                       "tolerances": tol}
+
+    # ---- self-check and report: one synthetic batch through the C simulation
+    with step(f"C-simulate a batch of {opts['report_batch']} for the report"):
+        rep = _report(g, ks, opts, writer.path)
+    rep["row_formats"] = {
+        "formats": sorted({t.plan.fmt for t in ks.tables}),
+        "int8_bound": "per element |x - (q*scale + bias)| <= scale/2 = (max(row) - min(row))/510, plus fp32 "
+                      "rounding; a pooled bag: sum_i |w_i| * scale_i / 2 (mean: divided by the count)",
+        "model_drift_vs_fp32": info.get("quantization_drift")}
+    writer.write_text("report.json", json.dumps(rep, indent=1))
+    writer.write_text("report.md", report.markdown(rep))
+    info["report"] = rep["summary"]
+    info["self_check"] = rep["self_check"]
+    info["tables"] = [{"table": t.id, "feature": t.plan.feature, "image": list(t.image)} for t in ks.tables]
+    writer.write_text("src/README.md", _readme(ks, opts, b, g))
 
 
 def _build_host(g, opts: dict, path: Path) -> dict:
@@ -117,7 +122,7 @@ def _build_xrt_host(root: Path) -> dict:
         raise RuntimeError("hls option build_host=True needs XRT's headers (apt-get install libxrt-dev, or "
                            "/opt/xilinx/xrt from a Xilinx XRT install)")
     cmd = [knobs.cxx, "-std=c++17", "-O2", "-DXREC_HOST_MAIN", f"-I{inc}", str(root / "src" / "host.cpp"),
-           "-o", str(root / "lib" / "host"), "-lxrt_coreutil", "-pthread"]
+           "-o", str(root / "lib" / "host"), "-lxrt_coreutil", "-luuid", "-pthread"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"building the XRT host program failed:\n{r.stderr[-3000:]}")

@@ -111,11 +111,12 @@ static inline uint32_t xrec_row_bytes(const xrec_row_t<MAXB>& r) {
 // ---- read_ids, one bag: ids[start, end) -> one token per kept id, the bag's last one marked,
 // or one empty token. Holding each id back one iteration lets the last row carry `last`, so
 // pooling emits the bag's result while it accumulates that row (no per-bag drain).
-template <int TABLE, int ROWS, int PAD, bool PSW>
-static void xrec_read_bag(const int* ids, const float* psw, int start, int end,
+// (table, rows, pad are constants at every call site: after inlining they cost no logic)
+template <bool PSW>
+static void xrec_read_bag(const int* ids, const float* psw, int start, int end, int table, int rows, int pad,
                           hls::stream<xrec_tok_t>& id_s) {
 #pragma HLS INLINE
-  XREC_TCOUNT(TABLE, bags, 1);
+  XREC_TCOUNT(table, bags, 1);
   xrec_tok_t held = {0, 0.0f, false, false};
   bool have = false;
   READ_IDS: for (int j = start; j <= end; j++) {   // the extra iteration flushes the held id
@@ -124,20 +125,20 @@ static void xrec_read_bag(const int* ids, const float* psw, int start, int end,
       int id = ids[j];
       float w = PSW ? psw[j] : 1.0f;
 #ifndef __SYNTHESIS__
-      if (id < 0 || id >= ROWS) {
+      if (id < 0 || id >= rows) {
         std::fprintf(stderr, "xrec csim: table %d: id %d at position %d is out of range [0, %d)\n",
-                     TABLE, id, j, ROWS);
+                     table, id, j, rows);
         std::abort();
       }
 #endif
-      XREC_TCOUNT(TABLE, ids_read, 1);
-      if (id != PAD) {
+      XREC_TCOUNT(table, ids_read, 1);
+      if (id != pad) {
         if (have) id_s.write(held);
         held.id = id;
         held.w = w;
         have = true;
       } else {
-        XREC_TCOUNT(TABLE, ids_padding, 1);
+        XREC_TCOUNT(table, ids_padding, 1);
       }
     } else if (have) {
       held.last = true;
@@ -145,15 +146,15 @@ static void xrec_read_bag(const int* ids, const float* psw, int start, int end,
     } else {
       xrec_tok_t e = {0, 0.0f, true, true};
       id_s.write(e);
-      XREC_TCOUNT(TABLE, empty_bags, 1);
+      XREC_TCOUNT(table, empty_bags, 1);
     }
   }
 }
 
 // ---- dequant, one bag: rows -> CHUNKS vectors of 16 floats each (one per cycle).
 // SB: byte offset of the row's scale and bias (quantized formats), 0 otherwise.
-template <int UNIT, int FMT, int SB, int CHUNKS, int MAXB>
-static void xrec_dequant_bag(hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<xrec_ctl_t>& ctl_in,
+template <int FMT, int SB, int CHUNKS, int MAXB>
+static void xrec_dequant_bag(int unit, hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<xrec_ctl_t>& ctl_in,
                              hls::stream<xrec_ctl_t>& ctl_out, hls::stream<xrec_vec_t>& vec_s) {
 #pragma HLS INLINE
   xrec_row_t<MAXB> row;
@@ -195,7 +196,7 @@ static void xrec_dequant_bag(hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<
       }
     }
     vec_s.write(v);
-    XREC_UCOUNT(UNIT, chunks_dequant, 1);
+    XREC_UCOUNT(unit, chunks_dequant, 1);
     if (c == CHUNKS - 1) {
       c = 0;
       if (k.last) break;
@@ -210,8 +211,8 @@ static void xrec_dequant_bag(hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<
 def _fetch_variant(beats: int) -> str:
     """fetch, one bag, rows of BEATS beats: one burst (memcpy) per row, one beat per cycle."""
     return f"""
-template <int TABLE, int MAXB>
-static void xrec_fetch_bag_b{beats}(const xrec_word_t* tab, hls::stream<xrec_tok_t>& id_s,
+template <int MAXB>
+static void xrec_fetch_bag_b{beats}(int table, const xrec_word_t* tab, hls::stream<xrec_tok_t>& id_s,
                                   hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<xrec_ctl_t>& ctl_s) {{
 #pragma HLS INLINE
   FETCH: for (;;) {{
@@ -226,8 +227,8 @@ static void xrec_fetch_bag_b{beats}(const xrec_word_t* tab, hls::stream<xrec_tok
     xrec_row_t<MAXB> row;
 #pragma HLS ARRAY_PARTITION variable=row.w complete dim=1
     memcpy((void*)row.w, (const void*)(tab + (long long)tok.id * {beats}), {beats} * sizeof(xrec_word_t));
-    XREC_TCOUNT(TABLE, rows, 1);
-    XREC_TCOUNT(TABLE, beats, {beats});
+    XREC_TCOUNT(table, rows, 1);
+    XREC_TCOUNT(table, beats, {beats});
     row_s.write(row);
     xrec_ctl_t c = {{tok.w, tok.last, false}};
     ctl_s.write(c);
@@ -246,8 +247,8 @@ def _pool_variant(chunks: int, lanes: int, fadd: int) -> str:
         ii = 1 if chunks >= fadd else -(-fadd // chunks)
         return f"""
 // one accumulator per chunk, revisited every {chunks} iterations
-template <int UNIT, int MODE, bool PSW>
-static void xrec_pool_bag_c{chunks}_l1(hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s,
+template <int MODE, bool PSW>
+static void xrec_pool_bag_c{chunks}_l1(int unit, hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s,
                                    hls::stream<xrec_vec_t>& out_s) {{
 #pragma HLS INLINE
   float acc[{chunks}][16];
@@ -275,7 +276,7 @@ static void xrec_pool_bag_c{chunks}_l1(hls::stream<xrec_ctl_t>& ctl_s, hls::stre
         acc[c][e] = a;
         o.v[e] = (MODE == XREC_MEAN) ? a / (float)(n + 1) : a;
       }}
-      XREC_UCOUNT(UNIT, chunks_pooled, 1);
+      XREC_UCOUNT(unit, chunks_pooled, 1);
     }}
     if (k.last) out_s.write(o);     // the bag's last row: its sums are final chunk by chunk
     if (c == {chunks} - 1) {{
@@ -292,8 +293,8 @@ static void xrec_pool_bag_c{chunks}_l1(hls::stream<xrec_ctl_t>& ctl_s, hls::stre
 // {lanes} partial accumulators per chunk (row n adds into lane n % {lanes}) so the loop runs at
 // II=1 although an fp32 add takes {fadd} cycles; after the last row a {fadd}-cycle drain
 // combines the lanes (no accumulator is read within {fadd} cycles of its last update)
-template <int UNIT, int MODE, bool PSW>
-static void xrec_pool_bag_c{chunks}_l{lanes}(hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s,
+template <int MODE, bool PSW>
+static void xrec_pool_bag_c{chunks}_l{lanes}(int unit, hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s,
                                    hls::stream<xrec_vec_t>& out_s) {{
 #pragma HLS INLINE
   float acc[{lanes}][{chunks}][16];
@@ -314,7 +315,7 @@ static void xrec_pool_bag_c{chunks}_l{lanes}(hls::stream<xrec_ctl_t>& ctl_s, hls
           float a = acc[lane][c][e];
           acc[lane][c][e] = (n < {lanes}) ? x : (MODE == XREC_MAX) ? {mx} : {ad};
         }}
-        XREC_UCOUNT(UNIT, chunks_pooled, 1);
+        XREC_UCOUNT(unit, chunks_pooled, 1);
       }}
       if (k.empty || c == {chunks} - 1) {{
         c = 0;
@@ -413,8 +414,9 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
             w.line(S.loop_tripcount(1, 65536, 256))
             for k, t in enumerate(u.tables):
                 w.line(f"int end{k} = bag_off[b * {F} + {k + 1}];")
-                w.line(f"xrec_read_bag<{t.id}, {t.plan.rows}, {t.pad}, {'true' if t.psw else 'false'}>"
-                       f"(ids, psw, {'start' if k == 0 else f'end{k - 1}'}, end{k}, id_s);")
+                w.line(f"xrec_read_bag<{'true' if t.psw else 'false'}>(ids, psw, "
+                       f"{'start' if k == 0 else f'end{k - 1}'}, end{k}, {t.id}, {t.plan.rows}, {t.pad}, id_s);"
+                       f"   // table {t.id}")
             w.line(f"start = end{F - 1};")
             w.line(f"XREC_UCOUNT({uid}, offsets_read, {F});")
             w.line(f"XREC_UCOUNT({uid}, bags, {F});")
@@ -429,7 +431,7 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
             w.line(S.loop_tripcount(1, 65536, 256))
             for t in u.tables:
                 src = f"xrec_onchip_{t.id}" if t.onchip else t.arg
-                w.line(f"xrec_fetch_bag_b{t.plan.beats}<{t.id}, {MB}>({src}, id_s, row_s, ctl_s);")
+                w.line(f"xrec_fetch_bag_b{t.plan.beats}<{MB}>({t.id}, {src}, id_s, row_s, ctl_s);")
     w.line()
     # dequant
     with w.block(f"{S.kernel_prefix} void {n}_dequant(int batch, hls::stream<xrec_row_t<{MB}> >& row_s, "
@@ -438,8 +440,8 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
         with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
             w.line(S.loop_tripcount(1, 65536, 256))
             for t in u.tables:
-                w.line(f"xrec_dequant_bag<{uid}, XREC_{t.plan.fmt.upper()}, {value_bytes(t)}, {t.plan.chunks}, {MB}>"
-                       f"(row_s, ctl_in, ctl_out, vec_s);")
+                w.line(f"xrec_dequant_bag<XREC_{t.plan.fmt.upper()}, {value_bytes(t)}, {t.plan.chunks}, {MB}>"
+                       f"({uid}, row_s, ctl_in, ctl_out, vec_s);   // table {t.id}")
     w.line()
     # pool
     with w.block(f"{S.kernel_prefix} void {n}_pool(int batch, hls::stream<xrec_ctl_t>& ctl_s, "
@@ -447,8 +449,8 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
         with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
             w.line(S.loop_tripcount(1, 65536, 256))
             for t in u.tables:
-                w.line(f"xrec_pool_bag_c{t.plan.chunks}_l{t.lanes}<{uid}, XREC_{t.mode.upper()}, "
-                       f"{'true' if t.psw else 'false'}>(ctl_s, vec_s, out_s);")
+                w.line(f"xrec_pool_bag_c{t.plan.chunks}_l{t.lanes}<XREC_{t.mode.upper()}, "
+                       f"{'true' if t.psw else 'false'}>({uid}, ctl_s, vec_s, out_s);   // table {t.id}")
     w.line()
     # write
     with w.block(f"{S.kernel_prefix} void {n}_write(hls::stream<xrec_vec_t>& out_s, xrec_word_t* out, int batch)"):

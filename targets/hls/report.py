@@ -192,6 +192,14 @@ def markdown(rep: dict) -> str:
     for c in rep["channels"]:
         L.append(f"| {c['channel']} | {c['bytes']:.0f} | {c['achieved_gbps']:.2f} | {c['peak_gbps']:.1f} | "
                  f"{100 * c['utilization']:.1f}% | {c['bound_cycles']:.0f} |")
+    rf = rep.get("row_formats")
+    if rf:
+        L += ["", "## Row formats", "", f"Formats on the card: {', '.join(rf['formats'])}.", "",
+              f"int8 (FBGEMM row-wise) error bound: {rf['int8_bound']}."]
+        d = rf.get("model_drift_vs_fp32")
+        if d:
+            L += ["", f"Model output drift vs the fp32 tables (IR interpreter, synthetic inputs): max abs "
+                      f"{d['max_abs']:.3g}; artifact tolerances {d['tolerances']}."]
     L += ["", "## Model", "", "```", rep["model"], "```", ""]
     return "\n".join(L)
 

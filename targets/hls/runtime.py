@@ -102,8 +102,9 @@ class Gatherer:
         pooled = {}
         for node in dict.fromkeys(t.plan.node for t in ks.tables):
             parts = sorted((t.plan.pos, t.id) for t in ks.tables if t.plan.node == node)
+            dt = self.g.type_of(node).dtype.to_numpy()      # f32, or f16 for a lone bag over an f16 table
             pooled[node] = np.ascontiguousarray(np.concatenate([per_table[i] for _, i in parts], axis=1),
-                                                dtype=np.float32)
+                                                dtype=dt)
         return pooled, counters
 
     def __call__(self, flat) -> dict:

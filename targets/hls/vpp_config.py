@@ -65,7 +65,7 @@ def emit_makefile(ks: KernelSpec, platform: str) -> str:
         "",
         "host: host.cpp",
         "\t$(CXX) -std=c++17 -O2 -DXREC_HOST_MAIN -I$(XRT_INC) host.cpp -o $@ -L$(XRT_LIB) "
-        "-lxrt_coreutil -pthread",
+        "-lxrt_coreutil -luuid -pthread",
         "",
         ".PHONY: all",
         ""])

@@ -1,0 +1,179 @@
+"""place_tables: embedding tables onto HBM/DDR channels and on-chip RAM, balanced by bytes per query."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from xrec import zoo
+from xrec.ir import BATCH, DType, Graph, GraphBuilder, GroupFeature, JaggedType, Op, TensorType, run_graph, sym, verify
+from xrec.ir.serialize import graph_from_json, graph_to_json
+from xrec.passes import get_pass, run_pipeline
+from xrec.passes.place_tables import (BEAT_BYTES, MemoryConfig, configured_pass, make_plan, place, plan_of)
+
+
+def group_graph(shapes, name="g", seed=0) -> Graph:
+    """One EMBEDDING_BAG_GROUP over tables of the given (rows, dim), features named indices[k]."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(Graph(name=name, nodes=(), outputs=()))
+    ins, feats = [], []
+    for k, (rows, dim) in enumerate(shapes):
+        n = sym(f"N_indices_{k}")
+        idx = b.emit(Op.INPUT, (), TensorType((n,), DType.I64), {"name": f"indices[{k}]", "kind": "indices"},
+                     hint=f"indices_{k}")
+        off = b.emit(Op.INPUT, (), TensorType((BATCH + 1,), DType.I64), {"name": f"offsets[{k}]", "kind": "offsets"},
+                     hint=f"offsets_{k}")
+        jag = b.emit(Op.JAGGED, (idx, off), JaggedType(BATCH, n, DType.I64, DType.I64, True),
+                     {"feature": f"indices[{k}]", "include_last_offset": True}, hint=f"jag_{k}")
+        ins += [b.add_param(f"t{k}", rng.standard_normal((rows, dim)).astype(np.float32)), jag]
+        feats.append(GroupFeature(f"indices[{k}]", "sum", None, False, rows, dim))
+    out = b.emit(Op.EMBEDDING_BAG_GROUP, ins, TensorType((BATCH, sum(d for _, d in shapes)), DType.F32),
+                 {"features": tuple(feats)}, hint="emb_group")
+    return verify(b.finish(outputs=[out]))
+
+
+def inputs_for(g, shapes, batch=5, seed=1):
+    rng = np.random.default_rng(seed)
+    by = {}
+    for k, (rows, _) in enumerate(shapes):
+        lengths = rng.integers(0, 4, batch)
+        off = np.concatenate([[0], np.cumsum(lengths)])
+        by[f"indices[{k}]"] = rng.integers(0, rows, off[-1])
+        by[f"offsets[{k}]"] = off
+    return [by[n.attr("name")] for n in g.input_nodes]
+
+
+SHAPES = [(3000, 64), (40, 16), (900, 32), (12000, 16), (5, 8), (700, 128), (2500, 64), (60, 64), (100, 10),
+          (8000, 32), (300, 16), (1500, 64)]
+
+
+def test_registered_as_a_layout_pass():
+    assert get_pass("place_tables").stage == "layout"
+
+
+def test_every_table_is_placed_once_within_channel_capacity():
+    cfg = MemoryConfig(hbm_channels=4, hbm_channel_bytes=400_000, ddr_banks=1, uram_bytes=20_000, bram_bytes=0)
+    plan = make_plan(group_graph(SHAPES), cfg)
+    assert sorted(t.id for t in plan.tables) == list(range(len(SHAPES)))
+    assert sorted(i for u in plan.units for i in u.tables) == list(range(len(SHAPES)))
+    used = {}
+    for t in plan.tables:
+        assert t.beats == -(-t.dim * 4 // BEAT_BYTES) and t.image_bytes == t.rows * t.beats * BEAT_BYTES
+        if t.memory != "onchip":
+            used[(t.memory, t.channel)] = used.get((t.memory, t.channel), 0) + t.image_bytes
+        assert plan.units[t.unit].memory == t.memory and plan.units[t.unit].channel == t.channel
+    for (mem, ch), b in used.items():
+        assert b <= plan.channel(mem, ch).capacity
+    assert plan.onchip_bytes() <= cfg.onchip_bytes
+
+
+def test_a_table_larger_than_an_hbm_channel_goes_to_ddr():
+    plan = make_plan(group_graph(SHAPES), MemoryConfig(hbm_channel_bytes=700_000, uram_bytes=0, bram_bytes=0))
+    big = [t for t in plan.tables if t.image_bytes > 700_000]
+    assert big and all(t.memory == "ddr" for t in big)
+    assert plan.policy == "ddr_spill"
+
+
+def test_a_table_that_fits_no_channel_is_an_error_naming_it():
+    cfg = MemoryConfig(hbm_channel_bytes=100_000, ddr_banks=1, ddr_bank_bytes=200_000, uram_bytes=0, bram_bytes=0)
+    with pytest.raises(ValueError, match=r"indices\[5\].*358,400 bytes.*fits no memory channel.*200,000 bytes "
+                                         r"in DDR\[0\].*quantize_rows"):
+        make_plan(group_graph(SHAPES), cfg)
+
+
+def test_channel_loads_are_balanced_within_one_table():
+    pooling = [1, 3, 20, 2, 1, 8, 5, 1, 2, 30, 4, 7]
+    cfg = MemoryConfig(hbm_channels=4, ddr_banks=0, uram_bytes=0, bram_bytes=0, pooling=pooling)
+    plan = make_plan(group_graph(SHAPES), cfg)
+    loads = plan.channel_load()
+    per_channel = [loads.get(("hbm", c), 0.0) for c in range(4)]
+    biggest = max(t.load for t in plan.tables)
+    assert max(per_channel) <= sum(per_channel) / 4 + biggest          # the LPT guarantee
+    assert all(x > 0 for x in per_channel)
+    # bytes per query = pooling x padded row bytes
+    t9 = plan.tables[9]
+    assert t9.pooling == 30 and t9.load == 30 * 2 * BEAT_BYTES
+
+
+def test_hot_small_tables_go_on_chip_first():
+    pooling = [1] * len(SHAPES)
+    pooling[5] = 50                    # 700 rows, but read 50x per query
+    budget = 700 * 8 * 64 + 5 * 64 + 40 * 64
+    plan = make_plan(group_graph(SHAPES), MemoryConfig(uram_bytes=budget, bram_bytes=0, pooling=pooling))
+    on = {t.id for t in plan.tables if t.memory == "onchip"}
+    assert on == {5, 4, 1}             # densest (pooling / rows) first while they fit
+    assert make_plan(group_graph(SHAPES), MemoryConfig(onchip_units=0)).onchip_bytes() == 0
+
+
+def test_pooling_comes_from_the_zoo_spec_an_option_or_is_assumed_one():
+    spec = zoo.spec("dlrm-small")
+    shapes = [(50, f.dim) for f in spec.features]
+    g = group_graph(shapes, name="dlrm-small")
+    plan = make_plan(g, MemoryConfig())
+    assert plan.pooling_source == "zoo:dlrm-small"
+    assert [t.pooling for t in plan.tables] == [f.pooling for f in spec.features]
+    other = make_plan(group_graph(shapes, name="mine"), MemoryConfig())
+    assert other.pooling_source.startswith("assumed 1 id per bag")
+    assert {t.pooling for t in other.tables} == {1.0}
+    opt = make_plan(g, MemoryConfig(pooling={"indices[2]": 7.5}))
+    assert opt.pooling_source == "option" and opt.tables[2].pooling == 7.5 and opt.tables[0].pooling == 1.0
+    with pytest.raises(ValueError, match="unknown features"):
+        make_plan(g, MemoryConfig(pooling={"nope": 2}))
+
+
+def test_int8_rows_halve_the_beats_of_a_64_wide_table():
+    shapes = [(100, 64), (100, 56)]
+    p32 = make_plan(group_graph(shapes), MemoryConfig())
+    p8 = make_plan(group_graph(shapes), MemoryConfig(row_format="int8"))
+    assert [t.beats for t in p32.tables] == [4, 4]
+    assert [t.beats for t in p8.tables] == [2, 1]          # 64+8 bytes -> 2 beats, 56+8 -> 1
+    assert {t.fmt for t in p8.tables} == {"int8"}
+
+
+def test_tables_quantized_in_the_graph_keep_their_format():
+    g = run_pipeline(group_graph([(100, 64), (50, 16)]), ["quantize_embeddings"],
+                     options={"quantize_embeddings": {"precision": {"indices[0]": "int4", "*": "fp16"}}})
+    plan = make_plan(g, MemoryConfig(row_format="int8"))
+    assert [(t.fmt, t.rows, t.dim, t.beats) for t in plan.tables] == [("int4", 100, 64, 1), ("fp16", 50, 16, 1)]
+
+
+def test_unit_io_goes_to_otherwise_idle_hbm_channels():
+    plan = make_plan(group_graph(SHAPES), MemoryConfig(uram_bytes=0, bram_bytes=0))
+    table_channels = {(t.memory, t.channel) for t in plan.tables}
+    ios = [(u.io_memory, u.io_channel) for u in plan.units]
+    assert len(set(ios)) == len(ios)
+    assert not set(ios) & table_channels
+
+
+def test_plan_is_recorded_on_the_graph_and_survives_ir_json():
+    g = group_graph(SHAPES)
+    placed = place(g, MemoryConfig(hbm_channels=4, uram_bytes=30_000))
+    node = placed.nodes_of(Op.EMBEDDING_BAG_GROUP)[0]
+    plan = plan_of(placed)
+    assert node.attr("placement") == tuple((t.memory, t.channel, t.unit) for t in plan.tables)
+    back = graph_from_json(json.loads(json.dumps(graph_to_json(placed))), dict(placed.params))
+    assert plan_of(back) == plan
+    assert back.nodes_of(Op.EMBEDDING_BAG_GROUP)[0].attr("placement") == node.attr("placement")
+    with pytest.raises(KeyError, match="no table placement"):
+        plan_of(g)
+
+
+def test_placement_does_not_change_what_the_graph_computes():
+    g = group_graph(SHAPES)
+    placed = verify(get_pass("place_tables").fn(g))
+    flat = inputs_for(g, SHAPES)
+    np.testing.assert_array_equal(run_graph(placed, flat)[0], run_graph(g, flat)[0])
+
+
+def test_memory_options_reach_the_pass():
+    g = group_graph(SHAPES)
+    name = configured_pass(MemoryConfig(hbm_channels=3, ddr_banks=0, uram_bytes=0, bram_bytes=0))
+    assert name.startswith("place_tables:") and name == configured_pass(
+        MemoryConfig(hbm_channels=3, ddr_banks=0, uram_bytes=0, bram_bytes=0))
+    plan = plan_of(run_pipeline(g, [name]))
+    assert len(plan.channels) == 3 and {t.memory for t in plan.tables} == {"hbm"}
+    plan2 = plan_of(run_pipeline(g, ["place_tables"], options={"place_tables": {"hbm_channels": 2, "ddr_banks": 0}}))
+    assert len(plan2.channels) == 2
+    with pytest.raises(ValueError, match="row_format"):
+        MemoryConfig(row_format="int3")
