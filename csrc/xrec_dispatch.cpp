@@ -205,7 +205,9 @@ xrec_model* load(const char* dir_c, const xrec_load_options* opt) {
   m->isa = isa;
   m->name = str_field(mf.get("model"));
   const std::string lib = dir + "/lib/xrec_model_" + isa + ".so";
-  m->dl = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // RTLD_NODELETE: never unmap the ISA library (nor the OpenMP runtime it pulled in) while
+  // OpenMP's idle worker threads may still be running its code, e.g. at xrec_model_free.
+  m->dl = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!m->dl) {
     const char* e = dlerror();
     fail(XREC_ERR_ARTIFACT, "cannot load " + lib + ": " + (e ? e : "?"));

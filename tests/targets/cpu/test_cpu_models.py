@@ -1,0 +1,155 @@
+"""Numerical equality of cpu-compiled models with PyTorch eager (fp32, rtol 1e-4)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import xrec
+from xrec import zoo
+from xrec.config import knobs
+from xrec.targets.cpu.isa import best_isa
+from xrec.testing import check_model, edge_case_inputs
+
+from .conftest import needs_cpu
+
+pytestmark = needs_cpu
+ZOO = ["dlrm-small", "dlrm-v2", "dcn-v2", "deepfm", "wide-deep", "two-tower"]
+TOL = {"rtol": 1e-4, "atol": 1e-6}
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_matches_pytorch(compiled_zoo, name):
+    """Batches 1, 7, 64 with int64 and int32 ids, empty bags, duplicates, ids 0 and rows-1, an all-empty feature."""
+    cm, model = compiled_zoo(name)
+    check_model(cm, model, edge_case_inputs(model), **TOL)
+
+
+@pytest.mark.parametrize("name", ["dlrm-small", "dcn-v2"])
+def test_large_batches(compiled_zoo, name):
+    cm, model = compiled_zoo(name)
+    cases = [zoo.make_inputs(model, b, seed=b, index_dtype=dt, empty_bag_prob=0.1)
+             for b, dt in ((512, torch.int64), (2048, torch.int32))]
+    check_model(cm, model, cases, **TOL)
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
+def test_every_isa_path(compiled_zoo, tmp_path, isa):
+    """One artifact with all three builds; each path forced through the knob must give the same answers."""
+    from xrec.targets.cpu.isa import supported
+    if not supported(isa):
+        pytest.skip(f"this CPU cannot run {isa}")
+    cm, model = compiled_zoo("dlrm-small", "auto")
+    assert cm.manifest["target_info"]["isas"] == ["avx512", "avx2", "scalar"]
+    with knobs.override(cpu_isa=isa):
+        forced = xrec.load(cm.path)
+    assert forced._run.isa == isa
+    check_model(forced, model, edge_case_inputs(model, batches=(1, 7, 64)), **TOL)
+    check_model(forced, model, [zoo.make_inputs(model, 300, seed=3)], **TOL)
+
+
+# ---------------------------------------------------------------- hand-written models with odd dims
+class OddModel(nn.Module):
+    """dim 13 tables (sum with per-sample weights, mean with padding_idx, max), hidden 37, layer norm,
+    gelu/tanh/silu, a reduction and broadcasts: every remainder path of the vector loops."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.e_sum = nn.EmbeddingBag(50, 13, mode="sum", include_last_offset=True)
+        self.e_mean = nn.EmbeddingBag(40, 13, mode="mean", include_last_offset=True, padding_idx=3)
+        self.e_max = nn.EmbeddingBag(30, 13, mode="max", include_last_offset=True)
+        self.bottom = nn.Sequential(nn.Linear(7, 37), nn.GELU(), nn.Linear(37, 13), nn.Tanh())
+        self.norm = nn.LayerNorm(52)
+        self.top = nn.Sequential(nn.Linear(52, 37), nn.SiLU(), nn.Linear(37, 3))
+        self.scale = nn.Parameter(torch.randn(3, generator=g))
+        for p in self.parameters():
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+
+    def forward(self, dense, i0, o0, w0, i1, o1, i2, o2):
+        x = self.bottom(dense)
+        a = self.e_sum(i0, o0, per_sample_weights=w0)
+        b = self.e_mean(i1, o1)
+        c = self.e_max(i2, o2)
+        h = self.norm(torch.cat([x, a, b, c], dim=1))
+        y = self.top(h) * self.scale
+        return torch.sigmoid(y - y.mean(dim=1, keepdim=True)), h.abs().amax(dim=1)
+
+
+def _odd_inputs(batch: int, seed: int, dtype=torch.int64):
+    g = torch.Generator().manual_seed(seed)
+    out = [torch.randn(batch, 7, generator=g)]
+    for rows, with_w in ((50, True), (40, False), (30, False)):
+        lengths = torch.randint(0, 5, (batch,), generator=g)
+        lengths[::3] = 0 if batch > 2 else lengths[::3]
+        off = torch.zeros(batch + 1, dtype=torch.int64)
+        off[1:] = torch.cumsum(lengths, 0)
+        ids = torch.randint(0, rows, (int(off[-1]),), generator=g)
+        if rows == 40 and len(ids) > 2:
+            ids[:2] = 3                      # padding ids
+        out += [ids.to(dtype), off.to(dtype)]
+        if with_w:
+            out.append(torch.rand(len(ids), generator=g))
+    return tuple(out)
+
+
+@pytest.fixture(scope="module")
+def odd_compiled(tmp_path_factory):
+    model = OddModel().eval()
+    cm = xrec.compile(model, _odd_inputs(8, 0), target="cpu", options={"isa": best_isa()},
+                      out=tmp_path_factory.mktemp("odd") / "odd.xrec")
+    return cm, model
+
+
+def test_odd_dims(odd_compiled):
+    cm, model = odd_compiled
+    cases = [_odd_inputs(b, s, dt) for b, s, dt in ((1, 1, torch.int64), (7, 2, torch.int32), (64, 3, torch.int64),
+                                                     (130, 4, torch.int32))]
+    check_model(cm, model, cases, **TOL)
+
+
+def test_odd_dims_source_is_readable(odd_compiled):
+    cm, _ = odd_compiled
+    src = (cm.path / "src" / "model.cpp").read_text()
+    assert src.startswith("// OddModel: model code")
+    assert "layer_norm" in src and "xk::linear(" in src and "xk::embedding_bag(" in src
+    assert "kc::POOL_MAX" in src and "kc::POOL_MEAN" in src
+
+
+# ---------------------------------------------------------------- quantized and fp16 tables
+@pytest.mark.parametrize("fmt", ["rowwise_i8", "rowwise_i4", "f16"])
+def test_table_row_formats(tmp_path, fmt):
+    """The bag kernel's row formats, through an IR whose tables are quantized (vs the IR interpreter)."""
+    from xrec.api import lower
+    from xrec.ir import Op, TensorType
+    from xrec.ir.interpreter import run_graph
+    from xrec.ir.quant import quantize_rows
+    from xrec.ir.types import DType
+    from xrec.runtime.inputs import random_flat_inputs
+    from xrec.testing import zoo_model
+    model = zoo_model("dlrm-small", 300)
+    g = lower(model, zoo.example_inputs(model), target="reference")[0]
+    group = g.nodes_of(Op.EMBEDDING_BAG_GROUP)[0]
+    tables = {group.inputs[p] for p in range(0, len(group.inputs), 2)}
+    params = dict(g.params)
+    nodes = []
+    for n in g.nodes:
+        if n.name in tables:
+            arr = params[n.attr("name")]
+            if fmt == "f16":
+                params[n.attr("name")] = arr.astype(np.float16)
+                n = n.with_(type=TensorType(arr.shape, DType.F16))
+            else:
+                q = quantize_rows(arr, fmt)
+                params[n.attr("name")] = q
+                n = n.with_(type=TensorType(q.shape, DType.U8, fmt))
+        nodes.append(n)
+    gq = g.with_(nodes=tuple(nodes), params=params)
+    cm = xrec.compile(gq, target="cpu", options={"isa": best_isa()}, out=tmp_path / "q.xrec")
+    for batch in (1, 33):
+        flat = random_flat_inputs(gq, cm.manifest["signature"]["features"], batch, seed=batch)
+        want = run_graph(gq, flat)
+        got = cm.run_flat(flat)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-6)
