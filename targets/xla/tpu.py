@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import time
 from dataclasses import dataclass
 
@@ -71,6 +72,9 @@ def compile_for_tpu(text: str, topology: str = DEFAULT_TOPOLOGY) -> TpuBuild:
     ok, why = available()
     if not ok:
         raise RuntimeError(f"cannot compile for TPU {topology!r}: {why}")
+    # libtpu takes /tmp/libtpu_lockfile so that one process owns the TPU; compiling for a topology
+    # description owns none, and any other process with jax (and libtpu installed) may hold that lock
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax._src import compiler as jcompiler
     from jax._src.lib import xla_client as xc
     from jax.experimental import topologies
