@@ -28,28 +28,30 @@ constexpr int MR = 4;
 // last K block also bias and activation. ncols (<= NR) columns are valid.
 // Independent accumulator chains per output vector: tiles with few rows split
 // K over KU chains so that enough FMAs are in flight (FMA latency 4 x 2 pipes).
-template <int MR_>
-constexpr int k_unroll() { return MR_ * NV >= 8 ? 1 : (MR_ * NV >= 4 ? 2 : 4); }
+template <int MR_, int NV_>
+constexpr int k_unroll() { return MR_ * NV_ >= 8 ? 1 : (MR_ * NV_ >= 4 ? 2 : 4); }
 
-template <int MR_>
+// NV_ < NV computes only the first NV_ vectors of the panel (dot_interaction's
+// triangle); ncols must then be <= NV_ * W.
+template <int MR_, int NV_ = NV>
 inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, long ldy,
                  int ncols, bool first, bool last, const float* bias, Act act) {
-  constexpr int KU = k_unroll<MR_>();
-  simd::vf acc[MR_][NV];
+  constexpr int KU = k_unroll<MR_, NV_>();
+  simd::vf acc[MR_][NV_];
   for (int r = 0; r < MR_; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero();
+    for (int v = 0; v < NV_; ++v) acc[r][v] = simd::zero();
   int k = 0;
   if constexpr (KU > 1) {
-    simd::vf part[KU - 1][MR_][NV];
+    simd::vf part[KU - 1][MR_][NV_];
     for (int u = 0; u < KU - 1; ++u)
       for (int r = 0; r < MR_; ++r)
-        for (int v = 0; v < NV; ++v) part[u][r][v] = simd::zero();
+        for (int v = 0; v < NV_; ++v) part[u][r][v] = simd::zero();
     for (; k + KU <= kc; k += KU) {
       for (int u = 0; u < KU; ++u) {
         const float* w = Wp + (long)(k + u) * NR;
         for (int r = 0; r < MR_; ++r) {
           const simd::vf a = simd::set1(X[r * ldx + k + u]);
-          for (int v = 0; v < NV; ++v) {
+          for (int v = 0; v < NV_; ++v) {
             simd::vf& t = u == 0 ? acc[r][v] : part[u == 0 ? 0 : u - 1][r][v];
             t = simd::fma(a, simd::load(w + v * simd::W), t);
           }
@@ -58,20 +60,20 @@ inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, lo
     }
     for (int u = 0; u < KU - 1; ++u)
       for (int r = 0; r < MR_; ++r)
-        for (int v = 0; v < NV; ++v) acc[r][v] = simd::add(acc[r][v], part[u][r][v]);
+        for (int v = 0; v < NV_; ++v) acc[r][v] = simd::add(acc[r][v], part[u][r][v]);
   }
   for (; k < kc; ++k) {
-    simd::vf b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = simd::load(Wp + (long)k * NR + v * simd::W);
+    simd::vf b[NV_];
+    for (int v = 0; v < NV_; ++v) b[v] = simd::load(Wp + (long)k * NR + v * simd::W);
     for (int r = 0; r < MR_; ++r) {
       const simd::vf a = simd::set1(X[r * ldx + k]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = simd::fma(a, b[v], acc[r][v]);
+      for (int v = 0; v < NV_; ++v) acc[r][v] = simd::fma(a, b[v], acc[r][v]);
     }
   }
-  if (ncols == NR) {
+  if (ncols == NV_ * simd::W) {
     for (int r = 0; r < MR_; ++r) {
       float* y = Y + r * ldy;
-      for (int v = 0; v < NV; ++v) {
+      for (int v = 0; v < NV_; ++v) {
         simd::vf t = acc[r][v];
         if (!first) t = simd::add(t, simd::load(y + v * simd::W));
         if (last) {
@@ -84,7 +86,7 @@ inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, lo
   } else {
     for (int r = 0; r < MR_; ++r) {
       float* y = Y + r * ldy;
-      for (int v = 0; v < NV; ++v) {
+      for (int v = 0; v < NV_; ++v) {
         const int n = ncols - v * simd::W;
         if (n <= 0) break;
         simd::vf t = acc[r][v];
@@ -100,13 +102,13 @@ inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, lo
   if (last && act != ACT_NONE && act != ACT_RELU) act_inplace(act, Y, ldy, MR_, ncols);
 }
 
-template <int R>
+template <int R, int NV_ = NV>
 inline void tile_rows(int rows, const float* X, long ldx, const float* Wp, int kc, float* Y,
                       long ldy, int ncols, bool first, bool last, const float* bias, Act act) {
   if (rows == R) {
-    tile<R>(X, ldx, Wp, kc, Y, ldy, ncols, first, last, bias, act);
+    tile<R, NV_>(X, ldx, Wp, kc, Y, ldy, ncols, first, last, bias, act);
   } else if constexpr (R > 1) {
-    tile_rows<R - 1>(rows, X, ldx, Wp, kc, Y, ldy, ncols, first, last, bias, act);
+    tile_rows<R - 1, NV_>(rows, X, ldx, Wp, kc, Y, ldy, ncols, first, last, bias, act);
   }
 }
 
@@ -120,13 +122,30 @@ inline size_t linear_packed_floats(int N, int K) {
 }
 
 inline void pack_linear(const float* W, int N, int K, float* packed) {
-  const int panels = (N + gemm::NR - 1) / gemm::NR;
-  for (int p = 0; p < panels; ++p)
-    for (int k = 0; k < K; ++k)
-      for (int j = 0; j < gemm::NR; ++j) {
-        const int n = p * gemm::NR + j;
-        packed[((size_t)p * K + k) * gemm::NR + j] = n < N ? W[(size_t)n * K + k] : 0.0f;
+  constexpr int NR = gemm::NR;
+  const int panels = (N + NR - 1) / NR;
+  for (int p = 0; p < panels; ++p) {
+    float* dst = packed + (size_t)p * K * NR;
+    int k0 = 0;
+#if defined(XREC_SIMD_AVX512)
+    // 16 x 16 blocks transposed in registers (rows past N are zero).
+    for (; k0 + 16 <= K; k0 += 16)
+      for (int j0 = 0; j0 < NR; j0 += 16) {
+        simd::vf r[16];
+        for (int i = 0; i < 16; ++i) {
+          const int n = p * NR + j0 + i;
+          r[i] = n < N ? simd::load(W + (size_t)n * K + k0) : simd::zero();
+        }
+        simd::transpose16(r);
+        for (int c = 0; c < 16; ++c) simd::store(dst + (size_t)(k0 + c) * NR + j0, r[c]);
       }
+#endif
+    for (int k = k0; k < K; ++k)
+      for (int j = 0; j < NR; ++j) {
+        const int n = p * NR + j;
+        dst[(size_t)k * NR + j] = n < N ? W[(size_t)n * K + k] : 0.0f;
+      }
+  }
 }
 
 inline void linear(const float* X, long M, int K, long ldx, const float* packed, int N,

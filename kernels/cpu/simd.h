@@ -38,6 +38,33 @@ inline vf max(vf a, vf b) { return _mm512_maskz_max_ps((__mmask16)0xFFFF, a, b);
 inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 inline vf load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tail_mask(n), p); }
 inline void store_n(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+// In-register transpose of a 16 x 16 block: r[i] = row i in, r[c] = column c out.
+// (maskz forms: GCC 12 warns on the undefined pass-through of the plain ones.)
+inline void transpose16(vf* r) {
+  const __mmask16 m = 0xFFFF;
+  vf t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_maskz_unpacklo_ps(m, r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_maskz_unpackhi_ps(m, r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_maskz_shuffle_ps(m, t[4 * i + 0], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_maskz_shuffle_ps(m, t[4 * i + 0], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_maskz_shuffle_ps(m, t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_maskz_shuffle_ps(m, t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    const vf v0 = _mm512_maskz_shuffle_f32x4(m, u[k], u[4 + k], 0x88);
+    const vf v1 = _mm512_maskz_shuffle_f32x4(m, u[k], u[4 + k], 0xDD);
+    const vf w0 = _mm512_maskz_shuffle_f32x4(m, u[8 + k], u[12 + k], 0x88);
+    const vf w1 = _mm512_maskz_shuffle_f32x4(m, u[8 + k], u[12 + k], 0xDD);
+    r[k] = _mm512_maskz_shuffle_f32x4(m, v0, w0, 0x88);
+    r[8 + k] = _mm512_maskz_shuffle_f32x4(m, v0, w0, 0xDD);
+    r[4 + k] = _mm512_maskz_shuffle_f32x4(m, v1, w1, 0x88);
+    r[12 + k] = _mm512_maskz_shuffle_f32x4(m, v1, w1, 0xDD);
+  }
+}
+
 inline float hsum(vf v) {  // (not _mm512_reduce_add_ps: GCC 12 warns on its undefined operand)
   alignas(64) float t[16];  // (GCC 12's 512->256 casts/extracts warn the same way)
   _mm512_store_ps(t, v);

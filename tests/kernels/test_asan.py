@@ -17,7 +17,7 @@ def _run(cpp_build, isa):
         pytest.skip(f"this CPU cannot run the {isa} build")
     if isa not in _RESULTS:
         exe = cpp_build.compile([cpp_build.DRIVERS / "asan_main.cpp"],
-                                cpp_build.ISA_FLAGS[isa] + ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
+                                cpp_build.ISA_FLAGS[isa] + ["-O1", "-fsanitize=address", "-fno-omit-frame-pointer"],
                                 kind="exe")
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1")
         r = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=120)

@@ -84,3 +84,19 @@ def test_dot_interaction_writes_its_rows_and_columns_of_a_wider_concat_buffer(in
     mask = np.ones_like(out, bool)
     mask[2:9, col0:col0 + len(pi)] = False
     assert np.isnan(out[mask]).all(), "wrote outside rows [2, 9) x the pair columns"
+
+
+@pytest.mark.parametrize("Fn,D", [(27, 64), (16, 32), (17, 8), (40, 64)])
+def test_dot_interaction_lower_triangle_with_diagonal_matches_torch_bmm(interaction_lib, Fn, D):
+    lib = _setup(interaction_lib)
+    T = np.random.default_rng(Fn + D).standard_normal((9, Fn, D)).astype(np.float32)
+    pi, pj = tril_pairs(Fn, self_pairs=True)
+    check(run(lib, T, pi, pj), T, pi, pj)
+
+
+@pytest.mark.parametrize("Fn,D", [(33, 64), (40, 20), (70, 16)])
+def test_dot_interaction_with_more_than_32_vectors_matches_torch_bmm(interaction_lib, Fn, D):
+    lib = _setup(interaction_lib)
+    T = np.random.default_rng(Fn).standard_normal((5, Fn, D)).astype(np.float32)
+    pi, pj = tril_pairs(Fn)
+    check(run(lib, T, pi, pj), T, pi, pj)

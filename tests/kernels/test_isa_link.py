@@ -11,7 +11,10 @@ import pytest
 from xrec.kernels import cpu_include_dir
 
 
-def _objects(cpp_build, tmp_path):
+@pytest.fixture(scope="module")
+def objs(cpp_build, tmp_path_factory):
+    """isa_link.cpp compiled once per ISA build (like the generated code's per-ISA TUs)."""
+    tmp_path = tmp_path_factory.mktemp("isa_link")
     objs = {}
     for isa, flags in cpp_build.ISA_FLAGS.items():
         o = tmp_path / f"{isa}.o"
@@ -26,8 +29,7 @@ def _weak_symbols(obj):
     return {line.split()[-1] for line in out.splitlines() if line.split()[-2] in ("W", "V", "u")}
 
 
-def test_three_isa_builds_link_and_compute_the_same_results(cpp_build, tmp_path):
-    objs = _objects(cpp_build, tmp_path)
+def test_three_isa_builds_link_and_compute_the_same_results(cpp_build, objs, tmp_path):
     exe = tmp_path / "link"
     subprocess.run(["g++", "-O1", *map(str, objs.values()), str(cpp_build.DRIVERS / "isa_link_main.cpp"),
                     "-o", str(exe)], check=True)
@@ -40,8 +42,7 @@ def test_three_isa_builds_link_and_compute_the_same_results(cpp_build, tmp_path)
         assert v == pytest.approx(vals["scalar"], rel=1e-5), isa
 
 
-def test_isa_builds_share_no_weak_symbols(cpp_build, tmp_path):
-    objs = _objects(cpp_build, tmp_path)
+def test_isa_builds_share_no_weak_symbols(objs):
     weak = {isa: _weak_symbols(o) for isa, o in objs.items()}
     shared = (weak["avx512"] & weak["avx2"]) | (weak["avx512"] & weak["scalar"]) | (weak["avx2"] & weak["scalar"])
     assert not shared, f"inline symbols shared between ISA builds: {sorted(shared)[:10]}"
