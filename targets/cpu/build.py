@@ -69,29 +69,42 @@ def _key(parts: list) -> str:
 
 
 class Job:
-    """One compiler invocation producing ``out`` from sources in ``src_dir``."""
+    """One compiler invocation producing ``name_out`` from sources in ``src_dir``, cached by content.
 
-    def __init__(self, name: str, flags: list[str], sources: list[str], src_dir: Path, out: Path,
-                 libs: list[str] = ()):
+    ``sources`` are file names in ``src_dir`` or other Jobs (their cached outputs, e.g. objects);
+    ``hash_files`` are the files whose content keys the cache (default: all of ``src_dir``);
+    ``out`` is where the result is copied (None: it stays in the cache, e.g. an object file).
+    """
+
+    def __init__(self, name: str, flags: list[str], sources: list, src_dir: Path, out_name: str,
+                 out: Path | None = None, libs: list[str] = (), hash_files: list[Path] | None = None):
         self.name, self.flags, self.sources, self.src_dir, self.out = name, flags, sources, src_dir, out
+        self.out_name = out_name
         self.libs = list(libs)
         cmd = compiler()
-        files = sorted(p for p in src_dir.iterdir() if p.is_file())
-        self.key = _key([compiler_version(), " ".join(cmd), " ".join(flags), " ".join(sources), " ".join(self.libs)]
-                        + [p.name.encode() + b"\0" + p.read_bytes() for p in files])
-        self.cached = cache_root() / self.key / out.name
+        files = sorted(hash_files if hash_files is not None else (p for p in src_dir.iterdir() if p.is_file()))
+        deps = [s.key for s in sources if isinstance(s, Job)]
+        names = [s for s in sources if isinstance(s, str)]
+        self.key = _key([compiler_version(), " ".join(cmd), " ".join(flags), " ".join(names), " ".join(self.libs)]
+                        + deps + [p.name.encode() + b"\0" + p.read_bytes() for p in files])
+        self.cached = cache_root() / self.key / out_name
         self.proc = None
         self.tmp = None
 
-    def command(self, out: str, src_prefix: str = "") -> list[str]:
-        return compiler() + self.flags + [f"-I{src_prefix or '.'}"] + \
-            [os.path.join(src_prefix, s) if src_prefix else s for s in self.sources] + ["-o", out] + self.libs
+    def command(self, out: str, src_prefix: str = "", script: bool = False) -> list[str]:
+        srcs = []
+        for s in self.sources:
+            if isinstance(s, Job):
+                srcs.append(f"build/{s.out_name}" if script else str(s.cached))
+            else:
+                srcs.append(os.path.join(src_prefix, s) if src_prefix else s)
+        return compiler() + self.flags + [f"-I{src_prefix or '.'}"] + srcs + ["-o", out] + self.libs
 
     def start(self):
         if self.cached.is_file():
             return
         self.cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.cached.parent, suffix=".so.tmp")
+        fd, self.tmp = tempfile.mkstemp(dir=self.cached.parent, suffix=".tmp")
         os.close(fd)
         self.proc = subprocess.Popen(self.command(self.tmp, str(self.src_dir)), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
@@ -101,39 +114,76 @@ class Job:
             out, _ = self.proc.communicate()
             if self.proc.returncode != 0:
                 os.unlink(self.tmp)
-                raise CompilerError(f"compiling {self.name} failed ({' '.join(self.command(self.out.name))}):\n"
+                raise CompilerError(f"compiling {self.name} failed ({' '.join(self.command(self.out_name))}):\n"
                                     f"{out[-6000:]}")
             os.replace(self.tmp, self.cached)
-        shutil.copyfile(self.cached, self.out)
+            self.proc = None
+        if self.out is not None:
+            shutil.copyfile(self.cached, self.out)
 
 
 def run_jobs(jobs: list[Job]) -> None:
-    """Start every compile at once (cached ones copy), then wait for all."""
-    for j in jobs:
-        j.start()
+    """Start every compile whose inputs are ready (cached ones copy), then wait; repeat until done."""
+    pending = list(jobs)
     errors = []
-    for j in jobs:
-        try:
-            j.finish()
-        except CompilerError as e:
-            errors.append(str(e))
+    while pending:
+        ready = [j for j in pending if all(not isinstance(s, Job) or s.cached.is_file() for s in j.sources)]
+        if not ready:
+            break
+        for j in ready:
+            j.start()
+        for j in ready:
+            try:
+                j.finish()
+            except CompilerError as e:
+                errors.append(str(e))
+        pending = [j for j in pending if j not in ready]
+        if errors:
+            break
     if errors:
         raise CompilerError("\n".join(errors))
 
 
+KERNEL_SUFFIXES = (".h", ".hpp", ".inc")
+
+
+def kernel_object_job(isa: str, src_dir: Path) -> Job:
+    """The kernels compiled once for ``isa`` (keyed by the kernel headers only, shared by every model)."""
+    files = [p for p in src_dir.iterdir() if p.suffix in KERNEL_SUFFIXES or p.name == "xrec_kernel_entry.cpp"]
+    flags = [f for f in COMMON if f != "-shared"] + ["-c"] + ISA_FLAGS[isa] + [f"-DXREC_ISA_NS={isa}"]
+    return Job(f"the {isa} kernels", flags, ["xrec_kernel_entry.cpp"], src_dir, f"kernels_{isa}.o",
+               hash_files=files)
+
+
 def isa_job(isa: str, src_dir: Path, lib_dir: Path, fingerprint: str) -> Job:
     flags = COMMON + ISA_FLAGS[isa] + [f"-DXREC_ISA_NS={isa}", f'-DXREC_FINGERPRINT="{fingerprint}"']
-    return Job(f"the {isa} build", flags, ["model.cpp"], src_dir, lib_dir / f"xrec_model_{isa}.so")
+    return Job(f"the {isa} build", flags, ["model.cpp", kernel_object_job(isa, src_dir)], src_dir,
+               f"xrec_model_{isa}.so", out=lib_dir / f"xrec_model_{isa}.so")
 
 
 def dispatch_job(src_dir: Path, lib_dir: Path, format_version: int) -> Job:
     flags = DISPATCH_FLAGS + [f"-DXREC_FORMAT_VERSION={format_version}"]
-    return Job("the dispatcher", flags, ["xrec_dispatch.cpp"], src_dir, lib_dir / "libxrec_model.so", ["-ldl"])
+    files = [src_dir / n for n in ("xrec_dispatch.cpp", "xrec_model.h", "xrec_impl.h", "xrec_json.h")]
+    return Job("the dispatcher", flags, ["xrec_dispatch.cpp"], src_dir, "libxrec_model.so",
+               out=lib_dir / "libxrec_model.so", libs=["-ldl"], hash_files=files)
+
+
+def all_jobs(jobs: list[Job]) -> list[Job]:
+    """``jobs`` and the jobs they depend on, dependencies first."""
+    out: list[Job] = []
+    for j in jobs:
+        for s in j.sources:
+            if isinstance(s, Job) and s not in out:
+                out.append(s)
+        out.append(j)
+    return out
 
 
 def build_script(jobs: list[Job]) -> str:
     """src/build.sh: the exact commands, runnable from the artifact directory."""
-    lines = ["#!/bin/sh", "# How lib/ was built from src/ (run from the artifact directory).", "set -e"]
-    for j in jobs:
-        lines.append(" ".join(shlex.quote(a) for a in j.command(f"lib/{j.out.name}", "src")))
+    lines = ["#!/bin/sh", "# How lib/ was built from src/ (run from the artifact directory).", "set -e",
+             "mkdir -p build"]
+    for j in all_jobs(jobs):
+        out = f"lib/{j.out.name}" if j.out is not None else f"build/{j.out_name}"
+        lines.append(" ".join(shlex.quote(a) for a in j.command(out, "src", script=True)))
     return "\n".join(lines) + "\n"

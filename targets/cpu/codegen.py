@@ -89,8 +89,8 @@ class Codegen:
         w = CodeWriter()
         self._header(w)
         w.line("namespace xrec {").line("namespace XREC_ISA_NS {").line("namespace model {").line()
-        w.line("namespace xk = ::xrec::XREC_ISA_NS;   // the kernels (kernels/cpu/xrec_kernels.h)")
-        w.line("namespace kc = ::xrec::XREC_ISA_NS;   // and their types")
+        w.line("namespace xk = ::xrec::XREC_ISA_NS::entry;   // the kernels (kernels/cpu), via xrec_kernel_entry.h")
+        w.line("namespace kc = ::xrec::XREC_ISA_NS;          // and their types")
         w.line("using gen::Error;").line()
         w.line(f"constexpr bool kBoundsCheck = {'true' if p.bounds_check else 'false'};")
         w.line(f"constexpr long kTileMax = {TILE_MAX};          // rows per tile")
@@ -130,7 +130,7 @@ class Codegen:
         if p.notes:
             lines += ["", "Concats:"] + ["  " + n for n in p.notes]
         w.line(self.c.header_comment(f"{p.name}: model code", lines).rstrip())
-        for inc in ("<cmath>", "<cstdint>", "<cstring>", "<omp.h>", "", '"xrec_impl.h"', '"xrec_kernels.h"',
+        for inc in ("<cmath>", "<cstdint>", "<cstring>", "<omp.h>", "", '"xrec_impl.h"', '"xrec_kernel_entry.h"',
                     '"xrec_gen.h"'):
             w.line(f"#include {inc}" if inc else "")
         w.line("#ifndef XREC_FINGERPRINT").line('#define XREC_FINGERPRINT "unknown"').line("#endif").line()
