@@ -155,11 +155,12 @@ class _Gen:
                ("cuMemcpyDtoD_v2", "CUresult", "CUdeviceptr, CUdeviceptr, size_t"),
                ("cuMemsetD32_v2", "CUresult", "CUdeviceptr, unsigned int, size_t"),
                ("cuGetErrorString", "CUresult", "CUresult, const char**")]
-        L = ["/* ---- the CUDA driver, opened at run time (no link-time dependency on libcuda) */"]
+        L = ["#define XREC_UNUSED __attribute__((unused))",
+             "/* ---- the CUDA driver, opened at run time (no link-time dependency on libcuda) */"]
         for name, ret, args in fns:
             L.append(f"typedef {ret} (*pfn_{name})({args});")
             L.append(f"static pfn_{name} d_{name};")
-        L += ["static void* g_libcuda;", "static pthread_once_t g_cuda_once = PTHREAD_ONCE_INIT;",
+        L += ["static void* g_libcuda;", "XREC_UNUSED static pthread_once_t g_cuda_once = PTHREAD_ONCE_INIT;",
               "static char g_cuda_error[512];", "",
               "static void open_driver(void) {",
               '  g_libcuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);',
@@ -191,21 +192,21 @@ class _Gen:
         for i, b in enumerate(self.kinds.get(CONST, [])):
             ct = _C_INT[b.dtype]  # noqa
             vals = ", ".join(f"{int(v)}" + ("LL" if b.dtype == "i64" else "") for v in b.data)
-            L.append(f"static const {ct} const_{i}[{len(b.data)}] = {{{vals}}};  /* {b.name} */")
+            L.append(f"XREC_UNUSED static const {ct} const_{i}[{len(b.data)}] = {{{vals}}};  /* {b.name} */")
         specs = list(self.kernels.values())
         self.spec_index = {k["key"]: i for i, k in enumerate(specs)}
         L.append(f"#define N_KERNELS {len(specs)}")
         L.append(f"#define N_ARCHS {len(self.archs)}")
-        L.append("static const int k_archs[N_ARCHS] = {" + ", ".join(str(a) for a in self.archs) + "};")
+        L.append("XREC_UNUSED static const int k_archs[N_ARCHS] = {" + ", ".join(str(a) for a in self.archs) + "};")
         L.append("/* per kernel: symbol, then per arch (ascending): cubin file, dynamic shared memory bytes */")
-        L.append("static const char* const k_symbol[N_KERNELS] = {"
+        L.append("XREC_UNUSED static const char* const k_symbol[N_KERNELS] = {"
                  + ", ".join(_cstr(k["archs"][f"sm_{self.archs[0]}"]["symbol"]) for k in specs) + "};")
-        L.append("static const char* const k_cubin[N_KERNELS][N_ARCHS] = {"
+        L.append("XREC_UNUSED static const char* const k_cubin[N_KERNELS][N_ARCHS] = {"
                  + ", ".join("{" + ", ".join(_cstr(k["archs"][f"sm_{a}"]["cubin"]) for a in self.archs) + "}"
                              for k in specs) + "};")
-        L.append("static const char* const k_ptx[N_KERNELS] = {"
+        L.append("XREC_UNUSED static const char* const k_ptx[N_KERNELS] = {"
                  + ", ".join(_cstr(k["archs"][f"sm_{self.archs[0]}"].get("ptx", "")) for k in specs) + "};")
-        L.append("static const int k_shared[N_KERNELS][N_ARCHS] = {"
+        L.append("XREC_UNUSED static const int k_shared[N_KERNELS][N_ARCHS] = {"
                  + ", ".join("{" + ", ".join(str(k["archs"][f"sm_{a}"]["shared_bytes"]) for a in self.archs) + "}"
                              for k in specs) + "};")
         L.append("")
@@ -402,13 +403,14 @@ class _Gen:
             L.append(f"  sym[{k}] = {_csym(s)};")
         for k, ((name, _), b) in enumerate(zip(p.inputs, ins)):
             for axis, d in enumerate(b.shape):
+                what = f"{d}" if isinstance(d, int) else f"{str(d).replace(' ', '')} = %lld"
+                val = "" if isinstance(d, int) else f"(long long){cexpr(d)}, "
                 L.append(f"  if (in[{k}].shape[{axis}] != {cexpr(d)}) return fail(XREC_ERR_INPUT, \"input {name}: "
-                         f"dim {axis} must be {d} = %lld, got %lld\", (long long){cexpr(d)}, "
-                         f"(long long)in[{k}].shape[{axis}]);")
+                         f"dim {axis} must be {what}, got %lld\", {val}(long long)in[{k}].shape[{axis}]);")
         L += ["  return XREC_OK;", "}", ""]
         sym_decl = "".join(f"  const int64_t {_csym(s)} = sym[{k}]; (void){_csym(s)};\n" for k, (s, _) in enumerate(syms))
         L += ["int xrec_model_output_shapes(const xrec_model* m, const xrec_tensor* in, int n_in, int64_t* dims) {",
-              f"  int64_t sym[{max(1, len(syms))}];", "  (void)m;",
+              f"  int64_t sym[{max(1, len(syms))}] = {{0}};", "  (void)m;",
               "  int rc = bind_inputs(in, n_in, sym);", "  if (rc) return rc;", sym_decl.rstrip("\n")]
         for k, v in enumerate(p.outputs):
             for axis, d in enumerate(v.shape):
@@ -416,7 +418,7 @@ class _Gen:
         L += ["  return XREC_OK;", "}", ""]
         # run
         L += ["static int run_locked(xrec_model* m, const xrec_tensor* in, int n_in, xrec_tensor* out, int n_out) {",
-              f"  int64_t sym[{max(1, len(syms))}];",
+              f"  int64_t sym[{max(1, len(syms))}] = {{0}};",
               "  int rc = bind_inputs(in, n_in, sym);", "  if (rc) return rc;", sym_decl.rstrip("\n"),
               f"  if (n_out != {len(p.outputs)}) return fail(XREC_ERR_INPUT, \"expected {len(p.outputs)} output "
               "tensor(s), got %d\", n_out);"]
