@@ -44,7 +44,13 @@ def unsupported(n: Node, why: str) -> LoweringError:
 
 @dataclass(frozen=True)
 class FeatureSlot:
-    """One bucketed sparse feature: where its KJT arrays come from and its static budget."""
+    """One bucketed sparse feature: where its KJT arrays come from and where its static form goes.
+
+    All features travel in three arguments (few host->device transfers per call):
+    ``ids [batch, sum M_f]`` (feature f in columns ``column .. column + max_ids``),
+    ``lengths [batch, F]`` (feature f in column ``index``) and, for features with
+    per-sample weights, ``weights [batch, sum M_w]`` (columns from ``weights_column``).
+    """
 
     jagged: str                 # the JAGGED node
     feature: str
@@ -53,7 +59,10 @@ class FeatureSlot:
     include_last_offset: bool
     max_ids: int
     num_rows: int | None
+    index: int                  # column in lengths
+    column: int                 # first column in ids
     weights: int | None = None  # flat position of per-sample weights (INPUT), if any
+    weights_column: int | None = None
 
 
 @dataclass
@@ -84,7 +93,7 @@ class Ctx:
         self._params: dict[tuple, Value] = {}
         self._names: set[str] = set()
         self.slots: dict[str, FeatureSlot] = {}
-        self._psw: dict[tuple[str, str], Value] = {}
+        self.sparse_args: dict[str, Value] = {}
         self.input_pos = {n.name: k for k, n in enumerate(g.input_nodes)}
 
     # ---- shapes
@@ -296,7 +305,7 @@ def _pool_feature(c: Ctx, n: Node, fi: FeatureInputs, dim: int) -> Value:
         pidx = b.full(int(padding_idx) % rows_n, (bs, m), "i32")
         mask = b.binary("and", mask, b.compare("NE", ids, pidx))
     if psw_name is not None:
-        w = c._psw[(jag_name, psw_name)]
+        w = c.vals[jag_name + "#weights"]
         rows = b.binary("multiply", rows, b.broadcast(w, rows.shape, [0, 1]))
     mask3 = b.broadcast(mask, rows.shape, [0, 1])
     if mode == "max":
@@ -314,50 +323,68 @@ def _pool_feature(c: Ctx, n: Node, fi: FeatureInputs, dim: int) -> Value:
     return pooled
 
 
-def _bind_psw(c: Ctx, n: Node, jag_name: str, psw_name: str) -> None:
-    if (jag_name, psw_name) in c._psw:
-        return
-    src = c.g.node(psw_name)
-    if src.op is not Op.INPUT:
-        raise unsupported(n, f"per-sample weights %{psw_name} are computed ({src.op.value}); the xla target "
-                             "takes them only as a model input (bucketed with their feature)")
-    slot = c.slots[jag_name]
-    c.slots[jag_name] = FeatureSlot(**{**slot.__dict__, "weights": c.input_pos[psw_name]})
-    c._psw[(jag_name, psw_name)] = c.arg(1, f"w_{slot.feature}", (c.plan.batch, slot.max_ids), "f32",
-                                         {"role": "weights", "feature": slot.feature, "jagged": jag_name})
-
-
 def lower_group(c: Ctx, n: Node) -> Value:
     outs = []
     for fi in feature_inputs(n):
-        if fi.psw:
-            _bind_psw(c, n, fi.jagged, fi.psw)
         outs.append(_pool_feature(c, n, fi, fi.feature.dim))
     return c.b.concat(outs, 1)
 
 
 def lower_bag(c: Ctx, n: Node) -> Value:
     fi = feature_inputs(n)[0]
-    if fi.psw:
-        _bind_psw(c, n, fi.jagged, fi.psw)
     v = _pool_feature(c, n, fi, c.shape(n)[1])
     return c.b.convert(v, ELEM[n.type.dtype.value])
 
 
+def plan_features(c: Ctx) -> None:
+    """Lay out every sparse feature in the shared ids / lengths / weights arguments."""
+    g = c.g
+    psw: dict[str, str] = {}
+    for n in g.nodes_of(Op.EMBEDDING_BAG_GROUP, Op.EMBEDDING_BAG):
+        for fi in feature_inputs(n):
+            if fi.psw is None:
+                continue
+            if g.node(fi.psw).op is not Op.INPUT:
+                raise unsupported(n, f"per-sample weights %{fi.psw} are computed ({g.node(fi.psw).op.value}); the "
+                                     "xla target takes them only as a model input (bucketed with their feature)")
+            if psw.setdefault(fi.jagged, fi.psw) != fi.psw:
+                raise unsupported(n, f"feature %{fi.jagged} is pooled with two different per-sample weights")
+    col = wcol = 0
+    for k, n in enumerate(g.nodes_of(Op.JAGGED)):
+        idx, off = n.inputs
+        for name in (idx, off):
+            if g.node(name).op is not Op.INPUT:
+                raise unsupported(n, f"%{name} is computed; the xla target buckets sparse features given as inputs")
+        feature = n.attr("feature")
+        m = int(c.plan.budgets[feature])
+        rows = _features_reading(g, n.name)
+        w = psw.get(n.name)
+        c.slots[n.name] = FeatureSlot(n.name, feature, c.input_pos[idx], c.input_pos[off],
+                                      bool(n.attr("include_last_offset", True)), m, min(rows) if rows else None,
+                                      index=k, column=col, weights=c.input_pos[w] if w else None,
+                                      weights_column=wcol if w else None)
+        col += m
+        wcol += m if w else 0
+    if not c.slots:
+        return
+    bs = c.plan.batch
+    c.sparse_args = {
+        "ids": c.arg(1, "ids", (bs, col), "i32", {"role": "ids"}),
+        "lengths": c.arg(1, "lengths", (bs, len(c.slots)), "i32", {"role": "lengths"}),
+    }
+    if wcol:
+        c.sparse_args["weights"] = c.arg(1, "weights", (bs, wcol), "f32", {"role": "weights"})
+
+
 def lower_jagged(c: Ctx, n: Node) -> None:
-    idx, off = n.inputs
-    for name in (idx, off):
-        if c.g.node(name).op is not Op.INPUT:
-            raise unsupported(n, f"%{name} is computed; the xla target buckets sparse features given as inputs")
-    feature = n.attr("feature")
-    m = int(c.plan.budgets[feature])
-    rows = _features_reading(c.g, n.name)
-    c.slots[n.name] = FeatureSlot(n.name, feature, c.input_pos[idx], c.input_pos[off],
-                                  bool(n.attr("include_last_offset", True)), m, min(rows) if rows else None)
-    c.vals[n.name + "#ids"] = c.arg(1, f"ids_{feature}", (c.plan.batch, m), "i32",
-                                    {"role": "ids", "feature": feature, "jagged": n.name})
-    c.vals[n.name + "#lengths"] = c.arg(1, f"lengths_{feature}", (c.plan.batch,), "i32",
-                                        {"role": "lengths", "feature": feature, "jagged": n.name})
+    """A feature's ids [B, M] and lengths [B]: slices of the shared arguments."""
+    b, slot, a = c.b, c.slots[n.name], c.sparse_args
+    c.vals[n.name + "#ids"] = b.slice_dim(a["ids"], 1, slot.column, slot.column + slot.max_ids)
+    lengths = b.slice_dim(a["lengths"], 1, slot.index, slot.index + 1)
+    c.vals[n.name + "#lengths"] = b.reshape(lengths, (lengths.shape[0],))
+    if slot.weights is not None:
+        c.vals[n.name + "#weights"] = b.slice_dim(a["weights"], 1, slot.weights_column,
+                                                  slot.weights_column + slot.max_ids)
 
 
 def _features_reading(g: Graph, jag: str) -> list[int]:
@@ -663,6 +690,7 @@ def lower_graph(g: Graph, plan: Plan) -> Lowered:
         v = c.arg(0, f"in_{n.attr('name')}", shape, "i32" if elem == "i64" else elem,
                   {"role": "input", "input": c.input_pos[n.name], "input_name": n.attr("name"), "batched": bool(bd)})
         c.vals[n.name] = b.convert(v, elem)     # int64 inputs travel as int32 (jax's device_put)
+    plan_features(c)
     for n in g.nodes:
         if n.op is Op.INPUT:
             continue
@@ -719,14 +747,15 @@ def _header(g: Graph, plan: Plan, args: list[dict], outs: list[dict]) -> str:
         f"dtype {lay.dtype} (dot_general operands {lay.compute_elem}, f32 accumulation, precision {lay.precision});",
         f"padding {'on: dense dims to multiples of ' + str(L.LANES) + ' lanes, batch to ' + str(L.SUBLANES) if lay.pad else 'off'};",
         f"weights {'as arguments' if plan.weights == 'args' else 'baked in as constants'}.",
-        "Sparse features arrive bucketed: ids [batch, max_ids] i32 (0 in unused slots) and lengths [batch] i32.",
+        "Sparse features arrive bucketed: ids [batch, sum of max_ids] i32 (feature f in its own columns, 0 in",
+        "unused slots), lengths [batch, features] i32 (ids present per bag), weights like ids (per-sample weights).",
         "Arguments:",
     ]
     for a in args:
         what = {"input": lambda: f"dense input {a['input_name']!r}",
-                "ids": lambda: f"ids of feature {a['feature']!r}",
-                "lengths": lambda: f"bag lengths of feature {a['feature']!r}",
-                "weights": lambda: f"per-sample weights of feature {a['feature']!r}",
+                "ids": lambda: "bucketed ids of every sparse feature",
+                "lengths": lambda: "bag lengths of every sparse feature",
+                "weights": lambda: "bucketed per-sample weights",
                 "param": lambda: f"parameter {a['param']!r} {a['transform'] or ''}"}[a["role"]]()
         lines.append(f"  %{a['name']}: {tensor_type(a['shape'], a['dtype'])}  {what}")
     lines.append("Results: " + ", ".join(f"%{o['value']} {tensor_type(o['shape'], o['dtype'])}" for o in outs))

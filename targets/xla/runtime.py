@@ -161,20 +161,29 @@ class Runner:
     def _bucket(self, flat: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Per argument name, the host array over the whole request batch (not yet padded)."""
         host: dict[str, np.ndarray] = {}
-        done = {}
+        sparse = {a["role"]: a for a in self.args if a["role"] in ("ids", "lengths", "weights")}
+        if sparse:
+            batch = self.request_batch(flat)
+            ids = np.zeros((batch, sparse["ids"]["shape"][1]), np.int32)
+            lengths = np.zeros((batch, sparse["lengths"]["shape"][1]), np.int32)
+            weights = np.zeros((batch, sparse["weights"]["shape"][1]), np.float32) if "weights" in sparse else None
+            for f in self.features.values():
+                bk = bucket_feature(flat[f.indices], flat[f.offsets], include_last_offset=f.include_last_offset,
+                                    max_ids=f.max_ids, overflow=self.overflow, feature=f.feature,
+                                    num_rows=f.num_rows, weights=flat[f.weights] if f.weights is not None else None)
+                if len(bk.lengths) != batch:
+                    raise InputError(f"feature {f.feature!r} has {len(bk.lengths)} bags but the batch is {batch}")
+                ids[:, f.column:f.column + f.max_ids] = bk.ids
+                lengths[:, f.index] = bk.lengths
+                if bk.weights is not None:
+                    weights[:, f.weights_column:f.weights_column + f.max_ids] = bk.weights
+            host[sparse["ids"]["name"]] = ids
+            host[sparse["lengths"]["name"]] = lengths
+            if weights is not None:
+                host[sparse["weights"]["name"]] = weights
         for a in self.args:
-            role = a["role"]
-            if role == "input":
+            if a["role"] == "input":
                 host[a["name"]] = np.asarray(flat[a["input"]])
-            elif role in ("ids", "lengths", "weights"):
-                j = a["jagged"]
-                if j not in done:
-                    f = self.features[j]
-                    done[j] = bucket_feature(
-                        flat[f.indices], flat[f.offsets], include_last_offset=f.include_last_offset,
-                        max_ids=f.max_ids, overflow=self.overflow, feature=f.feature, num_rows=f.num_rows,
-                        weights=flat[f.weights] if f.weights is not None else None)
-                host[a["name"]] = getattr(done[j], role)
         return host
 
     def request_batch(self, flat: Sequence[np.ndarray]) -> int:

@@ -20,9 +20,13 @@ def test_artifact_holds_module_portable_artifact_and_budgets(compile_zoo):
     assert ti["stablehlo"]["jax"] == runtime.REQUIRED_JAX
     assert ti["budgets"]["indices[0]"] == {"max_ids_per_bag": 1, "source": "zoo pooling 1 x 4"}
     assert ti["budgets"]["indices[2]"]["max_ids_per_bag"] == 88                       # C3: pooling 20
-    roles = [a["role"] for a in ti["module"]["args"]]
-    assert roles[0] == "input" and roles.count("ids") == roles.count("lengths") == 26
-    assert roles.count("param") == len(cm.graph.params)
+    args = ti["module"]["args"]
+    assert [a["role"] for a in args[:3]] == ["input", "ids", "lengths"]       # all features in two arrays
+    total = sum(b["max_ids_per_bag"] for b in ti["budgets"].values())
+    assert args[1]["shape"] == [16, total] and args[2]["shape"] == [16, 26]
+    cols = [(f["column"], f["max_ids"]) for f in ti["module"]["features"]]
+    assert cols[0][0] == 0 and all(c + m == c2 for (c, m), (c2, _) in zip(cols, cols[1:]))
+    assert [a["role"] for a in args[3:]] == ["param"] * len(cm.graph.params)
     assert m["tolerances"] == {"rtol": 1e-4, "atol": 1e-6}
 
 
