@@ -82,11 +82,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "sample (they spin ~5 ms of CPU after each parallel region; default 10)")
     p.add_argument("--compile-budget", type=float, default=600.0,
                    help="seconds allowed to prepare a system or for torch.compile's first call (default 600)")
+    p.add_argument("--system-budget", type=float, default=60.0,
+                   help="seconds of timed calls per system and batch; a slower system (a simulator) gets "
+                        "fewer rounds, at least 3 (default 60)")
+    p.add_argument("--max-call-s", type=float, default=30.0,
+                   help="a system whose single call takes longer (a simulator at a large batch) gets a reason "
+                        "row at that batch and larger ones instead of timings (default 30)")
     p.add_argument("--no-roofline", action="store_true", help="skip the roofline probes")
     p.add_argument("--json", default=None, metavar="F", help="write the rows and machine info to F")
     p.add_argument("--plot", default=None, metavar="P.png", help="write latency/throughput and roofline charts")
     p.add_argument("--markdown", default=None, metavar="PAGE.md", help="write a results page")
-    p.add_argument("--note", default="", help="a note for the results page (e.g. what else ran on the machine)")
+    p.add_argument("--note", default="", help="a note for the results page (e.g. what else ran on the machine); "
+                                              "with --render it replaces the saved note")
     p.add_argument("--render", default=None, metavar="F.json",
                    help="no benchmark: print/plot/page an earlier --json file")
     k = p.add_argument_group("kernel benchmarks (--kernel)")
@@ -137,6 +144,8 @@ def run(args) -> int:
                   file=sys.stderr)
             return 2
         doc = report.read_json(args.render)
+        if args.note:
+            doc["note"] = args.note
         if args.json:
             args.json = None            # never overwrite the source
         _outputs(doc, args)
@@ -178,6 +187,7 @@ def run(args) -> int:
                               batches=args.batch or _ints(DEFAULT_BATCHES), threads=threads, reps=args.reps,
                               warmup=args.warmup, max_rows=args.max_rows, seed=args.seed,
                               compile_budget_s=args.compile_budget, gap_ms=args.gap_ms,
-                              roofline=not args.no_roofline, note=args.note, command=command)
+                              roofline=not args.no_roofline, note=args.note, command=command,
+                              system_budget_s=args.system_budget, max_call_s=args.max_call_s)
     _outputs(doc, args)
     return 0

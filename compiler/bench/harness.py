@@ -63,9 +63,13 @@ def summarize(samples_s: Sequence[float]) -> Stats:
 def measure(calls: Mapping[str, Callable[[], object]], reps: int, warmup: int = 1, *,
             rotate: bool = True, gap_s: float = 0.0, timer: Callable[[], float] = time.perf_counter,
             sleep: Callable[[float], None] = time.sleep,
-            on_call: Callable[[str, bool], None] | None = None) -> dict[str, list[float]]:
+            on_call: Callable[[str, bool], None] | None = None,
+            reps_for: Mapping[str, int] | None = None,
+            warmup_for: Mapping[str, int] | None = None) -> dict[str, list[float]]:
     """Call each system ``warmup`` then ``reps`` times, interleaved; seconds per timed call.
 
+    ``reps_for`` / ``warmup_for`` give some systems fewer rounds (very slow ones: a
+    simulator); they take part in the first rounds only, still interleaved.
     ``on_call(name, timed)`` (for tests) sees every call in order.
     """
     if reps < 1:
@@ -74,7 +78,12 @@ def measure(calls: Mapping[str, Callable[[], object]], reps: int, warmup: int = 
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     names = list(calls)
     samples: dict[str, list[float]] = {k: [] for k in names}
+    reps_for, warmup_for = dict(reps_for or {}), dict(warmup_for or {})
+    done_warm = {k: 0 for k in names}
     for name in schedule(names, warmup, rotate):
+        if done_warm[name] >= warmup_for.get(name, warmup):
+            continue
+        done_warm[name] += 1
         if on_call:
             on_call(name, False)
         calls[name]()
@@ -85,6 +94,8 @@ def measure(calls: Mapping[str, Callable[[], object]], reps: int, warmup: int = 
     gc.disable()
     try:
         for name in schedule(names, reps, rotate):
+            if len(samples[name]) >= reps_for.get(name, reps):
+                continue
             fn = calls[name]
             if on_call:
                 on_call(name, True)

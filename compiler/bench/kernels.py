@@ -114,7 +114,7 @@ def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, thre
             continue
         try:
             with quiet():
-                out = outputs_to_tensor(s.fn(*args)) if s.kind != "probe" else torch.from_numpy(s.fn())
+                out = outputs_to_tensor(s.fn(*args)).detach() if s.kind != "probe" else torch.from_numpy(s.fn())
         except Exception as e:
             msg = " ".join(str(e).split())[:400]
             new.append({**base, "status": "failed", "reason": f"run: {type(e).__name__}: {msg}",

@@ -176,11 +176,14 @@ class LoadMonitor:
     have been waited for, so it slightly over-reports others during compiles.
     """
 
-    def __init__(self):
+    def __init__(self, sample_processes: bool = True):
         self._t0 = self._stat0 = self._own0 = None
         self._load0 = None
+        self._sampler = ProcessSampler() if sample_processes else None
 
     def start(self) -> "LoadMonitor":
+        if self._sampler:
+            self._sampler.start()
         self._t0 = time.monotonic()
         self._stat0 = _proc_stat()
         self._own0 = _own_cpu_s()
@@ -202,4 +205,101 @@ class LoadMonitor:
                 out["other_busy_frac"] = round(max(0.0, busy - own) / total, 3)
                 out["own_busy_frac"] = round(min(own, busy) / total, 3)
                 out["steal_frac"] = round(steal / total, 3)
+        if self._sampler:
+            out["other_processes_cpu_s"] = self._sampler.stop()
         return out
+
+
+_SAMPLER = r"""
+import json, os, sys, time
+me, period = int(sys.argv[1]), float(sys.argv[2])
+hz = os.sysconf("SC_CLK_TCK")
+last, total = {}, {}
+
+def snap():
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        if comm.startswith("kworker"):
+            comm = "kworker"
+        rest = raw[raw.rindex(")") + 2:].split()
+        procs[int(d)] = (comm, int(rest[1]), int(rest[11]) + int(rest[12]))   # comm, ppid, utime+stime
+    return procs
+
+def ours(pid, procs):
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid == me or pid == os.getpid():
+            return True
+        pid = procs.get(pid, ("", 0, 0))[1]
+        seen += 1
+    return False
+
+def step(first=False):
+    procs = snap()
+    for pid, (comm, ppid, t) in procs.items():
+        prev = last.get(pid)
+        last[pid] = (comm, t)
+        if first:
+            continue
+        d = t - prev[1] if prev and prev[0] == comm else t      # a new process: all of its CPU time
+        if d > 0 and not ours(pid, procs):
+            total[comm] = total.get(comm, 0) + d
+
+step(first=True)
+try:
+    while True:
+        time.sleep(period)
+        step()
+        if sys.stdin in __import__("select").select([sys.stdin], [], [], 0)[0]:
+            break
+except KeyboardInterrupt:
+    pass
+step()
+top = sorted(total.items(), key=lambda kv: -kv[1])[:8]
+print(json.dumps([[k, round(v / hz, 1)] for k, v in top]))
+"""
+
+
+class ProcessSampler:
+    """What else ran: CPU seconds per command name of processes outside this process tree.
+
+    A separate Python process samples /proc every ``period`` seconds (so no thread of ours
+    competes for the GIL while we time), which also catches short-lived jobs (compiler
+    invocations) that start and end within the run.
+    """
+
+    def __init__(self, period: float = 2.0):
+        self.period = period
+        self._p = None
+
+    def start(self) -> "ProcessSampler":
+        import sys
+        if not Path("/proc/self/stat").exists():
+            return self
+        try:
+            self._p = subprocess.Popen([sys.executable, "-c", _SAMPLER, str(os.getpid()), str(self.period)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       text=True)
+        except OSError:
+            self._p = None
+        return self
+
+    def stop(self) -> list:
+        """[[command, cpu_seconds], ...] the 8 busiest other commands, or [] where unknown."""
+        if self._p is None:
+            return []
+        try:
+            out, _ = self._p.communicate("stop\n", timeout=30)
+            import json
+            return json.loads(out or "[]")
+        except (subprocess.SubprocessError, ValueError):
+            self._p.kill()
+            return []

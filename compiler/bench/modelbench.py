@@ -25,6 +25,8 @@ from .systems import (BASELINES, ModelContext, Prepared, StageError, System, Una
                       outputs_to_tensor, quiet, xrec_system)
 
 CHECK_RTOL, CHECK_ATOL = 1e-3, 1e-4
+SLOW_CALL_S = 0.5        # a first call slower than this gets one more untimed call to estimate its cost
+MIN_REPS = 3             # the fewest timed rounds a slow system gets
 
 
 def _say(msg: str) -> None:
@@ -89,7 +91,8 @@ def _input_maker(src, threads: int) -> Callable[[int, int], tuple]:
 def run_model_bench(model: str, *, targets: list[str], baselines: list[str], batches: list[int],
                     threads: int, reps: int = 20, warmup: int = 3, max_rows: int | None = None,
                     seed: int = 123, compile_budget_s: float = 600.0, gap_ms: float = 10.0,
-                    roofline: bool = True, note: str = "", command: list[str] | None = None) -> dict:
+                    roofline: bool = True, note: str = "", command: list[str] | None = None,
+                    system_budget_s: float = 60.0, max_call_s: float = 30.0) -> dict:
     """Run the model benchmark; returns the result document (see report.py for its use)."""
     from xrec.config import knobs
     from xrec.models import resolve
@@ -98,7 +101,8 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
     machine = machine_info()
     settings = {"model": model, "targets": targets, "baselines": baselines, "batches": batches,
                 "threads": threads, "reps": reps, "warmup": warmup, "max_rows": max_rows, "seed": seed,
-                "compile_budget_s": compile_budget_s, "gap_ms": gap_ms,
+                "compile_budget_s": compile_budget_s, "gap_ms": gap_ms, "system_budget_s": system_budget_s,
+                "max_call_s": max_call_s,
                 "check": {"rtol": CHECK_RTOL, "atol": CHECK_ATOL, "against": "PyTorch eager"},
                 "timed_region": "one call on ready torch inputs, returning torch outputs "
                                 "(each system's input/output conversion included)"}
@@ -146,13 +150,14 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                     _say(f"  {s.name}: {entry['reason']}")
                 sysinfo[s.name] = entry
             dead: dict[str, str] = {}
+            too_slow: dict[str, tuple[int, str]] = {}
             for batch in batches:
                 _say(f"batch {batch}: inputs, first calls and checks")
                 args = make(batch, seed)
                 work = model_work(src, args) if src.module is not None else {}
                 with torch.inference_mode():
                     ref = outputs_to_tensor(src.module(*args))
-                calls, firsts, errs = {}, {}, {}
+                calls, firsts, errs, per_call = {}, {}, {}, {}
                 for s in systems:
                     base = {"system": s.name, "label": s.label, "kind": s.kind, "model": src.name,
                             "target": s.target, "batch": batch,
@@ -165,17 +170,32 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                     if s.name in dead:
                         rows.append(_reason_row(base, "failed", dead[s.name]))
                         continue
+                    if s.name in too_slow and batch >= too_slow[s.name][0]:
+                        rows.append(_reason_row(base, "too slow", too_slow[s.name][1]))
+                        continue
                     p = prepared[s.name]
+                    slow_why = (f"one call at batch {batch} takes over --max-call-s {max_call_s:g} s: "
+                                "not timed at this or larger batches")
                     try:
-                        budget = compile_budget_s if p.budget_first_call else None
+                        budget = compile_budget_s if p.budget_first_call else max_call_s
+                        what = f"{s.name} first call (compile) at batch {batch}" if p.budget_first_call \
+                            else f"{s.name}'s first call at batch {batch}"
                         t0 = time.perf_counter()
-                        with time_budget(budget, f"{s.name} first call (compile) at batch {batch}"), quiet():
-                            out = outputs_to_tensor(p.fn(*args))
+                        with time_budget(budget, what), quiet():
+                            out = outputs_to_tensor(p.fn(*args)).detach()
                         firsts[s.name] = time.perf_counter() - t0
+                    except BudgetExceeded as e:
+                        if p.budget_first_call:
+                            dead[s.name] = str(e)
+                            rows.append(_reason_row(base, "failed", str(e)))
+                        else:
+                            too_slow[s.name] = (batch, slow_why)
+                            rows.append(_reason_row(base, "too slow", slow_why))
+                        _say(f"  {s.name}: {rows[-1]['reason']}")
+                        continue
                     except Exception as e:
                         msg = " ".join(str(e).split())
-                        why = msg if isinstance(e, BudgetExceeded) else \
-                            f"run at batch {batch}: {type(e).__name__}: {msg[:400]}"
+                        why = f"run at batch {batch}: {type(e).__name__}: {msg[:400]}"
                         dead[s.name] = why
                         _say(f"  {s.name}: {why}")
                         rows.append(_reason_row(base, "failed", why))
@@ -187,9 +207,25 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                         ok = bool(torch.all(d <= CHECK_ATOL + CHECK_RTOL * ref.float().abs()))
                         errs[s.name] = (float(d.max()) if d.numel() else 0.0, "" if ok else "mismatch")
                     calls[s.name] = (lambda f=p.fn: f(*args))
+                    if firsts[s.name] > SLOW_CALL_S:        # maybe a simulator: how long is one call?
+                        t0 = time.perf_counter()
+                        calls[s.name]()
+                        per_call[s.name] = time.perf_counter() - t0
+                        if per_call[s.name] > max_call_s:
+                            del calls[s.name], per_call[s.name]
+                            too_slow[s.name] = (batch, slow_why)
+                            rows.append(_reason_row(base, "too slow", slow_why))
+                            continue
                     rows.append(base)                           # filled in after timing
                 _say(f"batch {batch}: time {', '.join(calls)} ({warmup} warm-up + {reps} interleaved rounds)")
-                samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3) if calls else {}
+                reps_for = {k: min(reps, max(MIN_REPS, int(system_budget_s / t))) for k, t in per_call.items()
+                            if t * reps > system_budget_s}
+                warm_for = {k: min(warmup, 1) for k in reps_for}
+                for k, n in reps_for.items():
+                    _say(f"  {k}: {per_call[k]:.1f} s per call, {n} timed rounds instead of {reps} "
+                         f"(--system-budget {system_budget_s:g} s)")
+                samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3, reps_for=reps_for,
+                                  warmup_for=warm_for) if calls else {}
                 for r in rows:
                     if r["batch"] != batch or r.get("status") or r["system"] not in samples:
                         continue

@@ -231,6 +231,9 @@ def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = No
                      f"the CPUs during this {load.get('elapsed_s', 0):.0f} s run (steal "
                      f"{100 * load.get('steal_frac', 0):.0f}%); load average "
                      f"{load['loadavg_start'][0]:.2f} at the start, {load['loadavg_end'][0]:.2f} at the end")
+    if load.get("other_processes_cpu_s"):
+        lines.append("- busiest other commands during the run (CPU seconds): "
+                     + ", ".join(f"`{c}` {t:g}" for c, t in load["other_processes_cpu_s"]))
     roof = doc.get("roofline")
     if roof and "error" not in roof:
         lines.append(f"- roofline ({roof['threads']} threads, probes.c): stream read "
@@ -242,7 +245,11 @@ def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = No
               f"- command: `{' '.join(str(c) for c in doc.get('command', []))}`",
               f"- threads {st['threads']}, {st['warmup']} warm-up rounds, {st['reps']} timed rounds, "
               f"samples interleaved (round r starts at system r mod n), {st.get('gap_ms', 0)} ms gap "
-              "after each call, garbage collector paused while timing"]
+              "after each call, garbage collector paused while timing"
+              + (f"; a system whose calls would take over {st['system_budget_s']:g} s per batch gets fewer "
+                 "timed rounds (at least 3; the row's n)" if st.get("system_budget_s") else "")
+              + (f"; a system whose single call takes over {st['max_call_s']:g} s is not timed at that batch "
+                 "or larger ones" if st.get("max_call_s") else "")]
     if st.get("timed_region"):
         lines.append(f"- timed region: {st['timed_region']}")
     if st.get("check"):

@@ -346,7 +346,11 @@ def xrec_system(target: str, quantize: str | None = None) -> System:
                 info[k] = ti[k]
         return Prepared(cm, info, keep=cm)
     desc = {"reference": "xrec reference target (numpy interpreter of the optimized IR)",
-            "cpu": "xrec cpu target (generated C++, OpenMP)"}
+            "cpu": "xrec cpu target (generated C++, OpenMP)",
+            "xla": "xrec xla target (StableHLO; here on JAX's CPU client, not a TPU)",
+            "triton": ("xrec triton target" + ("" if torch.cuda.is_available() else
+                       " (no GPU here: Triton's CPU interpreter, a functional simulation, not a speed number)")),
+            "hls": "xrec hls target (FPGA gather units C-simulated here, dense part on the host: not a speed number)"}
     label = desc.get(target, f"xrec {target} target") + (f", {quantize} tables" if quantize else "")
     return System(f"xrec-{target}" + (f"-{quantize}" if quantize else ""), label, "xrec", prepare, target)
 

@@ -96,3 +96,13 @@ def test_time_budget_leaves_a_fast_step_alone():
     with time_budget(5, "quick") as b:
         x = sum(range(1000))
     assert b.enforced and x == 499500
+
+
+def test_measure_gives_slow_systems_fewer_rounds_still_interleaved():
+    seen = []
+    samples = measure({"fast": lambda: None, "sim": lambda: None}, reps=4, warmup=2,
+                      reps_for={"sim": 2}, warmup_for={"sim": 1},
+                      on_call=lambda name, timed: seen.append((name, timed)))
+    assert {k: len(v) for k, v in samples.items()} == {"fast": 4, "sim": 2}
+    assert seen == [("fast", False), ("sim", False), ("fast", False),
+                    ("fast", True), ("sim", True), ("sim", True), ("fast", True), ("fast", True), ("fast", True)]
