@@ -256,7 +256,10 @@ xrec_model* load(const char* dir_c, const xrec_load_options* opt) {
     return nullptr;
   }
   if (m->wsize) {
-    m->wmap = mmap(nullptr, m->wsize, PROT_READ, MAP_SHARED, fd, 0);
+    // Embedding lookups touch rows all over the tables: prefault every page now rather than
+    // take a page fault per new row while serving (MAP_POPULATE), unless asked to map lazily.
+    const bool lazy = opt ? opt->lazy_weights != 0 : false;
+    m->wmap = mmap(nullptr, m->wsize, PROT_READ, MAP_SHARED | (lazy ? 0 : MAP_POPULATE), fd, 0);
     if (m->wmap == MAP_FAILED) {
       m->wmap = nullptr;
       close(fd);

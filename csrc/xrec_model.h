@@ -60,6 +60,8 @@ typedef struct xrec_load_options {
   const char* isa;        /* NULL or "auto": best supported (or $XREC_CPU_ISA); else avx512 | avx2 | scalar */
   int threads;            /* 0: $XREC_THREADS or all cores */
   int verify_weights;     /* 1: checksum weights.bin against the manifest (reads the whole file); 0: size only */
+  int lazy_weights;       /* 0: prefault the whole weights.bin mapping at load (no page faults while
+                             serving); 1: map pages on first use (faster load, slower first calls) */
 } xrec_load_options;
 
 /* Load an artifact directory. NULL on failure: xrec_last_error() says why. */

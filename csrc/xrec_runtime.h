@@ -48,6 +48,7 @@ struct LoadOptions {
   std::string isa = "auto";   // or avx512 | avx2 | scalar ($XREC_CPU_ISA when auto)
   int threads = 0;            // 0: $XREC_THREADS or all cores
   bool verify_weights = true; // checksum weights.bin on load
+  bool lazy_weights = false;  // map weights.bin pages on first use instead of prefaulting them at load
 };
 
 class Model {

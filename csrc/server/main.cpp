@@ -12,10 +12,12 @@
 // signal exits at once.
 #include <httplib.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -131,7 +133,11 @@ int main(int argc, char** argv) {
   std::atomic<bool> draining{false};
   std::atomic<int> active{0};   // infer handlers between arrival and answer
 
-  httplib::Server svr;
+  // httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed in the Debian library): many
+  // clients connecting at once would overflow it and see resets; listen() again with a deep backlog.
+  struct Server : httplib::Server {
+    int socket() const { return (int)svr_sock_; }
+  } svr;
   const int http_threads = opt.http_threads;
   svr.new_task_queue = [http_threads] { return new httplib::ThreadPool((size_t)http_threads); };
   svr.set_payload_max_length(opt.max_body);
@@ -301,6 +307,9 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (::listen(svr.socket(), SOMAXCONN) != 0)
+    std::fprintf(stderr, "xrec-server: warning: cannot deepen the listen backlog: %s\n", std::strerror(errno));
+
   std::thread signals([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -313,7 +322,13 @@ int main(int argc, char** argv) {
       for (int i = 0; i < 30000 && active.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       svr.stop();
     }).detach();
-    sigwait(&sigs, &sig);
+    // a second signal a second or more later exits at once (one signal sent to both the
+    // process and its group, as `timeout` does, arrives twice at the same moment)
+    const auto first = Clock::now();
+    for (;;) {
+      sigwait(&sigs, &sig);
+      if (Clock::now() - first >= std::chrono::seconds(1)) break;
+    }
     std::fprintf(stderr, "xrec serve: second signal, exiting now\n");
     std::_Exit(128 + sig);
   });

@@ -205,6 +205,10 @@ std::unique_ptr<ServedModel> ServedModel::open(const std::string& dir, const Loa
   // no lengths alias without a batch dimension to give it a shape
   if (!has_batch)
     for (Input& in : m->inputs_) in.lengths_name.clear();
+  for (int i = 0; i < n; ++i) {
+    m->by_name_[m->inputs_[i].name] = {i, false};
+    if (!m->inputs_[i].lengths_name.empty()) m->by_name_.emplace(m->inputs_[i].lengths_name, std::make_pair(i, true));
+  }
   return m;
 }
 
@@ -377,15 +381,12 @@ Prepared ServedModel::prepare(const std::vector<WireTensor>& ts) const {
 
   // ---- names: every input given once (offsets or lengths), nothing else
   for (const WireTensor& t : ts) {
-    int found = -1;
-    bool len = false;
-    for (int i = 0; i < n && found < 0; ++i) {
-      if (inputs_[i].name == t.name) found = i;
-      else if (!inputs_[i].lengths_name.empty() && inputs_[i].lengths_name == t.name) found = i, len = true;
-    }
-    if (found < 0)
+    auto it = by_name_.find(t.name);
+    if (it == by_name_.end())
       throw RequestError(400, "unknown_input", "unknown input " + q(t.name) + ": model " + q(name_) + " takes " +
                                                    input_list());
+    const int found = it->second.first;
+    const bool len = it->second.second;
     if (slot[found]) {
       if (as_lengths[found] != (char)len)
         throw RequestError(400, "bad_request", "give either " + q(inputs_[found].name) + " or " +

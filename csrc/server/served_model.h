@@ -18,6 +18,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -117,6 +118,7 @@ class ServedModel {
   std::vector<Input> inputs_;
   std::vector<Output> outputs_;
   std::vector<Feature> features_;
+  std::unordered_map<std::string, std::pair<int, bool>> by_name_;   // input name or lengths alias -> (input, is lengths)
   std::string batch_symbol_ = "B";
   bool batchable_ = false;
   std::string not_batchable_;

@@ -31,7 +31,8 @@ NP_DTYPES = {0: np.float32, 1: np.float16, 2: np.float64, 3: np.int32, 4: np.int
 
 
 class LoadOptions(ctypes.Structure):
-    _fields_ = [("isa", ctypes.c_char_p), ("threads", ctypes.c_int), ("verify_weights", ctypes.c_int)]
+    _fields_ = [("isa", ctypes.c_char_p), ("threads", ctypes.c_int), ("verify_weights", ctypes.c_int),
+                ("lazy_weights", ctypes.c_int)]
 
 
 def csrc_dir() -> Path:
@@ -102,7 +103,8 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
 class CpuModel:
     """A loaded cpu artifact: ``model(flat_inputs) -> flat outputs`` (numpy)."""
 
-    def __init__(self, path, isa: str | None = None, threads: int | None = None, verify_weights: bool = False):
+    def __init__(self, path, isa: str | None = None, threads: int | None = None, verify_weights: bool = False,
+                 lazy_weights: bool = False):
         self.path = Path(path)
         libpath = self.path / "lib" / "libxrec_model.so"
         if not libpath.is_file():
@@ -111,7 +113,7 @@ class CpuModel:
         isa = isa if isa is not None else knobs.cpu_isa
         threads = threads if threads is not None else knobs.threads
         opts = LoadOptions(isa=(isa or "auto").encode(), threads=int(threads or 0),
-                           verify_weights=int(verify_weights))
+                           verify_weights=int(verify_weights), lazy_weights=int(lazy_weights))
         h = self.lib.xrec_model_load_ex(str(self.path).encode(), ctypes.byref(opts))
         if not h:
             raise ArtifactError(self.lib.xrec_last_error().decode(errors="replace"))

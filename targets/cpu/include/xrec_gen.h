@@ -96,11 +96,13 @@ inline bool check_offsets(const char* feature, const void* off, int bits, long r
 }
 
 // Rows per tile for a batch of B rows on `threads` threads: one tile (no threading at
-// all) for small batches; otherwise enough tiles for every thread, at most tile_max rows.
+// all) for small batches; otherwise enough tiles for every thread, at most tile_max rows,
+// a multiple of 16 rows so that two threads never write into one cache line of a
+// [B, 1] float output (no false sharing at tile edges).
 inline long tile_rows(long B, int threads, long tile_max) {
   if (B <= 16 || threads <= 1) return B < tile_max ? (B > 0 ? B : 1) : tile_max;
   long t = (B + threads - 1) / threads;
-  t = (t + 7) / 8 * 8;
+  t = (t + 15) / 16 * 16;
   return t < tile_max ? t : tile_max;
 }
 
