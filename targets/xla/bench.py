@@ -27,9 +27,12 @@ def main(argv=None) -> int:
     p.add_argument("--batches", default="64,512")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--dtype", default="f32")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads for eager")
     p.add_argument("--json", default=None, help="also write the rows to this file")
     a = p.parse_args(argv)
     batches = [int(b) for b in a.batches.split(",")]
+    if a.torch_threads:
+        torch.set_num_threads(a.torch_threads)
     model = zoo.build(a.model, max_rows=a.max_rows)
     t0 = time.perf_counter()
     g = import_model(model, zoo.example_inputs(model), name=a.model)

@@ -23,7 +23,7 @@ from xrec.runtime.validate import InputError
 
 from . import layout as L
 from .bucketing import bucket_feature
-from .emit import FeatureSlot
+from .context import FeatureSlot
 
 REQUIRED_JAX = "0.10.2"
 

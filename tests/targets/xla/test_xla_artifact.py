@@ -1,5 +1,4 @@
 """The xla artifact: files and manifest, portable StableHLO, save/load, options and version checks."""
-import json
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """`xrec compile --target xla` and `xrec check` of the artifact, through the target registry."""
 import json
 
-import pytest
 
 from xrec.cli import main
 

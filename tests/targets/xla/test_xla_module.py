@@ -3,7 +3,6 @@ reference interpreter) on the very arguments the CPU executable receives."""
 import re
 
 import numpy as np
-import pytest
 import torch
 
 from xrec import zoo

@@ -1,5 +1,4 @@
 """Every zoo model, lowered to one StableHLO module and run on JAX's CPU client, matches PyTorch eager."""
-import numpy as np
 import pytest
 
 from xrec import zoo
