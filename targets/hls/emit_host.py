@@ -162,6 +162,8 @@ def _call_args(ks: KernelSpec, mode: int, dummy_io: bool = False) -> str:
                 out.append(a.name)
         elif a.name == "batch":
             out.append("1" if dummy_io else "batch")
+        elif a.name.startswith("nnz_"):
+            out.append("0" if dummy_io else f"(int)io[{a.unit}].nnz")
         else:
             out.append(str(mode))
     return ", ".join(out)

@@ -1,11 +1,13 @@
 """Vitis HLS C++ for the gather side: one DATAFLOW gather-pool unit per memory channel.
 
-Per unit, five processes connected by FIFOs, each a single flattened loop
-with ``PIPELINE II=1`` (so rows of consecutive bags follow each other without
-pipeline drains)::
+Per unit, seven processes connected by FIFOs, each a single flattened loop
+(so rows of consecutive bags follow each other without pipeline drains), and
+every AXI access one long burst or one burst per row::
 
-    read_ids  bag offsets + ids (+ weights) from the unit's I/O port; drops
-              padding ids; one end token per bag
+    offsets   the unit's bag offsets (query-major), one burst -> bag sizes
+    ids       the unit's ids (+ weights), one burst
+    tokens    per bag: drops padding ids, marks the bag's last row (or an
+              empty bag)
     fetch     one 512-bit burst of ceil(row_bytes/64) beats per id from the
               table's m_axi port (or on-chip RAM)
     dequant   fp32 / fp16 / bf16 / int8 / int4 / int2 rows (FBGEMM row-wise:
@@ -39,7 +41,9 @@ PRELUDE = r"""
 
 typedef ap_uint<512> xrec_word_t;                    // one beat of a 512-bit AXI port
 struct xrec_vec_t { float v[16]; };                 // 16 floats = one 512-bit beat
-// read_ids -> fetch: a row to fetch (last: the bag's last row) or an empty bag (empty: no row)
+// ids -> tokens: one id of the unit's query-major id stream (and its weight)
+struct xrec_raw_t { int id; float w; };
+// tokens -> fetch: a row to fetch (last: the bag's last row) or an empty bag (empty: no row)
 struct xrec_tok_t { int id; float w; bool last; bool empty; };
 // fetch -> dequant -> pool: one per fetched row, or one per empty bag
 struct xrec_ctl_t { float w; bool last; bool empty; };
@@ -108,34 +112,31 @@ static inline uint32_t xrec_row_bytes(const xrec_row_t<MAXB>& r) {
   return v;
 }
 
-// ---- read_ids, one bag: ids[start, end) -> one token per kept id, the bag's last one marked,
-// or one empty token. Holding each id back one iteration lets the last row carry `last`, so
-// pooling emits the bag's result while it accumulates that row (no per-bag drain).
+// ---- tokens, one bag of n ids (from the ids stream) -> one token per kept id, the bag's last
+// one marked, or one empty token. Holding each id back one iteration lets the last row carry
+// `last`, so pooling emits the bag's result while it accumulates that row (no per-bag drain).
 // (table, rows, pad are constants at every call site: after inlining they cost no logic)
-template <bool PSW>
-static void xrec_read_bag(const int* ids, const float* psw, int start, int end, int table, int rows, int pad,
-                          hls::stream<xrec_tok_t>& id_s) {
+static void xrec_tokens_bag(int n, int table, int rows, int pad, hls::stream<xrec_raw_t>& raw_s,
+                            hls::stream<xrec_tok_t>& id_s) {
 #pragma HLS INLINE
   XREC_TCOUNT(table, bags, 1);
   xrec_tok_t held = {0, 0.0f, false, false};
   bool have = false;
-  READ_IDS: for (int j = start; j <= end; j++) {   // the extra iteration flushes the held id
+  TOKENS: for (int j = 0; j <= n; j++) {   // the extra iteration flushes the held id
 #pragma HLS PIPELINE II=1
-    if (j < end) {
-      int id = ids[j];
-      float w = PSW ? psw[j] : 1.0f;
+    if (j < n) {
+      xrec_raw_t r = raw_s.read();
 #ifndef __SYNTHESIS__
-      if (id < 0 || id >= rows) {
-        std::fprintf(stderr, "xrec csim: table %d: id %d at position %d is out of range [0, %d)\n",
-                     table, id, j, rows);
+      if (r.id < 0 || r.id >= rows) {
+        std::fprintf(stderr, "xrec csim: table %d: id %d is out of range [0, %d)\n", table, r.id, rows);
         std::abort();
       }
 #endif
       XREC_TCOUNT(table, ids_read, 1);
-      if (id != pad) {
+      if (r.id != pad) {
         if (have) id_s.write(held);
-        held.id = id;
-        held.w = w;
+        held.id = r.id;
+        held.w = r.w;
         have = true;
       } else {
         XREC_TCOUNT(table, ids_padding, 1);
@@ -405,22 +406,36 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
            + f", I/O on {u.plan.io_memory.upper()}[{u.plan.io_channel}]; tables "
            + ", ".join(f"{t.id} ({t.plan.feature}, {t.plan.rows}x{t.plan.dim} {t.plan.fmt}, {t.mode})"
                        for t in u.tables))
-    # read_ids
-    with w.block(f"{S.kernel_prefix} void {n}_read_ids(const int* bag_off, const int* ids, const float* psw, "
-                 f"int batch, hls::stream<xrec_tok_t>& id_s)"):
-        w.line("int start = bag_off[0];")
-        w.line(f"XREC_UCOUNT({uid}, offsets_read, 1);")
+    # offsets: bag sizes, one burst over the unit's query-major offsets
+    with w.block(f"{S.kernel_prefix} void {n}_offsets(const int* bag_off, int batch, hls::stream<int>& cnt_s)"):
+        w.line("int prev = 0;")
+        with w.block(f"{n.upper()}_OFFSETS: for (int i = 0; i <= batch * {F}; i++)"):
+            w.line(S.pipeline(1))
+            w.line(S.loop_tripcount(2, 65536 * F + 1, 256 * F + 1))
+            w.line("int next = bag_off[i];")
+            w.line("if (i > 0) cnt_s.write(next - prev);")
+            w.line("prev = next;")
+            w.line(f"XREC_UCOUNT({uid}, offsets_read, 1);")
+    w.line()
+    # ids: one burst over the unit's ids (and weights)
+    with w.block(f"{S.kernel_prefix} void {n}_ids(const int* ids, const float* psw, int nnz, "
+                 "hls::stream<xrec_raw_t>& raw_s)"):
+        with w.block(f"{n.upper()}_IDS: for (int i = 0; i < nnz; i++)"):
+            w.line(S.pipeline(1))
+            w.line(S.loop_tripcount(0, 1 << 24, 1024))
+            w.line(f"xrec_raw_t r = {{ids[i], {'psw[i]' if u.has_psw else '1.0f'}}};")
+            w.line("raw_s.write(r);")
+            w.line(f"XREC_UCOUNT({uid}, ids_read, 1);")
+    w.line()
+    # tokens: per bag, ids -> row tokens
+    with w.block(f"{S.kernel_prefix} void {n}_tokens(int batch, hls::stream<int>& cnt_s, "
+                 f"hls::stream<xrec_raw_t>& raw_s, hls::stream<xrec_tok_t>& id_s)"):
         with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
             w.line(S.loop_tripcount(1, 65536, 256))
-            for k, t in enumerate(u.tables):
-                w.line(f"int end{k} = bag_off[b * {F} + {k + 1}];")
-                w.line(f"xrec_read_bag<{'true' if t.psw else 'false'}>(ids, psw, "
-                       f"{'start' if k == 0 else f'end{k - 1}'}, end{k}, {t.id}, {t.plan.rows}, {t.pad}, id_s);"
+            for t in u.tables:
+                w.line(f"xrec_tokens_bag(cnt_s.read(), {t.id}, {t.plan.rows}, {t.pad}, raw_s, id_s);"
                        f"   // table {t.id}")
-            w.line(f"start = end{F - 1};")
-            w.line(f"XREC_UCOUNT({uid}, offsets_read, {F});")
             w.line(f"XREC_UCOUNT({uid}, bags, {F});")
-            w.line(f"XREC_UCOUNT({uid}, ids_read, end{F - 1} - bag_off[b * {F}]);")
     w.line()
     # fetch
     srcs = ", ".join(tparams)
@@ -465,18 +480,21 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
             w.line("out[i] = word;")
             w.line(f"XREC_UCOUNT({uid}, out_beats, 1);")
     w.line()
-    # the unit: a DATAFLOW region of the five processes
+    # the unit: a DATAFLOW region of the seven processes
     io = [f"const int* bag_off_{n}", f"const int* ids_{n}"] + ([f"const float* psw_{n}"] if u.has_psw else []) \
-        + [f"xrec_word_t* out_{n}"]
+        + [f"xrec_word_t* out_{n}", f"int nnz_{n}"]
     with w.block(f"{S.kernel_prefix} void {n}(" + ", ".join(tparams + io + ["int batch"]) + ")"):
         w.line(S.dataflow())
-        streams = [("xrec_tok_t", "id_s", 64), (f"xrec_row_t<{MB}> ", "row_s", 8), ("xrec_ctl_t", "ctl_a", 64),
+        streams = [("int", "cnt_s", 64), ("xrec_raw_t", "raw_s", 64),
+                   ("xrec_tok_t", "id_s", 64), (f"xrec_row_t<{MB}> ", "row_s", 8), ("xrec_ctl_t", "ctl_a", 64),
                    ("xrec_ctl_t", "ctl_b", 64), ("xrec_vec_t", "vec_s", 32),
                    ("xrec_vec_t", "pooled_s", max(2, 2 * u.outch))]
         for ty, name, depth in streams:
             w.line(f'hls::stream<{ty}> {name}("{n}.{name}");')
             w.line(S.stream(name, depth))
-        w.line(f"{n}_read_ids(bag_off_{n}, ids_{n}, {psw}, batch, id_s);")
+        w.line(f"{n}_offsets(bag_off_{n}, batch, cnt_s);")
+        w.line(f"{n}_ids(ids_{n}, {psw}, nnz_{n}, raw_s);")
+        w.line(f"{n}_tokens(batch, cnt_s, raw_s, id_s);")
         srcs = "".join(f"{t.arg}, " for t in u.tables if not t.onchip)
         w.line(f"{n}_fetch({srcs}batch, id_s, row_s, ctl_a);")
         w.line(f"{n}_dequant(batch, row_s, ctl_a, ctl_b, vec_s);")
@@ -513,7 +531,7 @@ def emit_kernel(ks: KernelSpec) -> str:
     with w.block(f"{S.kernel_prefix} void xrec_run(" + ", ".join(run_params) + ")"):
         w.line(S.dataflow())
         for u in ks.units:
-            ins = [t.arg for t in u.tables if not t.onchip] + u.io_args() + ["batch"]
+            ins = [t.arg for t in u.tables if not t.onchip] + u.io_args() + [f"nnz_{u.name}", "batch"]
             w.line(f"{u.name}(" + ", ".join(ins) + ");")
     w.line()
     with w.block(f"{S.top_prefix} void {KERNEL}(" + ", ".join(f"{a.ctype} {a.name}" for a in ks.args) + ")"):

@@ -148,6 +148,8 @@ def emit_testbench(ks: KernelSpec) -> str:
                 args.append(f"{a.name}.data()")
             elif a.name == "batch":
                 args.append("batch")
+            elif a.name.startswith("nnz_"):
+                args.append(f"(int){a.name}")
             else:
                 args.append("XREC_MODE_RUN")
         if ks.onchip:

@@ -5,11 +5,13 @@ counts (bags, ids read, rows fetched, beats, vectors dequantized/pooled,
 output beats) are counted by the C-simulation build of the generated kernel
 (``-DXREC_CSIM_COUNTERS``) on a batch; the model turns them into cycles:
 
-Per unit (five processes in a DATAFLOW region, each one flattened loop),
+Per unit (seven processes in a DATAFLOW region, each one flattened loop),
 cycles of each process for the batch (rows = rows fetched, bags/empty = bags
 and bags with no row, from the C simulation):
 
-    read_ids  ids_read + bags                   (II=1: one id per cycle, one flush per bag)
+    offsets   offsets read                      (II=1, one burst)
+    ids       ids read                          (II=1, one burst)
+    tokens    ids read + bags                   (II=1: one id per cycle, one flush per bag)
     fetch     rows * max(beats, L_mem / outstanding) + empty * beats
               (II=beats: a row is one burst of ``beats`` 64-byte beats, one per
               cycle; with ``outstanding`` bursts in flight a port sustains one row
@@ -87,7 +89,7 @@ def model(ks, counters: dict, assumptions: dict | None = None) -> dict:
         io_mem = u.plan.io_memory
         L_io = _latency(io_mem, a)
         L_mem = _latency(u.plan.memory, a)
-        read = fetch = deq = pool = 0.0
+        tok = fetch = deq = pool = 0.0
         tables = []
         for t in u.tables:
             c = tc[t.id]
@@ -99,7 +101,7 @@ def model(ks, counters: dict, assumptions: dict | None = None) -> dict:
                 per_row = max(t.plan.beats, L_mem / a["outstanding_reads"])
                 key = f"{t.plan.memory}{t.plan.channel}"
                 chan_bytes[key] = chan_bytes.get(key, 0.0) + beats * a["beat_bytes"]
-            read += c["ids_read"] + bags
+            tok += c["ids_read"] + bags
             fetch += rows * per_row + empty * t.plan.beats
             deq += rows * ch + empty
             if t.lanes == 1:
@@ -117,7 +119,8 @@ def model(ks, counters: dict, assumptions: dict | None = None) -> dict:
         io_bytes = 4 * (k["offsets_read"] + k["ids_read"] * (2 if u.has_psw else 1)) + k["out_beats"] * a["beat_bytes"]
         io_key = f"{io_mem}{u.plan.io_channel}"
         chan_bytes[io_key] = chan_bytes.get(io_key, 0.0) + io_bytes
-        stages = {"read_ids": read, "fetch": fetch, "dequant": deq, "pool": pool, "write": write}
+        stages = {"offsets": float(k["offsets_read"]), "ids": float(k["ids_read"]), "tokens": tok,
+                  "fetch": fetch, "dequant": deq, "pool": pool, "write": write}
         fill = L_io + L_mem + a["dequant_depth"] + (a["fadd_latency"] + 2) + a["write_depth"] + L_io
         bottleneck = max(stages, key=stages.get)
         cycles = stages[bottleneck] + fill
@@ -171,12 +174,13 @@ def markdown(rep: dict) -> str:
     for k, v in rep["assumptions"].items():
         L.append(f"| {k} | {v} | {rep['assumption_notes'].get(k, '')} |")
     L += ["", "## Units", "",
-          "| unit | tables on | I/O on | read_ids | fetch | dequant | pool | write | fill | cycles/batch | "
-          "cycles/query | bottleneck |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "| unit | tables on | I/O on | offsets | ids | tokens | fetch | dequant | pool | write | fill | "
+          "cycles/batch | cycles/query | bottleneck |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for u in rep["units"]:
         st = u["stage_cycles"]
         where = "on-chip" if u["memory"] == "onchip" else f"{u['memory'].upper()}[{u['channel']}]"
-        L.append(f"| {u['unit']} | {where} | {u['io']} | {st['read_ids']:.0f} | {st['fetch']:.0f} | "
+        L.append(f"| {u['unit']} | {where} | {u['io']} | {st['offsets']:.0f} | {st['ids']:.0f} | "
+                 f"{st['tokens']:.0f} | {st['fetch']:.0f} | "
                  f"{st['dequant']:.0f} | {st['pool']:.0f} | {st['write']:.0f} | {u['fill_cycles']:.0f} | "
                  f"{u['cycles_per_batch']:.0f} | {u['cycles_per_query']:.1f} | {u['bottleneck']} |")
     L += ["", "## Tables", "", "| table | feature | unit | memory | format | beats/row | rows fetched | "

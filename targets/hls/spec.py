@@ -195,6 +195,7 @@ def kernel_spec(g: Graph, plan: Plan, fadd_latency: int = 4, outstanding: int = 
         if u.has_psw:
             args.append(Arg(f"psw_{u.name}", "const float*", "psw", bundle, bank, u.plan.id))
         args.append(Arg(f"out_{u.name}", "xrec_word_t*", "out", bundle, bank, u.plan.id))
+        args.append(Arg(f"nnz_{u.name}", "int", "scalar", unit=u.plan.id))
     args.append(Arg("batch", "int", "scalar"))
     args.append(Arg("mode", "int", "scalar"))
     ks.args = args

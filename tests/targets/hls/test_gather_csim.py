@@ -130,6 +130,9 @@ def test_kernel_source_has_the_hls_pragmas(mixed):
         assert re.search(rf"INTERFACE m_axi port=ids_{u.name} offset=slave bundle=io_{u.name} ", src)
         assert re.search(rf"INTERFACE m_axi port=out_{u.name} offset=slave bundle=io_{u.name} .*write_burst", src)
     assert src.count("#pragma HLS DATAFLOW") == len(plan.units) + 1      # each unit and the top region
+    for u in plan.units:          # offsets and ids are each read in one pipelined loop: one burst
+        assert re.search(rf"U{u.id}_OFFSETS: for .*\n\s*#pragma HLS PIPELINE II=1", src)
+        assert re.search(rf"U{u.id}_IDS: for .*\n\s*#pragma HLS PIPELINE II=1", src)
     assert "#pragma HLS PIPELINE II=1" in hdr and "#pragma HLS PIPELINE II=1" in src
     assert re.search(r"#pragma HLS PIPELINE II=4\n\s*// II=4: a row is one burst of 4 512-bit beats", hdr)
     assert "ARRAY_PARTITION variable=acc complete" in hdr
