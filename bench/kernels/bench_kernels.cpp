@@ -130,6 +130,37 @@ double b_bag(const uint8_t* table, int64_t rows, int dim, int row_bytes, int fmt
   return bad ? -t : t;
 }
 
+// The embedding stage of a model: nf features (int64 ids/offsets, sum pooling)
+// into one [batch, ldo] concat buffer at out_col[k], bags split across threads,
+// one embedding_bags call per thread (as the generated code does).
+double b_stage(int nf, const uint8_t* const* tables, const int64_t* rows, const int* dims,
+               const int* row_bytes, const int* fmts, const int64_t* const* idx,
+               const int64_t* const* off, long batch, float* out, long ldo, const long* out_col,
+               int threads, int reps) {
+  BagFeature fs[128];
+  for (int k = 0; k < nf && k < 128; ++k) {
+    BagFeature f{};
+    f.table = tables[k]; f.num_rows = rows[k]; f.dim = dims[k]; f.row_bytes = row_bytes[k];
+    f.format = (RowFormat)fmts[k]; f.mode = POOL_SUM; f.padding_idx = -1;
+    f.indices = idx[k]; f.offsets = off[k]; f.index_bits = 64; f.offset_bits = 64;
+    f.per_sample_weights = nullptr; f.num_indices = off[k][batch];
+    fs[k] = f;
+  }
+  int bad = 0;
+  const double t0 = now();
+  for (int r = 0; r < reps; ++r) {
+#pragma omp parallel num_threads(threads) reduction(| : bad) if (threads > 1)
+    {
+      const int t = omp_get_thread_num(), T = omp_get_num_threads();
+      BagStatus st;
+      embedding_bags(fs, nf, out_col, batch * t / T, batch * (t + 1) / T, out, ldo, false, &st, nullptr);
+      bad |= st.code;
+    }
+  }
+  const double t = now() - t0;
+  return bad ? -t : t;
+}
+
 // Random-row gather roofline probe: reads every byte of every row the ids name
 // (vector loads, one add per 64 bytes), nothing else; optional software prefetch
 // `dist` ids ahead. Same ids, same table, same thread split as b_bag.

@@ -89,6 +89,8 @@ def _setup(lib):
     lib.b_linear.argtypes = [P, c_long, c_int, P, c_int, P, c_int, P, c_int, c_int, c_int]
     lib.b_bag.restype = ctypes.c_double
     lib.b_bag.argtypes = [P, c_i64, c_int, c_int, c_int, c_int, P, P, c_long, P, P, c_int, c_int, c_int, c_int]
+    lib.b_stage.restype = ctypes.c_double
+    lib.b_stage.argtypes = [c_int, P, P, P, P, P, P, P, c_long, P, c_long, P, c_int, c_int]
     lib.b_gather_probe.restype = ctypes.c_double
     lib.b_gather_probe.argtypes = [P, c_int, P, P, c_long, c_int, c_int, c_int]
     lib.b_interaction.restype = ctypes.c_double
@@ -193,9 +195,12 @@ def flops_per_s(lib, threads, seconds_per_rep):
     return 1000 * lib.b_fma_flops_per_iter() * threads / seconds_per_rep
 
 
-def bench_dense(lib, threads, batches, samples, target, quick):
+def bench_dense(lib, threads, batches, samples, target, quick, only_shapes=None):
     rows = []
     shapes = DENSE_SHAPES[:3] + DENSE_SHAPES[5:6] if quick else DENSE_SHAPES
+    if only_shapes:
+        shapes = [s for s in DENSE_SHAPES if (s[0], s[1]) in only_shapes] or \
+                 [(k, n, "relu") for k, n in only_shapes]
     for K, N, act in shapes:
         g = np.random.default_rng(K * 7 + N)
         W = (g.standard_normal((N, K)) / np.sqrt(K)).astype(np.float32)
@@ -332,6 +337,59 @@ def _prepack_chunks(tf):
     return out
 
 
+def bench_stage(lib, threads, samples, target, model, max_rows, batches, hugepages):
+    """A model's whole embedding stage (all features, zipf ids from the zoo's input
+    generator, sum pooling, fp32) into one concat buffer: ours (one embedding_bags
+    call per thread) vs torch eager (F.embedding_bag per feature + torch.cat)."""
+    from xrec.zoo import dlrm
+    spec = {"dlrm-small": dlrm.dlrm_small_spec, "dlrm-v2": dlrm.dlrm_v2_spec}[model](max_rows)
+    from xrec.zoo import make_inputs
+    feats = spec.features
+    g = np.random.default_rng(0)
+    tables = []
+    for fs in feats:
+        t = huge_array((fs.num_rows, fs.dim), np.float32, hugepages)
+        for s0 in range(0, fs.num_rows, 1 << 16):
+            n = min(1 << 16, fs.num_rows - s0)
+            t[s0:s0 + n] = g.random((n, fs.dim), dtype=np.float32) - 0.5
+        tables.append(t)
+    total_mb = sum(t.nbytes for t in tables) / 2**20
+    cols = np.cumsum([0] + [fs.dim for fs in feats])
+    ldo = int(cols[-1])
+    tt = [torch.from_numpy(t) for t in tables]
+    rows = []
+    nf = len(feats)
+    arr = lambda ty, vals: (ty * nf)(*vals)  # noqa: E731
+    for B in batches:
+        _, idx, off = make_inputs(spec, B, seed=1)
+        idx = [i.contiguous() for i in idx]
+        off = [o.contiguous() for o in off]
+        out = np.empty((B, ldo), np.float32)
+        args = (nf, arr(P, [t.ctypes.data for t in tables]), arr(c_i64, [t.shape[0] for t in tables]),
+                arr(c_int, [fs.dim for fs in feats]), arr(c_int, [fs.dim * 4 for fs in feats]),
+                arr(c_int, [0] * nf), arr(P, [i.data_ptr() for i in idx]), arr(P, [o.data_ptr() for o in off]),
+                B, ptr(out), ldo, arr(c_long, [int(c) for c in cols[:-1]]))
+        mine = with_base("ours", lambda L: (lambda r: (L or lib).b_stage(*args, threads, r)))
+
+        def torch_stage():
+            return torch.cat([F.embedding_bag(i, t, o, mode="sum", include_last_offset=True)
+                              for i, t, o in zip(idx, tt, off)], dim=1)
+        tor = Timed("torch", py_timer(torch_stage))
+        torch.set_num_threads(threads)
+        med = interleave(mine + [tor], samples, target)
+        lib.b_stage(*args, threads, 1)
+        ref = torch_stage().numpy()
+        err = float(np.abs(out - ref).max() / max(1.0, np.abs(ref).max()))
+        nbytes = sum(len(i) * fs.dim * 4 for i, fs in zip(idx, feats))
+        rows.append(dict(kind="stage", shape=f"{model} {nf}x{total_mb:.0f}MB", M=B, threads=threads,
+                         ours_us=med["ours"] * 1e6, torch_us=med["torch"] * 1e6,
+                         ours_gbs=nbytes / med["ours"] * 1e-9, speedup_vs_torch=med["torch"] / med["ours"],
+                         ids=int(sum(len(i) for i in idx)), max_rel_err=err))
+        base_ratio(rows[-1], med)
+        print(fmt_row(rows[-1]), flush=True)
+    return rows
+
+
 def bench_interaction(lib, threads, samples, target, batches=(64, 512, 2048), Fn=27, D=64):
     rows = []
     li, lj = np.tril_indices(Fn, -1)
@@ -364,6 +422,8 @@ def _fmt_row(r):
     if r["kind"] == "dense":
         return head + (f"  | {r['ours_gflops']:6.1f} GF/s ({r['of_peak']*100:4.0f}% of peak {r['peak_gflops']:.0f})  torch {r['torch_gflops']:6.1f}"
                        f"  onednn {r['onednn_gflops']:6.1f} (x{r['speedup_vs_onednn']:.2f})") if "of_peak" in r else head
+    if r["kind"] == "stage":
+        return head + f"  | {r['ours_gbs']:6.1f} GB/s of rows, {r['ids']} ids"
     if r["kind"] == "bag":
         return head + f"  | {r['ours_gbs']:6.1f} GB/s = {r['of_roofline']*100:4.0f}% of probe {r['probe_gbs']:6.1f}"
     return head + f"  | {r['ours_gflops']:6.1f} GF/s"
@@ -371,10 +431,14 @@ def _fmt_row(r):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="peak,dense,bag,interaction",
-                    help="comma list of: peak, dense, bag, interaction")
+    ap.add_argument("--only", default="peak,dense,bag,stage,interaction",
+                    help="comma list of: peak, dense, bag, stage, interaction")
+    ap.add_argument("--stage-model", default="dlrm-small", help="dlrm-small or dlrm-v2 (tables of --stage-max-rows)")
+    ap.add_argument("--stage-max-rows", type=int, default=None, help="cap table rows (default: the model's own)")
+    ap.add_argument("--stage-batches", default="64,512,2048")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batches", default="1,64,512,2048", help="M values for dense layers")
+    ap.add_argument("--dense-shapes", default="", help="subset of K:N, e.g. 3456:1024,512:256")
     ap.add_argument("--samples", type=int, default=7)
     ap.add_argument("--target-ms", type=float, default=10.0, help="time per sample")
     ap.add_argument("--quick", action="store_true", help="a few representative shapes only")
@@ -406,13 +470,18 @@ def main(argv=None):
     for t in threads:
         print(f"-- {t} thread(s), clock: {set_clock(lib, t, a.clock)}", flush=True)
         if "dense" in only:
-            rows += bench_dense(lib, t, [int(m) for m in a.batches.split(",")], a.samples, target, a.quick)
+            only_shapes = [tuple(int(v) for v in x.split(":")) for x in a.dense_shapes.split(",") if x]
+            rows += bench_dense(lib, t, [int(m) for m in a.batches.split(",")], a.samples, target, a.quick,
+                                only_shapes)
         if "bag" in only:
             cases = [tuple(int(v) for v in c.split(":")) for c in a.bag_cases.split(",") if c]
             rows += bench_bags(lib, t, a.samples, target, a.quick, not a.no_hugepages,
                                formats=tuple(a.formats.split(",")),
                                prefetch_sweep=[int(d) for d in a.prefetch_sweep.split(",") if d],
                                cases=cases or None)
+        if "stage" in only:
+            rows += bench_stage(lib, t, a.samples, target, a.stage_model, a.stage_max_rows,
+                                [int(b) for b in a.stage_batches.split(",")], not a.no_hugepages)
         if "interaction" in only:
             rows += bench_interaction(lib, t, a.samples, target)
     print("\nsummary")

@@ -369,13 +369,14 @@ inline int default_prefetch(const BagFeature& f) {
   return bytes <= (int64_t)(1 << 20) ? 0 : 16;
 }
 
-template <typename IdxT>
-inline void run(const BagFeature& f, long b0, long b1, float* out, long ldo, bool check_bounds,
-                BagStatus* status) {
-  const bool o64 = f.offset_bits == 64;
-  if (check_bounds && !(o64 ? validate<IdxT, int64_t>(f, b0, b1, status)
-                            : validate<IdxT, int32_t>(f, b0, b1, status)))
-    return;
+inline bool validate_any(const BagFeature& f, long b0, long b1, BagStatus* status) {
+  const bool i64 = f.index_bits == 64, o64 = f.offset_bits == 64;
+  if (i64) return o64 ? validate<int64_t, int64_t>(f, b0, b1, status) : validate<int64_t, int32_t>(f, b0, b1, status);
+  return o64 ? validate<int32_t, int64_t>(f, b0, b1, status) : validate<int32_t, int32_t>(f, b0, b1, status);
+}
+
+// Pools an already validated (or trusted) bag range.
+inline void run(const BagFeature& f, long b0, long b1, float* out, long ldo) {
   Ctx c;
   c.table = f.table;
   c.row_bytes = f.row_bytes;
@@ -383,12 +384,21 @@ inline void run(const BagFeature& f, long b0, long b1, float* out, long ldo, boo
   c.pad = f.padding_idx < 0 ? INT64_MIN : f.padding_idx;
   c.idx = f.indices;
   c.off = f.offsets;
-  c.off64 = o64;
-  c.idx64 = sizeof(IdxT) == 8;
+  c.off64 = f.offset_bits == 64;
+  c.idx64 = f.index_bits == 64;
   c.psw = f.per_sample_weights;
   c.mode = f.mode;
   c.prefetch = f.prefetch_distance >= 0 ? f.prefetch_distance : default_prefetch(f);
   c.range_end = c.off_at(b1);
+  if (c.prefetch > 0) {
+    // The loop prefetches `prefetch` ids ahead; the first ones are requested here,
+    // all at once, so they arrive in parallel.
+    const int64_t s = c.off_at(b0), e = min_l(c.range_end, s + c.prefetch);
+    for (int64_t i = s; i < e; ++i) {
+      const int64_t id = c.idx64 ? ((const int64_t*)c.idx)[i] : ((const int32_t*)c.idx)[i];
+      prefetch_row(c.table + id * c.row_bytes, c.row_bytes);
+    }
+  }
   pool_format(f, c, b0, b1, out, ldo);
 }
 
@@ -400,8 +410,25 @@ inline void embedding_bag(const BagFeature& f, long b0, long b1, float* out, lon
   if (!status) status = &local;
   *status = BagStatus{BAG_OK, 0, 0};
   if (b1 <= b0) return;
-  if (f.index_bits == 64) bag::run<int64_t>(f, b0, b1, out, ldo, check_bounds, status);
-  else bag::run<int32_t>(f, b0, b1, out, ldo, check_bounds, status);
+  if (check_bounds && !bag::validate_any(f, b0, b1, status)) return;
+  bag::run(f, b0, b1, out, ldo);
+}
+
+inline void embedding_bags(const BagFeature* fs, int nf, const long* out_col, long b0, long b1,
+                           float* out, long ldo, bool check_bounds, BagStatus* status,
+                           int* bad_feature) {
+  BagStatus local{BAG_OK, 0, 0};
+  if (!status) status = &local;
+  *status = BagStatus{BAG_OK, 0, 0};
+  if (bad_feature) *bad_feature = -1;
+  if (b1 <= b0) return;
+  if (check_bounds)
+    for (int k = 0; k < nf; ++k)
+      if (!bag::validate_any(fs[k], b0, b1, status)) {
+        if (bad_feature) *bad_feature = k;
+        return;
+      }
+  for (int k = 0; k < nf; ++k) bag::run(fs[k], b0, b1, out + out_col[k], ldo);
 }
 
 }  // namespace XREC_ISA_NS

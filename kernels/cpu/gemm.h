@@ -64,9 +64,10 @@ inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, lo
   }
   for (; k < kc; ++k) {
     simd::vf b[NV_];
+    const float* x = X + k;  // (X + k, not X[.. + k]: keeps GCC 12's loop-bound analysis quiet)
     for (int v = 0; v < NV_; ++v) b[v] = simd::load(Wp + (long)k * NR + v * simd::W);
     for (int r = 0; r < MR_; ++r) {
-      const simd::vf a = simd::set1(X[r * ldx + k]);
+      const simd::vf a = simd::set1(x[r * ldx]);
       for (int v = 0; v < NV_; ++v) acc[r][v] = simd::fma(a, b[v], acc[r][v]);
     }
   }

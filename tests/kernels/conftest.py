@@ -63,7 +63,8 @@ def _kernel_sources_digest() -> str:
 
 
 def compile_cpp(sources: list[Path], flags: list[str], kind: str = "shared") -> Path:
-    """g++ ``sources`` with ``flags`` into a cached .so (kind='shared') or executable."""
+    """g++ ``sources`` with ``flags`` into a cached .so (kind='shared'), object file
+    (kind='object') or executable (kind='exe')."""
     if shutil.which("g++") is None:
         pytest.fail("g++ not found: the cpu kernel tests need g++ (C++17) on PATH")
     h = hashlib.sha256()
@@ -72,11 +73,11 @@ def compile_cpp(sources: list[Path], flags: list[str], kind: str = "shared") -> 
         h.update(Path(s).read_bytes())
     h.update(" ".join(flags + [kind]).encode())
     CACHE.mkdir(parents=True, exist_ok=True)
-    out = CACHE / (h.hexdigest()[:24] + (".so" if kind == "shared" else ".exe"))
+    out = CACHE / (h.hexdigest()[:24] + {"shared": ".so", "object": ".o", "exe": ".exe"}[kind])
     if out.exists():
         return out
     tmp = out.with_suffix(f".tmp{os.getpid()}")
-    cmd = ["g++", *BASE_FLAGS, *flags, *(["-shared", "-fPIC"] if kind == "shared" else []),
+    cmd = ["g++", *BASE_FLAGS, *flags, *{"shared": ["-shared", "-fPIC"], "object": ["-c"], "exe": []}[kind],
            *map(str, sources), "-o", str(tmp)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:

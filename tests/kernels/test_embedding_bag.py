@@ -287,3 +287,66 @@ def test_bounds_check_passes_valid_input_and_checks_only_the_given_bag_range(bag
     got, st = run_bag(lib, table, 16, "f32", "sum", idx, off, b_range=(2, 3), num_indices=n)
     assert st == (0, 0, 0)
     np.testing.assert_array_equal(got[2], np.full(16, 2.0, np.float32))
+
+
+# ------------------------------------------------------------------ table-batched entry point
+def run_bags(lib, feats, mode, b_range, ldo, out_cols, check_bounds=True):
+    """feats: list of (table_bytes[rows, row_bytes], dim, fmt, idx, off)."""
+    nf = len(feats)
+    arr = lambda t, vals: (t * nf)(*vals)  # noqa: E731
+    keep = [np.ascontiguousarray(t).view(np.uint8).reshape(t.shape[0], -1) for t, *_ in feats]
+    B = len(feats[0][4]) - 1
+    out = np.full((B, ldo), np.nan, np.float32)
+    st = np.zeros(4, np.int64)
+    lib.t_embedding_bags.argtypes = [ctypes.c_int] + [P] * 11 + [P, ctypes.c_long, ctypes.c_long, P, ctypes.c_long,
+                                                                ctypes.c_int, P]
+    lib.t_embedding_bags(
+        nf, arr(P, [k.ctypes.data for k in keep]), arr(ctypes.c_int64, [k.shape[0] for k in keep]),
+        arr(ctypes.c_int, [f[1] for f in feats]), arr(ctypes.c_int, [k.shape[1] for k in keep]),
+        arr(ctypes.c_int, [FMT[f[2]] for f in feats]), MODE[mode],
+        arr(P, [f[3].ctypes.data for f in feats]), arr(P, [f[4].ctypes.data for f in feats]),
+        arr(ctypes.c_int, [f[3].itemsize * 8 for f in feats]), arr(ctypes.c_int, [f[4].itemsize * 8 for f in feats]),
+        arr(ctypes.c_int64, [len(f[3]) for f in feats]), arr(ctypes.c_long, out_cols),
+        b_range[0], b_range[1], out.ctypes.data_as(P), ldo, int(check_bounds), st.ctypes.data_as(P))
+    return out, tuple(int(v) for v in st)
+
+
+def _batched_features(B=9):
+    g = np.random.default_rng(30)
+    lengths = g.integers(0, 6, B)
+    t0 = g.standard_normal((70, 64)).astype(np.float32)
+    t1 = g.standard_normal((40, 13)).astype(np.float16)
+    w2 = torch.randn(50, 36, generator=torch.Generator().manual_seed(31))
+    t2 = torch.ops.quantized.embedding_bag_byte_prepack(w2).numpy()
+    i0, o0 = make_bags(70, lengths, seed=32)
+    i1, o1 = make_bags(40, lengths[::-1], seed=33, idx_dtype=np.int32, off_dtype=np.int32)
+    i2, o2 = make_bags(50, g.integers(0, 30, B), seed=34, idx_dtype=np.int64, off_dtype=np.int32)
+    feats = [(t0, 64, "f32", i0, o0), (t1, 13, "f16", i1, o1), (t2, 36, "i8", i2, o2)]
+    refs = [t0, t1.astype(np.float32), dequant_i8(t2, 36)]
+    return feats, refs
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_table_batched_bags_fill_each_features_columns_of_the_concat_buffer(bag_lib, mode):
+    lib = _setup(bag_lib)
+    feats, refs = _batched_features()
+    cols = [5, 5 + 64, 5 + 64 + 13]
+    ldo = cols[-1] + 36 + 3
+    out, st = run_bags(lib, feats, mode, (2, 8), ldo, cols)
+    assert st == (0, 0, 0, -1)
+    mask = np.ones_like(out, bool)
+    for (t, dim, fmt, idx, off), ref, c in zip(feats, refs, cols):
+        assert_close(out[2:8, c:c + dim], torch_bag(ref, idx, off, mode)[2:8])
+        mask[2:8, c:c + dim] = False
+    assert np.isnan(out[mask]).all(), "wrote outside the features' column ranges of rows [2, 8)"
+
+
+def test_table_batched_bags_report_the_failing_feature_and_write_nothing(bag_lib):
+    lib = _setup(bag_lib)
+    feats, _ = _batched_features()
+    bad_idx = feats[2][3].copy()
+    bad_idx[int(feats[2][4][1])] = 50                        # first id of bag 1 of feature 2
+    feats[2] = feats[2][:3] + (bad_idx, feats[2][4])
+    out, st = run_bags(lib, feats, "sum", (0, 9), 200, [0, 64, 77])
+    assert st == (ERR["index"], int(feats[2][4][1]), 50, 2)
+    assert np.isnan(out).all()

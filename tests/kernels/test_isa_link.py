@@ -8,20 +8,12 @@ import subprocess
 
 import pytest
 
-from xrec.kernels import cpu_include_dir
-
 
 @pytest.fixture(scope="module")
-def objs(cpp_build, tmp_path_factory):
+def objs(cpp_build):
     """isa_link.cpp compiled once per ISA build (like the generated code's per-ISA TUs)."""
-    tmp_path = tmp_path_factory.mktemp("isa_link")
-    objs = {}
-    for isa, flags in cpp_build.ISA_FLAGS.items():
-        o = tmp_path / f"{isa}.o"
-        subprocess.run(["g++", "-std=c++17", "-O3", "-Wall", "-Werror", f"-I{cpu_include_dir()}", *flags, "-c",
-                        str(cpp_build.DRIVERS / "isa_link.cpp"), "-o", str(o)], check=True)
-        objs[isa] = o
-    return objs
+    return {isa: cpp_build.compile([cpp_build.DRIVERS / "isa_link.cpp"], flags, kind="object")
+            for isa, flags in cpp_build.ISA_FLAGS.items()}
 
 
 def _weak_symbols(obj):
