@@ -159,3 +159,79 @@ def bucket_feature(indices, offsets, *, include_last_offset: bool, max_ids: int,
             w[flat] = wsrc
         w = w.reshape(batch, max_ids)
     return Bucketed(ids.reshape(batch, max_ids), np.minimum(lengths, max_ids).astype(np.int32), w, dropped)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one feature's KJT comes from and where it goes in the shared arrays (see ``emit``)."""
+
+    feature: str
+    max_ids: int
+    column: int                 # first column in ids (and in weights when it has per-sample weights)
+    weights_column: int | None
+    num_rows: int | None
+    include_last_offset: bool
+
+
+def bucket_all(kjts: list[tuple], slots: list[Slot], *, batch: int, total_ids: int, total_weights: int,
+               overflow: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every feature at once -> (ids [batch, total_ids], lengths [batch, F], weights [batch, total_weights]).
+
+    ``kjts[f]`` is ``(indices, offsets, per_sample_weights or None)``. Same meaning as
+    :func:`bucket_feature` per feature, in a handful of numpy calls for all features together.
+    """
+    nf = len(slots)
+    lengths = np.empty((nf, batch), np.int64)
+    flat_idx, flat_w = [], []
+    for f, ((idx, off, w), s) in enumerate(zip(kjts, slots)):
+        idx = np.asarray(idx)
+        off = np.asarray(off).astype(np.int64, copy=False)
+        if not s.include_last_offset:
+            off = np.concatenate([off, [len(idx)]])
+        if len(off) - 1 != batch:
+            raise InputError(f"feature {s.feature!r} has {len(off) - 1} bags but the batch is {batch}")
+        n = int(off[-1] - off[0]) if batch else 0
+        seg = idx[int(off[0]):int(off[0]) + n] if batch else idx[:0]
+        if s.num_rows is not None and seg.size:
+            lo, hi = seg.min(), seg.max()
+            if lo < 0 or hi >= s.num_rows:
+                p = int(np.argmax((seg < 0) | (seg >= s.num_rows)))
+                raise InputError(f"feature {s.feature!r}: index {int(seg[p])} at position {p} is out of range "
+                                 f"for its table of {s.num_rows} rows")
+        lengths[f] = np.diff(off)
+        flat_idx.append(seg)
+        if s.weights_column is not None:
+            flat_w.append(np.asarray(w, np.float32)[int(off[0]):int(off[0]) + n])
+        else:
+            flat_w.append(np.zeros(len(seg), np.float32))
+    budgets = np.array([s.max_ids for s in slots], np.int64)[:, None]
+    over = lengths > budgets
+    if over.any():
+        f = int(np.nonzero(over)[0][0])
+        if overflow == "error":     # the first feature over budget, with bucket_feature's message
+            bucket_feature(kjts[f][0], kjts[f][1], include_last_offset=slots[f].include_last_offset,
+                           max_ids=slots[f].max_ids, overflow="error", feature=slots[f].feature)
+        for f in np.nonzero(over.any(axis=1))[0]:
+            o = over[f]
+            warnings.warn(f"feature {slots[f].feature!r}: {int((lengths[f][o] - budgets[f, 0]).sum())} id(s) beyond "
+                          f"the budget of {slots[f].max_ids} per bag dropped in {int(o.sum())} bag(s) "
+                          f"(overflow='truncate')", IdBudgetWarning, stacklevel=3)
+    lens = lengths.ravel()                                   # feature-major: (f, b)
+    total = int(lens.sum())
+    bag = np.repeat(np.arange(nf * batch, dtype=np.int64), lens)
+    pos = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    feat = bag // max(batch, 1)
+    row = bag - feat * batch
+    keep = pos < budgets[feat, 0]
+    col = np.array([s.column for s in slots], np.int64)[feat] + pos
+    ids = np.zeros((batch, total_ids), np.int32)
+    vals = np.concatenate(flat_idx) if flat_idx else np.zeros(0, np.int64)
+    ids[row[keep], col[keep]] = vals[keep]
+    weights = None
+    if total_weights:
+        weights = np.zeros((batch, total_weights), np.float32)
+        has_w = np.array([s.weights_column is not None for s in slots])
+        sel = keep & has_w[feat]
+        wcol = np.array([s.weights_column or 0 for s in slots], np.int64)[feat] + pos
+        weights[row[sel], wcol[sel]] = np.concatenate(flat_w)[sel]
+    return ids, np.minimum(lengths, budgets).T.astype(np.int32), weights

@@ -22,7 +22,7 @@ import numpy as np
 from xrec.runtime.validate import InputError
 
 from . import layout as L
-from .bucketing import bucket_feature
+from .bucketing import Slot, bucket_all
 from .context import FeatureSlot
 
 REQUIRED_JAX = "0.10.2"
@@ -149,6 +149,8 @@ class Runner:
         self.large_batch = info["large_batch"]
         self.args = info["args"]
         self.features = {f["jagged"]: FeatureSlot(**f) for f in info["features"]}
+        self.slots = [Slot(f.feature, f.max_ids, f.column, f.weights_column, f.num_rows, f.include_last_offset)
+                      for f in self.features.values()]
         self.outputs = info["outputs"]
         self._put = jax.device_put
         # weights go to the device once, laid out as the module expects
@@ -163,20 +165,12 @@ class Runner:
         host: dict[str, np.ndarray] = {}
         sparse = {a["role"]: a for a in self.args if a["role"] in ("ids", "lengths", "weights")}
         if sparse:
-            batch = self.request_batch(flat)
-            ids = np.zeros((batch, sparse["ids"]["shape"][1]), np.int32)
-            lengths = np.zeros((batch, sparse["lengths"]["shape"][1]), np.int32)
-            weights = np.zeros((batch, sparse["weights"]["shape"][1]), np.float32) if "weights" in sparse else None
-            for f in self.features.values():
-                bk = bucket_feature(flat[f.indices], flat[f.offsets], include_last_offset=f.include_last_offset,
-                                    max_ids=f.max_ids, overflow=self.overflow, feature=f.feature,
-                                    num_rows=f.num_rows, weights=flat[f.weights] if f.weights is not None else None)
-                if len(bk.lengths) != batch:
-                    raise InputError(f"feature {f.feature!r} has {len(bk.lengths)} bags but the batch is {batch}")
-                ids[:, f.column:f.column + f.max_ids] = bk.ids
-                lengths[:, f.index] = bk.lengths
-                if bk.weights is not None:
-                    weights[:, f.weights_column:f.weights_column + f.max_ids] = bk.weights
+            feats = list(self.features.values())
+            kjts = [(flat[f.indices], flat[f.offsets], flat[f.weights] if f.weights is not None else None)
+                    for f in feats]
+            ids, lengths, weights = bucket_all(
+                kjts, self.slots, batch=self.request_batch(flat), total_ids=sparse["ids"]["shape"][1],
+                total_weights=sparse["weights"]["shape"][1] if "weights" in sparse else 0, overflow=self.overflow)
             host[sparse["ids"]["name"]] = ids
             host[sparse["lengths"]["name"]] = lengths
             if weights is not None:

@@ -150,3 +150,37 @@ def test_static_batch_is_rounded_up_to_sublanes_when_padding(compile_zoo):
     assert cm.manifest["target_info"]["module"]["batch"] == 8
     _, cm = compile_zoo("two-tower", batch=5, pad=False)
     assert cm.manifest["target_info"]["module"]["batch"] == 5
+
+
+def test_bucket_all_features_at_once_equals_one_feature_at_a_time():
+    from xrec.targets.xla.bucketing import Slot, bucket_all
+    rng = np.random.default_rng(1)
+    for batch in (1, 9):
+        budgets, kjts, slots, col, wcol = (3, 1, 8, 5), [], [], 0, 0
+        for f, m in enumerate(budgets):
+            idx, off = random_kjt(rng, batch, 40, m, np.int64 if f % 2 else np.int32)
+            last = f != 2
+            w = rng.standard_normal(len(idx)).astype(np.float32) if f in (0, 2) else None
+            kjts.append((idx, off if last else off[:-1], w))
+            slots.append(Slot(f"f{f}", m, col, wcol if w is not None else None, 40, last))
+            col += m
+            wcol += m if w is not None else 0
+        ids, lengths, weights = bucket_all(kjts, slots, batch=batch, total_ids=col, total_weights=wcol,
+                                           overflow="error")
+        assert ids.shape == (batch, col) and lengths.shape == (batch, 4) and weights.shape == (batch, wcol)
+        for f, (s, (idx, off, w)) in enumerate(zip(slots, kjts)):
+            one = bucket_feature(idx, off, include_last_offset=s.include_last_offset, max_ids=s.max_ids,
+                                 overflow="error", feature=s.feature, weights=w)
+            np.testing.assert_array_equal(ids[:, s.column:s.column + s.max_ids], one.ids)
+            np.testing.assert_array_equal(lengths[:, f], one.lengths)
+            if w is not None:
+                np.testing.assert_array_equal(weights[:, s.weights_column:s.weights_column + s.max_ids], one.weights)
+    # over budget: the same error as one feature at a time, or truncation with a warning
+    kjts = [(np.arange(3), np.array([0, 3]), None), (np.arange(6), np.array([0, 6]), None)]
+    slots = [Slot("a", 4, 0, None, None, True), Slot("b", 4, 4, None, None, True)]
+    with pytest.raises(InputError, match="feature 'b': bag 0 holds 6 ids"):
+        bucket_all(kjts, slots, batch=1, total_ids=8, total_weights=0, overflow="error")
+    with pytest.warns(IdBudgetWarning, match="'b': 2 id"):
+        ids, lengths, _ = bucket_all(kjts, slots, batch=1, total_ids=8, total_weights=0, overflow="truncate")
+    np.testing.assert_array_equal(ids, [[0, 1, 2, 0, 0, 1, 2, 3]])
+    np.testing.assert_array_equal(lengths, [[3, 4]])
