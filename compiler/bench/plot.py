@@ -14,17 +14,19 @@ MARKERS = "osD^vP*Xhp<>"
 
 def _style(systems: list[str]) -> dict[str, dict]:
     import matplotlib
-    cmap = matplotlib.colormaps["tab10"]
+    cmap = matplotlib.colormaps["tab10" if len(systems) <= 10 else "tab20"]
+    n = 10 if len(systems) <= 10 else 20
     out = {}
     for i, s in enumerate(systems):
         xrec = s.startswith("xrec-")
-        out[s] = {"color": cmap(i % 10), "marker": MARKERS[i % len(MARKERS)],
+        out[s] = {"color": cmap(i % n), "marker": MARKERS[i % len(MARKERS)],
                   "linewidth": 2.6 if xrec else 1.4, "linestyle": "-" if xrec or s.startswith("roofline")
                   else "--"}
     return out
 
 
-def _roofline_axes(ax, roof: dict | None, points: list[tuple[str, float, float]], style: dict) -> None:
+def _roofline_axes(ax, roof: dict | None, points: list[tuple[str, float, float]], style: dict,
+                   label_points: bool = True) -> None:
     """Ceilings (stream, gather, FMA peak) and (label, ai, gflops) points on log-log axes."""
     import numpy as np
     ais = [p[1] for p in points if p[1] > 0] or [0.1, 10.0]
@@ -42,7 +44,7 @@ def _roofline_axes(ax, roof: dict | None, points: list[tuple[str, float, float]]
     for label, ai, gf in points:
         st = style.get(label, {})
         ax.scatter([ai], [gf], color=st.get("color"), marker=st.get("marker", "o"), s=36, zorder=3,
-                   label=label if label not in seen else None)
+                   label=label if label_points and label not in seen else None)
         seen.add(label)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -63,7 +65,7 @@ def plot_model(doc: dict, path) -> Path:
         if r["system"] not in systems:
             systems.append(r["system"])
     style = _style(systems)
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.6))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 6.4))
     for s in systems:
         rs = sorted((r for r in rows if r["system"] == s), key=lambda r: r["batch"])
         if not rs:
@@ -73,7 +75,7 @@ def plot_model(doc: dict, path) -> Path:
         kw = dict(color=st["color"], marker=st["marker"], linewidth=st["linewidth"], linestyle=st["linestyle"])
         med = [r["median_ms"] for r in rs]
         axes[0].plot(b, med, label=s, **kw)
-        axes[0].fill_between(b, [r["p10_ms"] for r in rs], [r["p90_ms"] for r in rs], color=st["color"], alpha=0.15)
+        axes[0].fill_between(b, [r["p10_ms"] for r in rs], [r["p90_ms"] for r in rs], color=st["color"], alpha=0.07)
         axes[1].plot(b, [r["qps"] for r in rs], label=s, **kw)
     missing = [s for s in systems if not any(r["system"] == s for r in rows)]
     batches = sorted({r["batch"] for r in doc["rows"]})
@@ -87,19 +89,22 @@ def plot_model(doc: dict, path) -> Path:
         ax.set_ylabel(ylabel)
         ax.set_title(f"{doc['settings'].get('model')}: {title}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
     if missing:
         axes[0].text(0.01, 0.01, "did not run: " + ", ".join(missing), transform=axes[0].transAxes,
                      fontsize=7, color="gray", va="bottom", wrap=True)
     points = [(r["system"], r["work"]["flops"] / r["work"]["bytes"], r["gflops"]) for r in rows
               if r.get("gflops") and (r.get("work") or {}).get("bytes")]
-    _roofline_axes(axes[2], doc.get("roofline"), points, style)
+    _roofline_axes(axes[2], doc.get("roofline"), points, style, label_points=False)
+    axes[2].set_title(axes[2].get_title() + ": one point per system and batch")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(7, max(1, len(labels))), fontsize=9, frameon=False)
     m = doc["machine"]
     load = doc.get("load") or {}
     busy = f", others busy {100 * load['other_busy_frac']:.0f}%" if "other_busy_frac" in load else ""
     fig.suptitle(f"{m.get('cpu_model')} ({m.get('cores')} cores, {m.get('best_isa')}), "
                  f"threads={doc['settings']['threads']}, {doc['created'][:10]}{busy}", fontsize=10)
-    fig.tight_layout()
+    rows_of_legend = (len(labels) + 6) // 7
+    fig.tight_layout(rect=(0, 0.045 * rows_of_legend + 0.01, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

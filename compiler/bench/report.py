@@ -241,8 +241,12 @@ def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = No
                      f"fp32 FMA peak {roof['fma_peak_GFLOPs']:.0f} GFLOP/s")
     elif roof:
         lines.append(f"- roofline probes failed: {roof['error']}")
+    cmd = [str(c) for c in doc.get("command", [])]
+    for i in range(len(cmd) - 1):
+        if cmd[i] == "--note":
+            cmd[i + 1] = "'(the note above)'"
     lines += ["", "## Settings", "",
-              f"- command: `{' '.join(str(c) for c in doc.get('command', []))}`",
+              f"- command: `{' '.join(cmd)}`",
               f"- threads {st['threads']}, {st['warmup']} warm-up rounds, {st['reps']} timed rounds, "
               f"samples interleaved (round r starts at system r mod n), {st.get('gap_ms', 0)} ms gap "
               "after each call, garbage collector paused while timing"
