@@ -615,19 +615,21 @@ class Lowerer:
             raise unsupported(n, "concatenating along the batch dim")
         out = self.views.get(n.name) or self.out_view(n)
         col = 0
+        how = []
         for u in n.inputs:
             size = int(self.g.type_of(u).shape[d])
             dst = self._slice_view(out, d - 1, col, size)
             col += size
             if self.placed.get(u) is not None and self.views.get(u) is self.placed[u] and dst == self.placed[u]:
+                how.append(f"%{u} written in place")
                 continue                   # already written in place by its producer
+            how.append(f"%{u} copied")
             rank = n.type.rank
             expr = self.expr_of(u, self._index_vars(rank))
             self.add(LoopStep(node=n.name, text=f"  (copy %{u} into its slice of %{n.name})", out=dst,
                               expr=expr, reads=self.expr_buffers(expr), writes=self._w(out)))
         self._set(n, out)
-        self.notes.append(f"%{n.name}: " + ", ".join(
-            f"%{u} {'written in place' if u in self.placed else 'copied'}" for u in n.inputs))
+        self.notes.append(f"%{n.name}: " + ", ".join(how))
 
     # ---- dense
     def _linear_chain(self, n: Node, x: str, layers: list, out: View):
