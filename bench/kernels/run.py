@@ -45,14 +45,16 @@ c_long, c_int, c_i64 = ctypes.c_long, ctypes.c_int, ctypes.c_int64
 # ------------------------------------------------------------------ build + load
 def kernels_at(rev: str) -> Path:
     """kernels/cpu as of git revision ``rev``, extracted to a temp dir (for --baseline)."""
-    out = Path(tempfile.gettempdir()) / "xrec-kernel-bench" / f"kernels-{rev}"
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", rev], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    out = Path(tempfile.gettempdir()) / "xrec-kernel-bench" / f"kernels-{sha}"
     if not out.exists():
         tmp = Path(str(out) + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True)
-        files = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", rev, "kernels/cpu/"],
+        files = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", sha, "kernels/cpu/"],
                                check=True, capture_output=True, text=True).stdout.split()
         for f in files:
-            data = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{f}"], check=True,
+            data = subprocess.run(["git", "-C", str(ROOT), "show", f"{sha}:{f}"], check=True,
                                   capture_output=True).stdout
             (tmp / Path(f).name).write_bytes(data)
         os.replace(tmp, out)
@@ -182,8 +184,11 @@ DENSE_SHAPES = [  # (K, N, act) from the zoo: DLRM bottom/top, dlrm-v2 top, DCN-
     (13, 512, "relu"), (512, 256, "relu"), (256, 64, "relu"), (415, 512, "relu"), (256, 1, "sigmoid"),
     (3456, 1024, "relu"), (1024, 1024, "relu"), (1024, 512, "relu"), (3456, 512, "none"),
     (512, 3456, "none")]
-ACT = {"none": 0, "relu": 1, "sigmoid": 2}
-TORCH_ACT = {"none": lambda y: y, "relu": torch.relu_, "sigmoid": torch.sigmoid_}
+ACT = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "gelu": 4, "gelu_tanh": 5, "silu": 6}
+TORCH_ACT = {"none": lambda y: y, "relu": torch.relu_, "sigmoid": torch.sigmoid_, "tanh": torch.tanh_,
+             "gelu": F.gelu, "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"), "silu": F.silu}
+ONEDNN_POST = {"none": ("none", ""), "relu": ("relu", ""), "sigmoid": ("sigmoid", ""), "tanh": ("tanh", ""),
+               "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "silu": ("swish", "")}
 
 
 def peak_item(lib, threads):
@@ -199,8 +204,7 @@ def bench_dense(lib, threads, batches, samples, target, quick, only_shapes=None)
     rows = []
     shapes = DENSE_SHAPES[:3] + DENSE_SHAPES[5:6] if quick else DENSE_SHAPES
     if only_shapes:
-        shapes = [s for s in DENSE_SHAPES if (s[0], s[1]) in only_shapes] or \
-                 [(k, n, "relu") for k, n in only_shapes]
+        shapes = [(int(x[0]), int(x[1]), x[2] if len(x) > 2 else "relu") for x in only_shapes]
     for K, N, act in shapes:
         g = np.random.default_rng(K * 7 + N)
         W = (g.standard_normal((N, K)) / np.sqrt(K)).astype(np.float32)
@@ -226,18 +230,17 @@ def bench_dense(lib, threads, batches, samples, target, quick, only_shapes=None)
             items = mine + [tlin]
             try:
                 wp = torch.ops.mkldnn._reorder_linear_weight(tw, M)
-                post = act if act != "none" else "none"
+                post = ONEDNN_POST[act]
                 items.append(Timed("onednn", py_timer(
-                    lambda tx=tx, wp=wp, post=post: torch.ops.mkldnn._linear_pointwise(tx, wp, tb, post, [], ""))))
+                    lambda tx=tx, wp=wp, post=post: torch.ops.mkldnn._linear_pointwise(tx, wp, tb, post[0], [],
+                                                                                       post[1]))))
             except Exception:  # noqa: BLE001 - oneDNN prepack unavailable in this torch build
                 pass
             items.append(peak_item(lib, threads))
             torch.set_num_threads(threads)
             med = interleave(items, samples, target)
             peak = flops_per_s(lib, threads, med["peak"]) * 1e-9
-            ref = torch.relu(F.linear(tx, tw, tb)) if act == "relu" else F.linear(tx, tw, tb)
-            if act == "sigmoid":
-                ref = torch.sigmoid(ref)
+            ref = TORCH_ACT[act](F.linear(tx, tw, tb))
             lib.b_linear(ptr(X), M, K, ptr(packed), N, ptr(b), ACT[act], ptr(Y), threads, 1, split)
             err = float(np.abs(Y - ref.numpy()).max())
             flops = 2.0 * M * N * K
@@ -438,7 +441,8 @@ def main(argv=None):
     ap.add_argument("--stage-batches", default="64,512,2048")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batches", default="1,64,512,2048", help="M values for dense layers")
-    ap.add_argument("--dense-shapes", default="", help="subset of K:N, e.g. 3456:1024,512:256")
+    ap.add_argument("--dense-shapes", default="", help="K:N[:act] list, e.g. 3456:1024,512:256:gelu "
+                                                       "(act: none relu sigmoid tanh gelu gelu_tanh silu)")
     ap.add_argument("--samples", type=int, default=7)
     ap.add_argument("--target-ms", type=float, default=10.0, help="time per sample")
     ap.add_argument("--quick", action="store_true", help="a few representative shapes only")
@@ -470,7 +474,7 @@ def main(argv=None):
     for t in threads:
         print(f"-- {t} thread(s), clock: {set_clock(lib, t, a.clock)}", flush=True)
         if "dense" in only:
-            only_shapes = [tuple(int(v) for v in x.split(":")) for x in a.dense_shapes.split(",") if x]
+            only_shapes = [tuple(x.split(":")) for x in a.dense_shapes.split(",") if x]
             rows += bench_dense(lib, t, [int(m) for m in a.batches.split(",")], a.samples, target, a.quick,
                                 only_shapes)
         if "bag" in only:

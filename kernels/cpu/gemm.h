@@ -26,6 +26,16 @@ constexpr int MR = 4;
 
 // One MR_ x NR tile over k in [0, kc): acc = (first ? 0 : Y) + X W^T; on the
 // last K block also bias and activation. ncols (<= NR) columns are valid.
+// Activation applied to a vector of the tile before it is stored (relu always;
+// the others here when the build has vector forms, else after the store).
+inline simd::vf epilogue(Act act, simd::vf t) {
+  if (act == ACT_RELU) return simd::max(t, simd::zero());
+#if defined(XREC_HAVE_ACT_VEC)
+  if (act != ACT_NONE) return act_vec(act, t);
+#endif
+  return t;
+}
+
 // Independent accumulator chains per output vector: tiles with few rows split
 // K over KU chains so that enough FMAs are in flight (FMA latency 4 x 2 pipes).
 template <int MR_, int NV_>
@@ -79,7 +89,7 @@ inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, lo
         if (!first) t = simd::add(t, simd::load(y + v * simd::W));
         if (last) {
           if (bias) t = simd::add(t, simd::load(bias + v * simd::W));
-          if (act == ACT_RELU) t = simd::max(t, simd::zero());
+          t = epilogue(act, t);
         }
         simd::store(y + v * simd::W, t);
       }
@@ -94,13 +104,15 @@ inline void tile(const float* X, long ldx, const float* Wp, int kc, float* Y, lo
         if (!first) t = simd::add(t, simd::load_n(y + v * simd::W, n));
         if (last) {
           if (bias) t = simd::add(t, simd::load_n(bias + v * simd::W, n));
-          if (act == ACT_RELU) t = simd::max(t, simd::zero());
+          t = epilogue(act, t);
         }
         simd::store_n(y + v * simd::W, t, n);
       }
     }
   }
+#if !defined(XREC_HAVE_ACT_VEC)
   if (last && act != ACT_NONE && act != ACT_RELU) act_inplace(act, Y, ldy, MR_, ncols);
+#endif
 }
 
 template <int R, int NV_ = NV>

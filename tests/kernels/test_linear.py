@@ -149,3 +149,20 @@ def test_pack_linear_size_and_zero_padding(linear_lib):
     assert not np.isnan(packed).any(), "pack_linear left part of the packed buffer unwritten"
     assert np.count_nonzero(packed == 0) == (2 * nb - N) * K, "padding columns are not zero"
     np.testing.assert_array_equal(np.sort(packed[packed != 0]), np.sort(W.ravel()))
+
+
+@pytest.mark.parametrize("act", [a for a in ACTS if a not in ("none", "relu")])
+def test_fused_activations_match_torch_at_extreme_and_tiny_preactivations(linear_lib, act):
+    """Bias sweeps the pre-activation over [-120, 120] plus tiny values (exp clamping,
+    tanh/erf saturation, cancellation near 0); X is tiny so the bias dominates."""
+    lib = _setup(linear_lib)
+    N, K, M = 97, 5, 4
+    g = np.random.default_rng(1)
+    X = (g.standard_normal((M, K)) * 1e-3).astype(np.float32)
+    W = g.standard_normal((N, K)).astype(np.float32)
+    b = np.concatenate([np.linspace(-120, 120, 81), [1e-30, -1e-30, 1e-8, -1e-8, 3e-4, -3e-4, 0.5, -0.5,
+                                                     9.0, -9.0, 17.0, -17.0, 88.5, -87.5, 0.0, 2.0]]).astype(np.float32)
+    got = run_linear(lib, X, W, b, act)
+    want, _ = reference(X, W, b, act)
+    # absolute 1e-6 (erf's approximation error times |x|/2 at the gelu tail), else rtol 1e-5
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
