@@ -187,7 +187,6 @@ class _Gen:
         return "\n".join(L)
 
     def tables(self) -> str:
-        p = self.p
         L = ["/* ---- compile-time data: constant arrays the kernels read, compiled kernels per SM */"]
         for i, b in enumerate(self.kinds.get(CONST, [])):
             ct = _C_INT[b.dtype]  # noqa
@@ -341,7 +340,7 @@ class _Gen:
               "      const int c = k_archs[a];",
               "      if (c / 10 == major && c <= sm && (c != 90 || sm == 90)) m->arch = a;", "    }", "  }",
               '  if (m->arch >= 0) snprintf(m->isa, sizeof m->isa, "sm_%d", k_archs[m->arch]);',
-              f'  else snprintf(m->isa, sizeof m->isa, "ptx");',
+              '  else snprintf(m->isa, sizeof m->isa, "ptx");',
               "  for (int k = 0; k < N_KERNELS; ++k) {",
               "    char* data = NULL; size_t size = 0;",
               "    const char* rel = m->arch >= 0 ? k_cubin[k][m->arch] : k_ptx[k];",
@@ -529,7 +528,7 @@ class _Gen:
              "in_ndims[i] : -1; }",
              'const char* xrec_model_input_shape(const xrec_model* m, int i) { (void)m; return i >= 0 && i < N_IN ? '
              'in_shapes[i] : NULL; }',
-             f"int xrec_model_num_outputs(const xrec_model* m) {{ (void)m; return N_OUT; }}",
+             "int xrec_model_num_outputs(const xrec_model* m) { (void)m; return N_OUT; }",
              "int xrec_model_output_dtype(const xrec_model* m, int k) { (void)m; return k >= 0 && k < N_OUT ? "
              "out_dtypes[k] : -1; }",
              "int xrec_model_output_ndim(const xrec_model* m, int k) { (void)m; return k >= 0 && k < N_OUT ? "

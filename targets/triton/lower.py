@@ -19,14 +19,13 @@ Per IR node:
 from __future__ import annotations
 
 import heapq
-import math
 
 import numpy as np
 import sympy
 
 from xrec.ir import Graph, Op, feature_inputs
 from xrec.ir.rules import embedding_row_dim, slice_length
-from xrec.ir.types import DType, TensorType, canon_dim, dims_equal
+from xrec.ir.types import DType, canon_dim, dims_equal
 
 from . import elementwise as ew
 from .program import (BLOB, CONST, ERRFLAG, INPUT, PTRTABLE, TEMP, Arg, Buffer, ErrorSlot, Launch, Program,
@@ -601,7 +600,6 @@ class Lowerer:
             variants=variants, batch=M, note=note, interp=interp))
 
     def _emit_mlp(self, n):
-        g = self.g
         acts, has_bias = n.attr("acts"), n.attr("has_bias")
         pos, layers = 1, []
         for a, hb in zip(acts, has_bias):
@@ -638,7 +636,6 @@ class Lowerer:
         return True
 
     def _emit_cross(self, n):
-        g = self.g
         low = n.attr("low_rank")
         weights = list(n.inputs[2:])
         if not self._linear_ok(n.inputs[1], weights) or not self._linear_ok(n.inputs[0], weights):

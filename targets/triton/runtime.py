@@ -19,7 +19,7 @@ from xrec.progress import say
 from xrec.runtime.validate import InputError
 
 from .loader import has_cuda, load_kernels
-from .program import BLOB, CONST, ERRFLAG, INPUT, PTRTABLE, TEMP, Launch, Program, View, ev
+from .program import CONST, ERRFLAG, PTRTABLE, TEMP, Launch, Program, View, ev
 from .torch_ops import run_node, torch_dtype
 
 INT32_MAX = 2 ** 31 - 1
@@ -105,6 +105,11 @@ class TritonModel:
             env[bname] = t.to(self.device).contiguous()
             shapes.append(tuple(t.shape))
         binds = prog.bind(shapes)
+        for (name, bname), shape in zip(prog.inputs, shapes):
+            want = tuple(ev(d, binds) for d in prog.buffers[bname].shape)
+            if shape != want:      # e.g. offsets of another batch: kernels would read past the end
+                dims = ", ".join(str(d) for d in prog.buffers[bname].shape)
+                raise InputError(f"input {name!r}: shape {shape}, expected [{dims}] = {want}")
         return env, binds
 
     def _ptrtables(self, env: dict, binds: dict) -> None:
@@ -132,7 +137,7 @@ class TritonModel:
         ins = [self._tensor(env, binds, v) if v is not None else None for v in s.inputs]
         jag = [[self._tensor(env, binds, j[0]), self._tensor(env, binds, j[1])] if j else None for j in s.jagged]
         if s.node:
-            res = run_node(self.graph.node(s.node), ins, jag, binds, self.device)
+            res = run_node(self.graph.node(s.node), ins, jag, binds, self.device, self.graph)
         else:
             res = ins[0]
         self._tensor(env, binds, s.out).copy_(res)

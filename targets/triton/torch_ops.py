@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,8 +43,10 @@ def act(name: str, x):
     raise KeyError(f"unknown activation {name!r}")
 
 
-def run_node(n, args: list, jagged: list, binds: dict, device) -> torch.Tensor:
-    """The value of IR node ``n`` given its input tensors (jagged inputs as (indices, offsets))."""
+def run_node(n, args: list, jagged: list, binds: dict, device, graph=None) -> torch.Tensor:
+    """The value of IR node ``n`` given its input tensors (jagged inputs as (indices, offsets)).
+
+    ``graph`` gives input types (needed for tables stored quantized or as bf16 bits)."""
     op = n.op
     out_dt = torch_dtype(n.type.dtype) if hasattr(n.type, "dtype") else None
 
@@ -53,6 +56,13 @@ def run_node(n, args: list, jagged: list, binds: dict, device) -> torch.Tensor:
     if op is Op.FULL:
         return torch.full(shape(n.type.shape), n.attr("value"), dtype=out_dt, device=device)
     if op is Op.EMBEDDING:
+        ttype = graph.type_of(n.inputs[0]) if graph is not None else None
+        if ttype is not None and (ttype.layout or ttype.dtype is DType.BF16):
+            from xrec.ir.interpreter import gather_rows          # FBGEMM row formats / bf16 bits
+            ids = args[1].long().cpu().numpy()
+            table = args[0].cpu().numpy().view(np.uint16) if ttype.dtype is DType.BF16 else args[0].cpu().numpy()
+            rows = gather_rows(table, ttype, int(n.type.shape[-1]), ids.reshape(-1))
+            return torch.from_numpy(rows.reshape(ids.shape + (rows.shape[-1],))).to(device=device, dtype=out_dt)
         return args[0][args[1].long()].to(out_dt)
     if op is Op.LINEAR:
         return F.linear(*args).to(out_dt)

@@ -23,7 +23,7 @@ import xrec
 from xrec import zoo
 from xrec.targets.triton.aot import launch_keys
 from xrec.targets.triton.launcher import compile_library, generate
-from xrec.targets.triton.program import BLOB, INPUT, Program, TEMP
+from xrec.targets.triton.program import INPUT, Program, TEMP
 from xrec.testing import zoo_model
 
 HERE = Path(__file__).resolve().parent

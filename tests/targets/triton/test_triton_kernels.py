@@ -179,11 +179,12 @@ def _linear(K, x, w, b, y, act, cfg, cross=None):
                           CROSS=cross is not None, PRECISION="ieee", **cfg)
 
 
+@pytest.mark.parametrize("precision", ["ieee", "tf32"])
 @pytest.mark.parametrize("variant", [0, 1])
-def test_every_gpu_tile_config_of_the_linear_kernel_matches_linear(K, variant):
+def test_every_gpu_tile_config_of_the_linear_kernel_matches_linear(K, variant, precision):
     gen = torch.Generator().manual_seed(variant)
     M, N, Kd = 37, 19, 45                        # odd sizes: every tile edge is masked
-    cfg = linear_variants(M, N, Kd, "ieee")[variant].constexprs
+    cfg = linear_variants(M, N, Kd, precision)[variant].constexprs
     x = torch.randn(M, Kd, generator=gen)
     w = torch.randn(N, Kd, generator=gen) / 6
     b = torch.randn(N, generator=gen)

@@ -2,8 +2,6 @@
 and what the lowering makes of them."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,7 @@ import xrec
 from xrec import zoo
 from xrec.runtime.validate import InputError
 from xrec.targets import get_target
-from xrec.targets.triton.program import Program, TorchStep
+from xrec.targets.triton.program import Program
 from xrec.testing import check_model, edge_case_inputs
 
 from .conftest import compiled_zoo
@@ -92,6 +90,8 @@ def test_out_of_range_ids_and_bad_offsets_are_reported_by_the_kernels():
     with pytest.raises(IndexError, match=r"feature 'indices\[5\]': index 10000 at position 2 is out of range"):
         model(dense, *idx, *off)
     idx[5][2] = 0
+    with pytest.raises(InputError, match=r"input 'offsets\[3\]': shape \(4,\), expected \[B \+ 1\] = \(5,\)"):
+        model(dense, *idx, *off[:3], off[3][:-1], *off[4:])
     off = [o.clone() for o in off]
     off[7][2] = off[7][1] - 1 if off[7][1] > 0 else 5
     off[7][3] = max(int(off[7][3]), 0)
@@ -105,15 +105,26 @@ def test_out_of_range_ids_and_bad_offsets_are_reported_by_the_kernels():
     "int4",
 ])
 def test_quantized_tables_match_the_reference_interpreter(plan):
-    m = compiled_zoo("dlrm-small")[0]
-    ct = xrec.compile(m, zoo.example_inputs(m), target="triton", options={"aot": False}, quantize=plan,
-                      calib_samples=64)
-    ref = xrec.compile(ct.graph, target="reference")
+    from xrec.passes import run_pipeline
+    m, cm = compiled_zoo("dlrm-small")
+    g = run_pipeline(cm.graph, ["quantize_embeddings"], options={"quantize_embeddings": {"precision": plan}})
+    ct = xrec.compile(g, target="triton", options={"aot": False})
+    ref = xrec.compile(g, target="reference")
     kinds = {s.variants[0].constexprs["KIND"] for s in program(ct).launches()
              if s.kernel == "embedding_bag_group_kernel"}
     assert kinds == ({0, 1, 2, 3, 4, 5} if isinstance(plan, dict) else {3})
     for args in edge_case_inputs(m, batches=(1, 6)):
         torch.testing.assert_close(ct(*args), ref(*args), **TOL)
+
+
+def test_compile_with_quantize_goes_through_the_compression_pipeline():
+    m = compiled_zoo("dlrm-small")[0]
+    ct = xrec.compile(m, zoo.example_inputs(m), target="triton", options={"aot": False}, quantize="int8",
+                      calib_samples=32)
+    assert {s.variants[0].constexprs["KIND"] for s in program(ct).launches()
+            if s.kernel == "embedding_bag_group_kernel"} == {2}
+    args = zoo.make_inputs(m, 3, seed=9)
+    torch.testing.assert_close(ct(*args), xrec.compile(ct.graph, target="reference")(*args), **TOL)
 
 
 def test_pruned_and_pruned_quantized_tables_match_the_reference_interpreter():
@@ -168,11 +179,43 @@ def test_custom_dense_model_fuses_elementwise_work_and_runs_the_rest_in_torch():
             torch.testing.assert_close(cm(xb), model(xb), **TOL)
 
 
+class Lookup(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.e = nn.Embedding(20, 6)
+        self.lin = nn.Linear(6, 1)
+
+    def forward(self, ids):
+        return torch.sigmoid(self.lin(self.e(ids).sum(1)))
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4", "bf16", "fp16"])
+def test_plain_lookups_of_quantized_tables_run_in_torch_with_the_irs_dequantization(precision):
+    from xrec.passes import run_pipeline
+    cm = _lookup_compiled()
+    g = run_pipeline(cm.graph, ["quantize_embeddings"], options={"quantize_embeddings": {"precision": precision}})
+    ct = xrec.compile(g, target="triton", options={"aot": False})
+    ref = xrec.compile(g, target="reference")
+    x = torch.randint(0, 20, (5, 3), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ct(x), ref(x), **TOL)
+
+
+_LOOKUP = []
+
+
+def _lookup_compiled():
+    if not _LOOKUP:
+        torch.manual_seed(0)
+        _LOOKUP.append(xrec.compile(Lookup().eval(), (torch.randint(0, 20, (4, 3)),), target="triton",
+                                    options={"aot": False}))
+    return _LOOKUP[0]
+
+
 def test_target_options_are_validated_and_the_interpreter_is_chosen_without_a_gpu():
     t = get_target("triton")
     with pytest.raises(ValueError, match="unknown options"):
         t.parse_options({"warps": 8})
-    with pytest.raises(ValueError, match="precision must be ieee or tf32"):
+    with pytest.raises(ValueError, match="precision must be ieee, tf32x3 or tf32"):
         t.parse_options({"precision": "bf16"})
     assert t.parse_options({})["archs"] == [80, 90]
     from xrec.targets.triton.runtime import resolve_mode
