@@ -454,8 +454,8 @@ class Codegen:
         opened = self._loops(w, ("m",) + tuple(s.ids.dims), ("i",) + jv)
         w.line(f"const int64_t id = (int64_t){self.load(s.ids, ('i',) + jv)};")
         with w.block(f"if (kBoundsCheck && (id < 0 || id >= {s.rows}))"):
-            w.line(f'gen::fail(err, XREC_ERR_INPUT, r0, "{s.name}: index %lld in row %ld is out of range for a '
-                   f'table of {s.rows} rows", (long long)id, r0 + i);')
+            w.line(f'gen::fail(err, XREC_ERR_INPUT, r0, "%s: index %lld in row %ld is out of range for a '
+                   f'table of {s.rows} rows", {cstr(s.name)}, (long long)id, r0 + i);')
             w.line("return;")
         w.line(f"for (long d = 0; d < {s.dim}; ++d) {self.load(s.out, ('i',) + jv + ('d',))} = "
                f"{s.table}[id * {s.dim} + d];")

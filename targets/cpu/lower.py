@@ -758,6 +758,11 @@ class Lowerer:
                          features=[(k, 0, dim, self.bags[k].feature, rows)], out=ptr, ldo=ld, writes=self._w(out)))
         self._set(n, out)
 
+    def _user_name(self, value: str) -> str:
+        """How an error message names a value: a model input by its name, else %value."""
+        n = self.g.node(value)
+        return f"input '{n.attr('name', value)}'" if n.op is Op.INPUT else f"%{value}"
+
     def op_embedding(self, n: Node):
         table, ids = n.inputs
         tt = self.g.type_of(table)
@@ -768,7 +773,7 @@ class Lowerer:
         s = self.slot(self.const_key(table))
         self.add(GatherStep(node=n.name, text=print_node(self.g, n), reads=self._r(iv), writes=self._w(out),
                             ids=iv, table="W." + s.cname, rows=int(tt.shape[0]), dim=int(tt.shape[1]), out=out,
-                            name=f"%{ids}"))
+                            name=self._user_name(ids)))
         self._set(n, out)
 
     # ---- interactions

@@ -153,3 +153,58 @@ def test_table_row_formats(tmp_path, fmt):
         want = run_graph(gq, flat)
         got = cm.run_flat(flat)
         np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("quantize", ["int8", "int4", "fp16"])
+def test_quantized_tables_from_the_compression_pipeline(tmp_path, quantize):
+    """xrec.compile(..., quantize=...) on cpu: the generated code equals the IR interpreter on the same IR."""
+    from xrec.ir.interpreter import run_graph
+    from xrec.testing import zoo_model
+    model = zoo_model("dlrm-small", 300)
+    cm = xrec.compile(model, zoo.example_inputs(model), target="cpu", quantize=quantize,
+                      options={"isa": best_isa()}, out=tmp_path / "q.xrec")
+    for batch in (1, 40):
+        flat = cm._validator(cm.flatten_inputs(zoo.make_inputs(model, batch, seed=batch), {})[0])
+        np.testing.assert_allclose(cm.run_flat(flat)[0], run_graph(cm.graph, flat)[0], rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the generic loops
+class Generic(nn.Module):
+    """Offsets without the last entry, nn.Embedding, bmm, x @ W, permute/reshape/strided slice, clamp."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.bag = nn.EmbeddingBag(20, 6, mode="sum")
+        self.emb = nn.Embedding(15, 6)
+        self.w = nn.Parameter(torch.randn(6, 5, generator=g))
+        self.v = nn.Parameter(torch.randn(3, 6, generator=g))
+
+    def forward(self, ids, off, tok):
+        a = self.bag(ids, off)
+        t = self.emb(tok)
+        s = torch.bmm(t, t.transpose(1, 2))
+        y = (t.sum(dim=1) + a) @ self.w
+        z = t.permute(0, 2, 1).reshape(t.shape[0], -1)[:, ::2]
+        return torch.cat([y, s.flatten(1), z, (a * self.v[1]).clamp(min=-0.5)], dim=1)
+
+
+def _generic_inputs(batch: int, seed: int, dtype=torch.int64):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(0, 4, (batch,), generator=g)
+    off = torch.zeros(batch, dtype=torch.int64)
+    off[1:] = torch.cumsum(lengths, 0)[:-1]
+    ids = torch.randint(0, 20, (int(lengths.sum()),), generator=g)
+    return ids.to(dtype), off.to(dtype), torch.randint(0, 15, (batch, 4), generator=g)
+
+
+def test_generic_ops(tmp_path):
+    model = Generic().eval()
+    cm = xrec.compile(model, _generic_inputs(6, 0), target="cpu", options={"isa": best_isa()},
+                      out=tmp_path / "g.xrec")
+    check_model(cm, model, [_generic_inputs(b, b, dt) for b, dt in ((1, torch.int64), (7, torch.int32),
+                                                                   (100, torch.int64))], **TOL)
+    bad = list(_generic_inputs(3, 1))
+    bad[2][1, 2] = 15
+    with pytest.raises(xrec.runtime.validate.InputError, match=r"input '.*': index 15 in row 1 is out of range for a table of 15 rows"):
+        xrec.load(cm.path, validate=False)(*bad)
