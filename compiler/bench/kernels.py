@@ -101,7 +101,8 @@ def _xrec_systems(targets: list[str], module: nn.Module, example: tuple, name: s
 def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, threads: int,
                     systems: list[_Sys], args: tuple, check: Callable[[torch.Tensor], tuple[float, str]],
                     work: dict, reps: int, warmup: int, gap_ms: float, machine: dict,
-                    fraction: Callable[[dict, dict], float | None] | None = None) -> None:
+                    fraction: Callable[[dict, dict], float | None] | None = None,
+                    peak: float | None = None) -> None:
     """First call + check for each system, interleaved timing, one row per system."""
     calls, errs, new = {}, {}, []
     for s in systems:
@@ -140,6 +141,10 @@ def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, thre
         for r in new:
             if r.get("status") == "ok":
                 r[_FRACTION_KEY[kernel]] = fraction(r, {x["system"]: x for x in new})
+    if peak and kernel != "embedding-bag":
+        for r in new:
+            if r.get("status") == "ok" and r.get("gflops"):
+                r["fraction_of_fma_peak"] = r["gflops"] / peak
     rows.extend(new)
 
 
@@ -250,6 +255,10 @@ def _zoo_linear_shapes(models: list[str]) -> list[tuple[int, int]]:
     return shapes
 
 
+def _peak(ceilings: dict | None) -> float | None:
+    return float(ceilings["fma_peak_GFLOPs"]) if ceilings and "error" not in ceilings else None
+
+
 def _roofline_fraction(ceilings: dict | None):
     from .roofline import attainable_gflops
 
@@ -283,7 +292,7 @@ def _linear_suite(rows_out: list, *, targets, batches, threads, reps, warmup, se
             with torch.inference_mode():
                 _measure_config(rows_out, "linear", config, batch, threads, base + xs, (x,),
                                 _allclose_check(ref, rtol=1e-4, atol=1e-4), work, reps, warmup, gap_ms, machine,
-                                _roofline_fraction(ceilings))
+                                _roofline_fraction(ceilings), _peak(ceilings))
 
 
 def _interaction_suite(rows_out: list, *, targets, batches, threads, reps, warmup, seed, gap_ms, dims, num_vectors,
@@ -308,7 +317,7 @@ def _interaction_suite(rows_out: list, *, targets, batches, threads, reps, warmu
                 ref = module(*args)
                 _measure_config(rows_out, "interaction", config, batch, threads, base + xs, args,
                                 _allclose_check(ref, rtol=1e-4, atol=1e-4), work, reps, warmup, gap_ms, machine,
-                                _roofline_fraction(ceilings))
+                                _roofline_fraction(ceilings), _peak(ceilings))
 
 
 def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], threads: int, reps: int = 20,

@@ -52,7 +52,11 @@ def _roofline_axes(ax, roof: dict | None, points: list[tuple[str, float, float]]
     ax.set_ylabel("GFLOP/s")
     ax.set_title("roofline (threads=%s)" % (roof or {}).get("threads", "?"))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if not roof or "error" in roof:
+        ax.text(0.02, 0.95, "roofline probes not run" if not roof else f"roofline probes failed: {roof['error'][:60]}",
+                transform=ax.transAxes, fontsize=8, color="gray", va="top")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
 
 
 def plot_model(doc: dict, path) -> Path:
@@ -120,7 +124,7 @@ def plot_kernel(doc: dict, path) -> Path:
     rows = [r for r in doc["rows"] if r.get("status") == "ok"]
     systems, configs = [], []
     for r in doc["rows"]:
-        if r["system"] not in systems:
+        if r["system"] not in systems and r.get("status") == "ok":     # bars only for systems that ran
             systems.append(r["system"])
         if r["config"] not in configs:
             configs.append(r["config"])

@@ -62,6 +62,7 @@ def test_linear_suite_uses_zoo_shapes_and_roofline_fraction(monkeypatch):
         assert r["status"] == "ok" and r["check"] == "ok"
         ai = r["flops"] / r["bytes"]
         assert r["fraction_of_roofline"] == pytest.approx(r["gflops"] / min(50.0, ai * 10.0))
+        assert r["fraction_of_fma_peak"] == pytest.approx(r["gflops"] / 50.0)
 
 
 def test_zoo_linear_shapes_are_the_distinct_linear_layers():
