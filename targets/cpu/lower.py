@@ -427,6 +427,8 @@ class Lowerer:
                 raise unsupported(n, f"its result {n.type} does not have the batch as leading dim: the cpu "
                                      "target runs every op row by row over the batch")
             fn = getattr(self, "op_" + n.op.name.lower(), None)
+            if fn is None and (n.op in ELEMENTWISE or n.op in (Op.EXPAND, Op.FULL)):
+                fn = self._loop                # one loop, with its inlined producers
             if fn is None:
                 raise unsupported(n, "no cpu lowering for this op")
             fn(n)
@@ -505,7 +507,23 @@ class Lowerer:
                 raise AssertionError(f"internal: %{name} was planned into a concat but written elsewhere")
 
     # ------------------------------------------------------------ buffer liveness and arena
+    def _step_buffers(self, st: Step) -> None:
+        """Complete a step's read/write sets from the views and expressions it holds."""
+        for f in ("expr",):
+            e = getattr(st, f, None)
+            if e is not None:
+                st.reads |= self.expr_buffers(e)
+        for f in ("x", "v", "a", "b", "ids"):
+            v = getattr(st, f, None)
+            if isinstance(v, View):
+                st.reads |= self._r(v)
+        out = getattr(st, "out", None)
+        if isinstance(out, View):
+            st.writes |= self._w(out)
+
     def _plan_arena(self) -> int:
+        for st in self.steps:
+            self._step_buffers(st)
         for s_idx, st in enumerate(self.steps):
             for b in st.writes | st.reads | set(st.temps):
                 buf = self.buffers[b]
@@ -559,17 +577,6 @@ class Lowerer:
     @staticmethod
     def _r(*views) -> set:
         return {v.buffer for v in views if v is not None and v.buffer is not None}
-
-    def __getattr__(self, item):
-        # every elementwise op and EXPAND (when not inlined) is one loop
-        if item.startswith("op_"):
-            try:
-                op = Op[item[3:].upper()]
-            except KeyError:
-                raise AttributeError(item) from None
-            if op in ELEMENTWISE or op is Op.EXPAND or op is Op.FULL:
-                return self._loop
-        raise AttributeError(item)
 
     def op_reshape(self, n: Node):
         src = n.inputs[0]

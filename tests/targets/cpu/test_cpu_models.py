@@ -208,3 +208,22 @@ def test_generic_ops(tmp_path):
     bad[2][1, 2] = 15
     with pytest.raises(xrec.runtime.validate.InputError, match=r"input '.*': index 15 in row 1 is out of range for a table of 15 rows"):
         xrec.load(cm.path, validate=False)(*bad)
+
+
+class ViewOutput(nn.Module):
+    """An output that is a view of an early value, read only by the final copy: its buffer must stay live."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 24), nn.Linear(24, 40), nn.Linear(40, 24)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        late = self.c(torch.relu(self.b(h)))
+        return h.reshape(h.shape[0], 4, 6)[:, 1:], late * 2.0
+
+
+def test_view_outputs_keep_their_buffer(tmp_path):
+    model = ViewOutput().eval()
+    cm = xrec.compile(model, (torch.randn(4, 8),), target="cpu", options={"isa": best_isa()}, out=tmp_path / "v.xrec")
+    check_model(cm, model, [(torch.randn(b, 8),) for b in (1, 9, 70)], **TOL)
