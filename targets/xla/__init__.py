@@ -18,7 +18,8 @@ Options (``xrec.compile(..., target="xla", options={...})``):
     large_batch="split"     "split" | "error" for requests over ``batch``
     max_ids_per_bag=None    int, or {feature: int} (xrec names "indices[3]" or zoo names "C4");
                             default from the zoo spec's pooling, else 32
-    ids_multiplier=4.0      multi-hot budget = multiplier * pooling + 8, rounded up to 8
+    ids_multiplier=2.0      multi-hot budget = multiplier * pooling + 8, rounded up to 8 (for the
+                            zoo's 1 + Poisson(pooling - 1) bags, P(overflow) < 1e-9 per bag)
     overflow="error"        "error" | "truncate" (keep the first ids of an over-long bag, warn)
     pad=True                pad batch to 8 sublanes and dense dims to 128 lanes
     dtype="f32"             "f32" | "bf16" (weights and matmul operands; f32 accumulation)
@@ -36,7 +37,7 @@ DEFAULTS = {
     "batch": 64,
     "large_batch": "split",
     "max_ids_per_bag": None,
-    "ids_multiplier": 4.0,
+    "ids_multiplier": 2.0,
     "overflow": "error",
     "pad": True,
     "dtype": "f32",

@@ -9,7 +9,8 @@ graph masks slots ``>= lengths[b]``.
 The budget comes from, in order: the target option ``max_ids_per_bag`` (one
 int for every feature, or ``{feature: int}``), the zoo spec's mean pooling
 when the model is a zoo model (one-hot features: 1; multi-hot:
-``ids_multiplier * pooling + 8`` rounded up to a multiple of 8), else
+``ids_multiplier * pooling + 8`` rounded up to a multiple of 8; the
+executable gathers every slot, so the budget is also its cost), else
 ``DEFAULT_MAX_IDS``. A bag holding more ids than its budget is an error
 (``overflow="error"``, the default) or, with ``overflow="truncate"``, keeps
 its first ``M_f`` ids and warns with the number of ids dropped.

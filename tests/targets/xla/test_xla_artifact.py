@@ -17,8 +17,8 @@ def test_artifact_holds_module_portable_artifact_and_budgets(compile_zoo):
     assert {"src/model.mlir", "lib/model.stablehlo.bc"} <= set(m["files"])          # checksummed
     ti = m["target_info"]
     assert ti["stablehlo"]["jax"] == runtime.REQUIRED_JAX
-    assert ti["budgets"]["indices[0]"] == {"max_ids_per_bag": 1, "source": "zoo pooling 1 x 4"}
-    assert ti["budgets"]["indices[2]"]["max_ids_per_bag"] == 88                       # C3: pooling 20
+    assert ti["budgets"]["indices[0]"] == {"max_ids_per_bag": 1, "source": "zoo pooling 1 x 2"}
+    assert ti["budgets"]["indices[2]"]["max_ids_per_bag"] == 48          # C3: 2 x pooling 20 + 8
     args = ti["module"]["args"]
     assert [a["role"] for a in args[:3]] == ["input", "ids", "lengths"]       # all features in two arrays
     total = sum(b["max_ids_per_bag"] for b in ti["budgets"].values())
