@@ -21,6 +21,22 @@ def _batches(text: str) -> list[int]:
     return out
 
 
+def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE; VALUE is read as JSON when it parses (numbers, true/false, lists), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _target_options(args) -> dict | None:
+    opts = dict(getattr(args, "option", None) or [])
+    return opts or None
+
+
 def _is_artifact(arg: str) -> bool:
     return Path(arg).is_dir() and (Path(arg) / "manifest.json").is_file()
 
@@ -51,10 +67,11 @@ def cmd_ir(args) -> int:
     from .models import resolve
     src = resolve(args.model, max_rows=args.max_rows)
     if src.exported is not None:
-        g, *_ = lower(src.exported, target=args.target, name=src.name, stop_after=args.after)
+        g, *_ = lower(src.exported, target=args.target, name=src.name, stop_after=args.after,
+                      options=_target_options(args))
     else:
         g, *_ = lower(src.module, src.example_inputs, target=args.target, name=src.name,
-                        stop_after=args.after)
+                      stop_after=args.after, options=_target_options(args))
     print(print_graph(g, show_params=args.params))
     return 0
 
@@ -66,6 +83,7 @@ def _compile(args, model_spec: str, out=None):
         src = resolve(model_spec, max_rows=args.max_rows)
     model = src.exported if src.exported is not None else src.module
     cm = xcompile(model, src.example_inputs, target=args.target, name=src.name, out=out,
+                  options=_target_options(args),
                   source=src.source, quantize=getattr(args, "quantize", None),
                   calibration=src.make_inputs, budget_mb=getattr(args, "budget_mb", None),
                   max_auc_drop=getattr(args, "max_auc_drop", None),
@@ -206,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--target", "-t", default=target_default,
                         help="reference | cpu | triton | xla | hls (see `xrec targets`)")
         sp.add_argument("--max-rows", type=int, default=None, help="cap zoo tables at this many rows")
+        sp.add_argument("--option", "-O", type=_option, action="append", metavar="KEY=VALUE",
+                        help="a target option (repeatable), e.g. -O isa=avx2 for cpu, -O batch=256 for xla")
 
     sp = sub.add_parser("models", help="list the built-in model zoo")
     sp.set_defaults(fn=cmd_models)

@@ -50,8 +50,9 @@ class Target(ABC):
             raise ValueError(f"target {self.name!r} takes no options, got {sorted(options)}")
         return options
 
-    def passes(self, options: dict) -> list[str]:
-        """Extra passes, run after the default pipeline (e.g. layout for this target)."""
+    def passes(self, options: dict) -> list:
+        """Extra passes, run after the default pipeline (e.g. layout for this target): names, or
+        (name, kwargs) pairs to run a pass with this target's options."""
         return []
 
     @abstractmethod

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ..ir import Graph, Op
 from ..ir.types import DType
-from . import _REGISTRY, register_pass
+from . import register_pass
 
 META_KEY = "hls.placement"
 BEAT_BYTES = 64
@@ -464,20 +464,3 @@ def place(g: Graph, cfg: MemoryConfig | None = None) -> Graph:
 def place_tables(g: Graph, **config) -> Graph:
     """Assign embedding tables to HBM/DDR channels and on-chip RAM, balancing bytes read per query."""
     return place(g, MemoryConfig(**config))
-
-
-def configured_pass(cfg: MemoryConfig) -> str:
-    """The name of a registered place_tables pass bound to ``cfg`` (registered on first use).
-
-    Passes take only a graph; a target with non-default memory options gets
-    its own named instance, ``place_tables:<config hash>``.
-    """
-    if cfg == MemoryConfig():
-        return "place_tables"
-    name = f"place_tables:{cfg.key()}"
-    if name not in _REGISTRY:
-        def _fn(g: Graph, _cfg=cfg) -> Graph:
-            return place(g, _cfg)
-        _fn.__doc__ = place_tables.__doc__
-        register_pass(name, stage="layout")(_fn)
-    return name

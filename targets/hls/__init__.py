@@ -27,13 +27,14 @@ see ``OPTIONS`` below.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import shutil
 
 from xrec.config import knobs
 
 from .. import Capabilities, Target, get_target, register_target
-from xrec.passes import place_tables as _place_tables_module  # noqa: F401  (registers the pass)
-from xrec.passes.place_tables import MemoryConfig, configured_pass, place, plan_of
+from xrec.passes.place_tables import MemoryConfig, place, plan_of
 
 OPTIONS: dict[str, tuple[object, str]] = {
     "host": (None, "target for the dense part: 'cpu' | 'reference' (default: cpu when available)"),
@@ -141,8 +142,8 @@ class HlsTarget(Target):
         memory_config(opts)          # validates the memory options
         return opts
 
-    def passes(self, options: dict) -> list[str]:
-        return [configured_pass(memory_config(options))]
+    def passes(self, options: dict) -> list:
+        return [("place_tables", asdict(memory_config(options)))]
 
     def build(self, graph, options, writer) -> None:
         from .build import build

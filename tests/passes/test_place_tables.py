@@ -10,7 +10,7 @@ from xrec import zoo
 from xrec.ir import BATCH, DType, Graph, GraphBuilder, GroupFeature, JaggedType, Op, TensorType, run_graph, sym, verify
 from xrec.ir.serialize import graph_from_json, graph_to_json
 from xrec.passes import get_pass, run_pipeline
-from xrec.passes.place_tables import (BEAT_BYTES, MemoryConfig, configured_pass, make_plan, place, plan_of)
+from xrec.passes.place_tables import (BEAT_BYTES, MemoryConfig, make_plan, place, plan_of)
 
 
 def group_graph(shapes, name="g", seed=0) -> Graph:
@@ -168,10 +168,8 @@ def test_placement_does_not_change_what_the_graph_computes():
 
 def test_memory_options_reach_the_pass():
     g = group_graph(SHAPES)
-    name = configured_pass(MemoryConfig(hbm_channels=3, ddr_banks=0, uram_bytes=0, bram_bytes=0))
-    assert name.startswith("place_tables:") and name == configured_pass(
-        MemoryConfig(hbm_channels=3, ddr_banks=0, uram_bytes=0, bram_bytes=0))
-    plan = plan_of(run_pipeline(g, [name]))
+    cfg = {"hbm_channels": 3, "ddr_banks": 0, "uram_bytes": 0, "bram_bytes": 0}
+    plan = plan_of(run_pipeline(g, [("place_tables", cfg)]))
     assert len(plan.channels) == 3 and {t.memory for t in plan.tables} == {"hbm"}
     plan2 = plan_of(run_pipeline(g, ["place_tables"], options={"place_tables": {"hbm_channels": 2, "ddr_banks": 0}}))
     assert len(plan2.channels) == 2
