@@ -205,6 +205,21 @@ std::unique_ptr<ServedModel> ServedModel::open(const std::string& dir, const Loa
   // no lengths alias without a batch dimension to give it a shape
   if (!has_batch)
     for (Input& in : m->inputs_) in.lengths_name.clear();
+  // symbol ids for the per-request binding
+  auto resolve = [&](Dim& d) {
+    d.ids.clear();
+    for (const auto& t : d.terms) {
+      size_t s = 0;
+      while (s < m->symbols_.size() && m->symbols_[s] != t.first) ++s;
+      if (s == m->symbols_.size()) m->symbols_.push_back(t.first);
+      d.ids.push_back((int)s);
+    }
+  };
+  for (Input& in : m->inputs_)
+    for (Dim& d : in.dims) resolve(d);
+  m->lengths_dims_ = {Dim::parse(m->batch_symbol_)};
+  resolve(m->lengths_dims_[0]);
+  m->batch_id_ = m->lengths_dims_[0].ids[0];
   for (int i = 0; i < n; ++i) {
     m->by_name_[m->inputs_[i].name] = {i, false};
     if (!m->inputs_[i].lengths_name.empty()) m->by_name_.emplace(m->inputs_[i].lengths_name, std::make_pair(i, true));
@@ -266,17 +281,6 @@ namespace {
 
 bool is_ids(const ServedModel::Input& in) { return in.kind == "indices" || in.kind == "offsets"; }
 
-// Visits the leaves of a (nested) JSON array in row-major order; false stops.
-template <class F>
-bool each_leaf(const json& j, F&& f) {
-  if (j.is_array()) {
-    for (const json& e : j)
-      if (!each_leaf(e, f)) return false;
-    return true;
-  }
-  return f(j);
-}
-
 int64_t checked_numel(const std::string& name, const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
@@ -289,9 +293,9 @@ int64_t checked_numel(const std::string& name, const std::vector<int64_t>& shape
   return n;
 }
 
-std::string leaf_text(const json& v) {
-  std::string s = v.dump();
-  return s.size() > 40 ? s.substr(0, 40) + "..." : s;
+RequestError not_a(const WireTensor& t, int64_t i, const std::string& text, const char* what) {
+  return RequestError(400, "bad_value", "input " + q(t.name) + ": element " + std::to_string(i) + " is " + text +
+                                            ", not " + what + " (datatype " + t.datatype + ")");
 }
 
 // The elements of `t` as int64 (ids), from JSON integers or raw INT32/INT64 bytes.
@@ -306,27 +310,16 @@ void read_ids(const WireTensor& t, int64_t n, int64_t* out) {
       }
     return;
   }
-  const bool i32 = t.datatype == "INT32";
-  int64_t i = 0;
-  each_leaf(*t.data, [&](const json& v) {
-    int64_t x;
-    if (v.is_number_unsigned()) {
-      if (v.get<uint64_t>() > (uint64_t)std::numeric_limits<int64_t>::max())
+  const int64_t bad = t.first_real < 0 ? t.first_bool : t.first_bool < 0 ? t.first_real
+                                                                           : std::min(t.first_real, t.first_bool);
+  if (bad >= 0) throw not_a(t, bad, bad == t.first_real ? t.real_text : (t.ints[bad] ? "true" : "false"),
+                            "an integer");
+  if (t.datatype == "INT32")
+    for (int64_t i = 0; i < n; ++i)
+      if (t.ints[i] < std::numeric_limits<int32_t>::min() || t.ints[i] > std::numeric_limits<int32_t>::max())
         throw RequestError(400, "bad_value", "input " + q(t.name) + ": element " + std::to_string(i) + " (" +
-                                                 leaf_text(v) + ") does not fit " + t.datatype);
-      x = (int64_t)v.get<uint64_t>();
-    } else if (v.is_number_integer()) {
-      x = v.get<int64_t>();
-    } else {
-      throw RequestError(400, "bad_value", "input " + q(t.name) + ": element " + std::to_string(i) + " is " +
-                                               leaf_text(v) + ", not an integer (datatype " + t.datatype + ")");
-    }
-    if (i32 && (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max()))
-      throw RequestError(400, "bad_value", "input " + q(t.name) + ": element " + std::to_string(i) + " (" +
-                                               std::to_string(x) + ") does not fit INT32");
-    out[i++] = x;
-    return true;
-  });
+                                                 std::to_string(t.ints[i]) + ") does not fit INT32");
+  std::memcpy(out, t.ints.data(), (size_t)n * 8);
 }
 
 // The elements of `t` in the model's dtype `dt` (datatype already checked to be dt's).
@@ -336,40 +329,34 @@ void read_values(const WireTensor& t, int dt, int64_t n, unsigned char* out) {
     std::memcpy(out, t.raw, (size_t)n * item);
     return;
   }
-  if (dt == XREC_F16 || dt == XREC_BF16)
-    throw RequestError(400, "bad_datatype", "input " + q(t.name) + ": send " + t.datatype +
-                                                " tensors as binary data (binary_data_size), not JSON");
-  int64_t i = 0;
-  each_leaf(*t.data, [&](const json& v) {
-    const bool ok = dt == XREC_BOOL ? v.is_boolean()
-                    : (dt == XREC_F32 || dt == XREC_F64) ? v.is_number()
-                                                         : v.is_number_integer();
-    if (!ok)
-      throw RequestError(400, "bad_value", "input " + q(t.name) + ": element " + std::to_string(i) + " is " +
-                                               leaf_text(v) + ", not " +
-                                               (dt == XREC_BOOL ? "a boolean" : dt == XREC_F32 || dt == XREC_F64
-                                                                                     ? "a number"
-                                                                                     : "an integer") +
-                                               " (datatype " + t.datatype + ")");
-    unsigned char* p = out + (size_t)i * item;
-    switch (dt) {
-      case XREC_F32: { float x = v.get<float>(); std::memcpy(p, &x, 4); break; }
-      case XREC_F64: { double x = v.get<double>(); std::memcpy(p, &x, 8); break; }
-      case XREC_I32: { int32_t x = v.get<int32_t>(); std::memcpy(p, &x, 4); break; }
-      case XREC_I64: { int64_t x = v.get<int64_t>(); std::memcpy(p, &x, 8); break; }
-      case XREC_I8: *(int8_t*)p = v.get<int8_t>(); break;
-      case XREC_U8: *p = v.get<uint8_t>(); break;
-      case XREC_BOOL: *p = v.get<bool>() ? 1 : 0; break;
+  switch (dt) {
+    case XREC_F32:
+    case XREC_F64:
+      if (t.first_bool >= 0) throw not_a(t, t.first_bool, t.ints[t.first_bool] ? "true" : "false", "a number");
+      if (dt == XREC_F32)
+        for (int64_t i = 0; i < n; ++i) reinterpret_cast<float*>(out)[i] = (float)t.reals[i];
+      else
+        std::memcpy(out, t.reals.data(), (size_t)n * 8);
+      return;
+    case XREC_BOOL:
+      if (t.first_number >= 0) throw not_a(t, t.first_number, std::to_string(t.reals[t.first_number]), "a boolean");
+      for (int64_t i = 0; i < n; ++i) out[i] = t.ints[i] ? 1 : 0;
+      return;
+    case XREC_I32: case XREC_I64: case XREC_I8: case XREC_U8: {
+      const int64_t bad = t.first_real >= 0 ? t.first_real : t.first_bool;
+      if (bad >= 0) throw not_a(t, bad, bad == t.first_real ? t.real_text : "a boolean", "an integer");
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t v = t.ints[i];
+        if (dt == XREC_I32) { int32_t x = (int32_t)v; std::memcpy(out + 4 * i, &x, 4); }
+        else if (dt == XREC_I64) std::memcpy(out + 8 * i, &v, 8);
+        else if (dt == XREC_I8) out[i] = (unsigned char)(int8_t)v;
+        else out[i] = (unsigned char)v;
+      }
+      return;
     }
-    ++i;
-    return true;
-  });
-}
-
-int64_t count_leaves(const json& j, int64_t limit) {
-  int64_t n = 0;
-  each_leaf(j, [&](const json&) { return ++n <= limit; });
-  return n;
+  }
+  throw RequestError(400, "bad_datatype", "input " + q(t.name) + ": send " + t.datatype +
+                                              " tensors as binary data (binary_data_size), not JSON");
 }
 
 }  // namespace
@@ -414,7 +401,7 @@ Prepared ServedModel::prepare(const std::vector<WireTensor>& ts) const {
                                                  ": model " + q(name_) + " takes " + input_list());
 
   // ---- datatypes, ranks, element counts
-  std::vector<std::vector<Dim>> want(n);
+  auto want = [&](int i) -> const std::vector<Dim>& { return as_lengths[i] ? lengths_dims_ : inputs_[i].dims; };
   for (int i = 0; i < n; ++i) {
     const Input& in = inputs_[i];
     const WireTensor& t = *slot[i];
@@ -422,11 +409,10 @@ Prepared ServedModel::prepare(const std::vector<WireTensor>& ts) const {
     if (ids ? (t.datatype != "INT64" && t.datatype != "INT32") : t.datatype != kserve_datatype(in.dtype))
       throw RequestError(400, "bad_datatype", "input " + q(t.name) + ": datatype " + t.datatype + ", expected " +
                                                   (ids ? std::string("INT64 or INT32") : kserve_datatype(in.dtype)));
-    want[i] = as_lengths[i] ? std::vector<Dim>{Dim::parse(batch_symbol_)} : in.dims;
-    if (t.shape.size() != want[i].size())
+    if (t.shape.size() != want(i).size())
       throw RequestError(400, "bad_shape", "input " + q(t.name) + ": shape " + shape_str(t.shape) + " has rank " +
                                                std::to_string(t.shape.size()) + ", expected rank " +
-                                               std::to_string(want[i].size()) + " " + dims_str(want[i]));
+                                               std::to_string(want(i).size()) + " " + dims_str(want(i)));
     const int64_t numel = checked_numel(t.name, t.shape);
     if (t.is_raw) {
       const size_t need = (size_t)numel * kserve_itemsize(t.datatype);
@@ -434,55 +420,63 @@ Prepared ServedModel::prepare(const std::vector<WireTensor>& ts) const {
         throw RequestError(400, "bad_shape", "input " + q(t.name) + ": shape " + shape_str(t.shape) + " of " +
                                                  t.datatype + " needs " + std::to_string(need) +
                                                  " bytes of binary data, got " + std::to_string(t.raw_size));
-    } else {
-      const int64_t got = count_leaves(*t.data, numel);
-      if (got != numel)
-        throw RequestError(400, "bad_shape", "input " + q(t.name) + ": shape " + shape_str(t.shape) + " needs " +
-                                                 std::to_string(numel) + " elements, 'data' holds " +
-                                                 (got > numel ? "more" : std::to_string(got)));
+    } else if (t.count() != numel) {
+      throw RequestError(400, "bad_shape", "input " + q(t.name) + ": shape " + shape_str(t.shape) + " needs " +
+                                               std::to_string(numel) + " elements, 'data' holds " +
+                                               std::to_string(t.count()));
     }
   }
 
-  // ---- symbolic dims: bind B, N_indices_k, ... and check every shape against its signature
-  std::map<std::string, std::pair<int64_t, std::string>> sym;   // symbol -> (value, input that set it)
+  // ---- symbolic dims: bind B, N_indices_k, ... (symbol ids resolved at load) and check every shape
+  const size_t ns = symbols_.size();
+  std::vector<int64_t> val(ns, 0);
+  std::vector<int> from(ns, -1);   // the input that set each symbol
   for (int i = 0; i < n; ++i)
-    for (size_t d = 0; d < want[i].size(); ++d)
-      if (want[i][d].is_symbol() && !sym.count(want[i][d].terms[0].first))
-        sym[want[i][d].terms[0].first] = {slot[i]->shape[d], slot[i]->name};
+    for (size_t d = 0; d < want(i).size(); ++d) {
+      const Dim& w = want(i)[d];
+      if (w.is_symbol() && from[w.ids[0]] < 0) {
+        val[w.ids[0]] = slot[i]->shape[d];
+        from[w.ids[0]] = i;
+      }
+    }
   for (int i = 0; i < n; ++i)       // linear dims in one unbound symbol (e.g. only B+1 says what B is)
-    for (size_t d = 0; d < want[i].size(); ++d) {
-      const Dim& w = want[i][d];
-      if (!w.parsed || w.terms.size() != 1 || sym.count(w.terms[0].first)) continue;
+    for (size_t d = 0; d < want(i).size(); ++d) {
+      const Dim& w = want(i)[d];
+      if (!w.parsed || w.ids.size() != 1 || from[w.ids[0]] >= 0) continue;
       const int64_t rest = slot[i]->shape[d] - w.constant, c = w.terms[0].second;
-      if (c != 0 && rest % c == 0 && rest / c >= 0) sym[w.terms[0].first] = {rest / c, slot[i]->name};
+      if (c != 0 && rest % c == 0 && rest / c >= 0) {
+        val[w.ids[0]] = rest / c;
+        from[w.ids[0]] = i;
+      }
     }
   for (int i = 0; i < n; ++i) {
-    std::vector<int64_t> expect;
-    std::string why;
+    const std::vector<Dim>& ws = want(i);
     bool bad = false;
-    for (size_t d = 0; d < want[i].size(); ++d) {
-      const Dim& w = want[i][d];
+    std::vector<int64_t> expect(ws.size());
+    for (size_t d = 0; d < ws.size(); ++d) {
+      const Dim& w = ws[d];
       int64_t v = w.constant;
       bool known = w.parsed;
-      for (const auto& term : w.terms) {
-        auto it = sym.find(term.first);
-        if (it == sym.end()) {
-          known = false;
-          break;
-        }
-        v += term.second * it->second.first;
-        if (it->second.second != slot[i]->name && why.find(term.first + " =") == std::string::npos)
-          why += (why.empty() ? "" : ", ") + term.first + " = " + std::to_string(it->second.first) + " (from " +
-                 q(it->second.second) + ")";
+      for (size_t k = 0; k < w.ids.size() && known; ++k) {
+        known = from[w.ids[k]] >= 0;
+        v += w.terms[k].second * val[w.ids[k]];
       }
-      expect.push_back(known ? v : slot[i]->shape[d]);
-      if (known && v != slot[i]->shape[d]) bad = true;
+      expect[d] = known ? v : slot[i]->shape[d];
+      bad = bad || (known && v != slot[i]->shape[d]);
     }
-    if (bad)
-      throw RequestError(400, "bad_shape", "input " + q(slot[i]->name) + ": shape " + shape_str(slot[i]->shape) +
-                                               " does not fit its signature " + dims_str(want[i]) +
-                                               (why.empty() ? "" : ": " + why) + ", so it must be " +
-                                               shape_str(expect));
+    if (!bad) continue;
+    std::string why;
+    for (const Dim& w : ws)
+      for (size_t k = 0; k < w.ids.size(); ++k) {
+        const int s = w.ids[k];
+        const std::string& sym = symbols_[s];
+        if (from[s] >= 0 && from[s] != i && why.find(sym + " =") == std::string::npos)
+          why += (why.empty() ? "" : ", ") + sym + " = " + std::to_string(val[s]) + " (from " +
+                 q(slot[from[s]]->name) + ")";
+      }
+    throw RequestError(400, "bad_shape", "input " + q(slot[i]->name) + ": shape " + shape_str(slot[i]->shape) +
+                                             " does not fit its signature " + dims_str(ws) +
+                                             (why.empty() ? "" : ": " + why) + ", so it must be " + shape_str(expect));
   }
 
   // ---- values, in the model's layout (ids as int64: the C ABI takes int32 or int64)
@@ -573,8 +567,7 @@ Prepared ServedModel::prepare(const std::vector<WireTensor>& ts) const {
   } catch (const Error& e) {
     throw RequestError(400, "bad_request", std::string("the model rejects these inputs: ") + e.what());
   }
-  auto b = sym.find(batch_symbol_);
-  p.rows = b != sym.end() ? b->second.first : 1;
+  p.rows = batch_id_ >= 0 && from[batch_id_] >= 0 ? val[batch_id_] : 1;
   return p;
 }
 

@@ -36,15 +36,22 @@ struct RequestError : std::runtime_error {
 };
 
 // One input tensor of a request as the protocol delivers it: its elements are
-// either JSON (`data`, flat or nested row-major) or raw little-endian bytes
-// (the binary tensor data extension).
+// either JSON (`data`, flat or nested row-major, flattened by the parser) or raw
+// little-endian bytes (the binary tensor data extension).
 struct WireTensor {
   std::string name, datatype;
   std::vector<int64_t> shape;
-  const nlohmann::json* data = nullptr;
+  // JSON elements, each as int64 (exact for integers; 0/1 for booleans) and as double
+  std::vector<int64_t> ints;
+  std::vector<double> reals;
+  int64_t first_real = -1;     // first element written with a fraction or exponent (not an integer)
+  int64_t first_bool = -1;     // first true/false
+  int64_t first_number = -1;   // first number (for BOOL tensors)
+  std::string real_text;       // how first_real was written
   const unsigned char* raw = nullptr;
   size_t raw_size = 0;
   bool is_raw = false;
+  int64_t count() const { return (int64_t)ints.size(); }
 };
 
 // A checked request: the model's flat inputs in signature order, and its rows (batch).
@@ -59,6 +66,7 @@ struct Dim {
   bool parsed = false;
   int64_t constant = 0;
   std::vector<std::pair<std::string, int64_t>> terms;
+  std::vector<int> ids;   // the terms' symbols as indices into ServedModel's symbol table (inputs only)
   static Dim parse(const std::string& text);
   bool is_symbol() const { return parsed && constant == 0 && terms.size() == 1 && terms[0].second == 1; }
 };
@@ -120,6 +128,9 @@ class ServedModel {
   std::vector<Feature> features_;
   std::unordered_map<std::string, std::pair<int, bool>> by_name_;   // input name or lengths alias -> (input, is lengths)
   std::string batch_symbol_ = "B";
+  std::vector<std::string> symbols_;      // every symbol of the inputs' shapes
+  std::vector<Dim> lengths_dims_;         // the shape of a lengths[k] input: [B]
+  int batch_id_ = -1;
   bool batchable_ = false;
   std::string not_batchable_;
 };

@@ -1,0 +1,115 @@
+"""``xrec serve ARTIFACT``: build the C++ inference server (cached) and run it in this process (exec).
+
+The server speaks the KServe v2 / Open Inference Protocol (as Triton and KServe do) for
+one cpu artifact, under the artifact's model name:
+
+    xrec compile dlrm-small --target cpu -o dlrm.xrec
+    xrec serve dlrm.xrec --port 8000
+    curl localhost:8000/v2/models/dlrm-small
+
+Only the standard library is imported here: the CLI lists subcommands without loading xrec.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULTS = {"host": "127.0.0.1", "port": 8000, "max_batch": 64, "max_delay_us": 500, "workers": 2, "threads": 0,
+            "queue": 256, "timeout_ms": 10000, "http_threads": 128, "max_body_bytes": 64 << 20}
+
+
+def _positive(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = DEFAULTS
+    p.add_argument("artifact", nargs="?", help="a cpu artifact directory (xrec compile MODEL --target cpu -o NAME.xrec)")
+    p.add_argument("--host", default=d["host"], help="address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=_positive(0), default=d["port"], help="TCP port; 0 picks a free one "
+                   "(default %(default)s)")
+    p.add_argument("--max-batch", type=_positive(1), default=d["max_batch"],
+                   help="rows per kernel call when merging requests; 1 turns dynamic batching off "
+                        "(default %(default)s; a bigger request runs alone)")
+    p.add_argument("--max-delay-us", type=_positive(0), default=d["max_delay_us"],
+                   help="how long the oldest queued request may wait for others to merge with "
+                        "(default %(default)s)")
+    p.add_argument("--workers", type=_positive(1), default=d["workers"],
+                   help="kernel calls running at once (default %(default)s)")
+    p.add_argument("--threads", type=_positive(0), default=d["threads"],
+                   help="threads inside one kernel call (default 0: cores / workers)")
+    p.add_argument("--queue", type=_positive(1), default=d["queue"],
+                   help="requests that may wait; more are answered 503 (default %(default)s)")
+    p.add_argument("--timeout-ms", type=_positive(1), default=d["timeout_ms"],
+                   help="per-request deadline from arrival; later: 504 (default %(default)s)")
+    p.add_argument("--http-threads", type=_positive(1), default=d["http_threads"],
+                   help="connections served at once (default %(default)s); keep it above the client "
+                        "concurrency for batching to see every request")
+    p.add_argument("--max-body-bytes", type=_positive(1), default=d["max_body_bytes"],
+                   help="larger request bodies are answered 413 (default %(default)s)")
+    p.add_argument("--isa", default=None, help="force an ISA build: avx512 | avx2 | scalar (default: the knob "
+                   "cpu_isa, XREC_CPU_ISA, else the best this CPU runs)")
+    p.add_argument("--no-verify-weights", action="store_true",
+                   help="skip checksumming weights.bin at load (faster start for big models)")
+    p.add_argument("--build-only", action="store_true", help="build the server, print its path and exit")
+
+
+def _check_artifact(path: Path) -> str | None:
+    if not path.is_dir() or not (path / "manifest.json").is_file():
+        return (f"{path} is not an artifact directory (no manifest.json); compile one first: "
+                f"xrec compile MODEL --target cpu -o {path.name or 'model.xrec'}")
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        return f"{path}/manifest.json is unreadable: {e}"
+    if manifest.get("target") != "cpu":
+        return (f"{path} was compiled for target '{manifest.get('target')}'; the server runs cpu artifacts: "
+                f"xrec compile MODEL --target cpu -o {path.name}")
+    return None
+
+
+def run(args) -> int:
+    from xrec.config import knobs
+
+    from .build import ServeBuildError, server_binary
+    try:
+        exe = server_binary()
+    except ServeBuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.build_only:
+        print(exe)
+        return 0
+    if not args.artifact:
+        print("error: xrec serve needs an ARTIFACT (a directory from xrec compile MODEL --target cpu -o NAME.xrec)",
+              file=sys.stderr)
+        return 2
+    artifact = Path(args.artifact)
+    why = _check_artifact(artifact)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    isa = args.isa or knobs.cpu_isa or "auto"
+    argv = [str(exe), str(artifact), "--host", args.host, "--port", str(args.port),
+            "--max-batch", str(args.max_batch), "--max-delay-us", str(args.max_delay_us),
+            "--workers", str(args.workers), "--threads", str(args.threads or knobs.threads or 0),
+            "--queue", str(args.queue), "--timeout-ms", str(args.timeout_ms),
+            "--http-threads", str(args.http_threads), "--max-body-bytes", str(args.max_body_bytes),
+            "--isa", isa]
+    if args.no_verify_weights:
+        argv.append("--no-verify-weights")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(str(exe), argv)   # the server prints its URL once listening; Ctrl-C / SIGTERM stop it gracefully
+    return 0   # not reached
