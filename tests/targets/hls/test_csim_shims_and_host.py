@@ -127,9 +127,10 @@ def test_options_are_validated():
 
 def test_target_runs_placement_with_its_memory_options():
     t = get_target("hls")
-    assert t.passes(t.parse_options({})) == ["place_tables"]
-    custom = t.passes(t.parse_options({"hbm_channels": 4}))
-    assert custom[0].startswith("place_tables:") and custom == t.passes(t.parse_options({"hbm_channels": 4}))
+    ((name, cfg),) = t.passes(t.parse_options({}))
+    assert name == "place_tables" and cfg["hbm_channels"] == 32
+    ((name, cfg),) = t.passes(t.parse_options({"hbm_channels": 4, "ddr_banks": 1}))
+    assert name == "place_tables" and cfg["hbm_channels"] == 4 and cfg["ddr_banks"] == 1
 
 
 def test_target_reports_missing_compiler(monkeypatch):
