@@ -125,6 +125,53 @@ inline void tile_rows(int rows, const float* X, long ldx, const float* Wp, int k
   }
 }
 
+// Narrow layers (1-2 output columns, e.g. the final logit): a panel tile would
+// compute 32 columns for 1, so instead each column is a dot product per row:
+// column c of W is copied out of its panel into w, rows are processed 16 at a
+// time with one vector accumulator each, reduced by a 16 x 16 transpose.
+constexpr int NARROW_MAX_K = 16384;
+
+inline void linear_narrow(const float* X, long M, int K, long ldx, const float* packed,
+                          const float* bias, Act act, float* Y, long ldy, int c) {
+  constexpr int W = simd::W;
+  alignas(64) float w[NARROW_MAX_K];
+  const float* panel = packed + (size_t)(c / NR) * K * NR + c % NR;
+  for (int k = 0; k < K; ++k) w[k] = panel[(size_t)k * NR];
+  const float b = bias ? bias[c] : 0.0f;
+  const int kfull = K / W * W;
+  long m = 0;
+#if defined(XREC_SIMD_AVX512)
+  const int ktail = K - kfull;
+  for (; m + W <= M; m += W) {
+    simd::vf acc[W];
+    for (int r = 0; r < W; ++r) acc[r] = simd::zero();
+    for (int k = 0; k < kfull; k += W) {
+      const simd::vf wv = simd::load(w + k);
+      for (int r = 0; r < W; ++r) acc[r] = simd::fma(simd::load(X + (m + r) * ldx + k), wv, acc[r]);
+    }
+    if (ktail) {
+      const simd::vf wv = simd::load_n(w + kfull, ktail);
+      for (int r = 0; r < W; ++r) acc[r] = simd::fma(simd::load_n(X + (m + r) * ldx + kfull, ktail), wv, acc[r]);
+    }
+    simd::transpose16(acc);
+    simd::vf sum = acc[0];
+    for (int r = 1; r < W; ++r) sum = simd::add(sum, acc[r]);
+    sum = epilogue(act, simd::add(sum, simd::set1(b)));
+    alignas(64) float t[W];
+    simd::store(t, sum);
+    for (int r = 0; r < W; ++r) Y[(m + r) * ldy + c] = t[r];
+  }
+#endif
+  for (; m < M; ++m) {
+    const float* x = X + m * ldx;
+    simd::vf acc = simd::zero();
+    for (int k = 0; k < kfull; k += W) acc = simd::fma(simd::load(x + k), simd::load(w + k), acc);
+    float sum = simd::hsum(acc);
+    for (int k = kfull; k < K; ++k) sum += x[k] * w[k];
+    Y[m * ldy + c] = act_scalar(act, sum + b);
+  }
+}
+
 }  // namespace gemm
 
 inline int linear_n_block() { return gemm::NR; }
@@ -169,6 +216,10 @@ inline void linear(const float* X, long M, int K, long ldx, const float* packed,
   if (K == 0) {  // empty reduction: Y = act(bias)
     for (long m = 0; m < M; ++m)
       for (int n = n0; n < n1; ++n) Y[m * ldy + n] = act_scalar(act, bias ? bias[n] : 0.0f);
+    return;
+  }
+  if (n1 - n0 <= 2 && K <= NARROW_MAX_K) {
+    for (int c = n0; c < n1; ++c) linear_narrow(X, M, K, ldx, packed, bias, act, Y, ldy, c);
     return;
   }
   // Blocking: row blocks of MC rows, column blocks of NC, K blocks of KC. Per

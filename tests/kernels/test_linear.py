@@ -94,7 +94,7 @@ def data(M, N, K, seed=0, bias=True):
 
 
 @pytest.mark.parametrize("act", list(ACTS))
-@pytest.mark.parametrize("N,K", [(13, 37), (37, 100), (100, 13), (1, 5), (64, 16)])
+@pytest.mark.parametrize("N,K", [(13, 37), (37, 100), (100, 13), (1, 5), (2, 37), (64, 16)])
 @pytest.mark.parametrize("M", [1, 3, 64, 65])
 def test_linear_matches_torch_linear_with_each_fused_activation(linear_lib, M, N, K, act):
     lib = _setup(linear_lib)
@@ -112,9 +112,10 @@ def test_linear_matches_torch_linear_on_zoo_layer_shapes(linear_lib, M, N, K):
     check(run_linear(lib, X, W, b, act), X, W, b, act)
 
 
-def test_linear_writes_only_its_column_slice_of_a_wider_output_with_strided_input(linear_lib):
+@pytest.mark.parametrize("N", [37, 2, 1])
+def test_linear_writes_only_its_column_slice_of_a_wider_output_with_strided_input(linear_lib, N):
     lib = _setup(linear_lib)
-    M, N, K = 65, 37, 100
+    M, K = 65, 100
     X, W, b = data(M, N, K, seed=7)
     ldy, col0 = N + 29, 11
     y = run_linear(lib, X, W, b, "relu", ldx=K + 3, ldy=ldy, col0=col0)
