@@ -32,6 +32,8 @@ EXTRAS = {
     "bench": ["pytest-benchmark>=4", "matplotlib>=3.8"],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
+# compiling for TPU without a TPU (684 MB; not in "all", not in CI: the TPU tests skip without it)
+EXTRAS["tpu"] = ["libtpu==0.0.42.*"]
 
 setup(
     name="xrec",

@@ -78,6 +78,7 @@ class ArtifactWriter:
     target: str
     target_info: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    tolerances: dict = field(default_factory=lambda: {"rtol": 1e-4, "atol": 1e-6})
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -86,6 +87,15 @@ class ArtifactWriter:
         for sub in ("src", "lib", "include"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
         self.weights_layout: dict[str, dict] | None = None
+
+    def widen_tolerances(self, rtol: float | None = None, atol: float | None = None) -> dict:
+        """Loosen (never tighten) the tolerances the manifest records, e.g. for rows a target stores
+        in fewer bits; returns the result."""
+        if rtol is not None:
+            self.tolerances["rtol"] = max(self.tolerances.get("rtol", 0.0), rtol)
+        if atol is not None:
+            self.tolerances["atol"] = max(self.tolerances.get("atol", 0.0), atol)
+        return dict(self.tolerances)
 
     def write_text(self, rel: str, text: str) -> Path:
         p = self.path / rel
@@ -112,7 +122,7 @@ class ArtifactWriter:
         self.weights_layout = layout
         return layout
 
-    def finish(self, tolerances: dict | None = None, source: dict | None = None) -> Path:
+    def finish(self, source: dict | None = None) -> Path:
         if self.weights_layout is None:
             self.write_weights()
         (self.path / "ir.json").write_text(json.dumps(graph_to_json(self.graph)))
@@ -131,7 +141,7 @@ class ArtifactWriter:
             "signature": signature_of(self.graph),
             "in_spec": self.graph.in_spec,
             "out_spec": self.graph.out_spec,
-            "tolerances": tolerances or {"rtol": 1e-4, "atol": 1e-6},
+            "tolerances": self.tolerances,
             "source": source or {},
             "weights": {"file": "weights.bin", "alignment": ALIGN,
                         "bytes": os.path.getsize(self.path / "weights.bin"),

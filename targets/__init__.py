@@ -27,6 +27,8 @@ class Capabilities:
     supports_fp16: bool = False
     static_shapes: bool = False      # needs fixed shapes (XLA/TPU): jagged inputs get bucketed
     supports_pruning: bool = False   # embedding kernels consult a pruned table's remap
+    checks_inputs: bool = False      # the generated code itself rejects bad ids/offsets with a clear error,
+                                     # so the Python runtime skips its own per-id scan
 
 
 Runner = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
@@ -49,6 +51,12 @@ class Target(ABC):
         if options:
             raise ValueError(f"target {self.name!r} takes no options, got {sorted(options)}")
         return options
+
+    tolerances: dict = {"rtol": 1e-4, "atol": 1e-6}
+
+    def tolerances_for(self, options: dict) -> dict:
+        """The rtol/atol an artifact built with ``options`` records (a bf16 build may be looser)."""
+        return dict(self.tolerances)
 
     def passes(self, options: dict) -> list:
         """Extra passes, run after the default pipeline (e.g. layout for this target): names, or

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .bind import bind_symbols
+from .bind import Binder
 from .graph import Graph, Node, feature_inputs
 from .ops import Op
 from .quant import LAYOUT_BITS, bf16_to_f32, dequantize_rows
@@ -107,6 +107,8 @@ def _np_dtype(t) -> np.dtype:
 class Interpreter:
     def __init__(self, g: Graph):
         self.g = g
+        ins = g.input_nodes
+        self.binder = Binder([n.type for n in ins], [n.attr("name") for n in ins])
 
     def run(self, flat_inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         g = self.g
@@ -114,8 +116,7 @@ class Interpreter:
         if len(flat_inputs) != len(ins):
             raise ValueError(f"{g.name}: expected {len(ins)} inputs, got {len(flat_inputs)}")
         arrays = [np.asarray(a) for a in flat_inputs]
-        binds = bind_symbols([n.type for n in ins], [a.shape for a in arrays],
-                             [n.attr("name") for n in ins])
+        binds = self.binder.bind([a.shape for a in arrays])
         env: dict[str, object] = {n.name: a for n, a in zip(ins, arrays)}
         for n in g.nodes:
             if n.op is Op.INPUT:

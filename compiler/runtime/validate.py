@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..ir import Graph, Op
-from ..ir.bind import ShapeError, bind_symbols
+from ..ir.bind import Binder, ShapeError
 from ..ir.types import DType
 
 
@@ -27,6 +27,7 @@ class InputValidator:
     def __init__(self, g: Graph, features: list[dict]):
         self.inputs = g.input_nodes
         self.features = features
+        self.binder = Binder([n.type for n in self.inputs], [n.attr("name") for n in self.inputs])
 
     def __call__(self, arrays: Sequence[np.ndarray], check_values: bool = True) -> list[np.ndarray]:
         ins = self.inputs
@@ -51,7 +52,7 @@ class InputValidator:
                                  f"{t.rank} ({t})")
             out.append(a)
         try:
-            bind_symbols([n.type for n in ins], [a.shape for a in out], [n.attr("name") for n in ins])
+            self.binder.bind([a.shape for a in out])
         except ShapeError as e:
             raise InputError(str(e)) from None
         if check_values:

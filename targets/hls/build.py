@@ -79,10 +79,7 @@ def build(target, g, opts: dict, writer) -> None:
     # within 4x the drift that change causes on synthetic inputs (as xrec's compression does)
     drift = quantization_drift(g, ks)
     if drift is not None:
-        tol = dict(target.tolerances)
-        comp = writer.extra.get("compression") or {}
-        tol["atol"] = max(tol["atol"], 4 * drift, 4 * float(comp.get("max_abs_err", 0.0)))
-        writer.extra["tolerances"] = tol
+        tol = writer.widen_tolerances(atol=4 * drift)
         info["quantization_drift"] = {"max_abs": drift, "row_formats": sorted({t.plan.fmt for t in ks.tables}),
                                       "tolerances": tol}
 
@@ -110,9 +107,9 @@ def _build_host(g, opts: dict, path: Path) -> dict:
         raise RuntimeError(f"hls target: host target {opts['host']!r} is not available here: {why}")
     hopts = host.parse_options(opts["host_options"])
     dg = run_pipeline(dg, host.passes(hopts))
-    w = ArtifactWriter(path, dg, host.name, target_info={"options": hopts})
+    w = ArtifactWriter(path, dg, host.name, target_info={"options": hopts}, tolerances=host.tolerances_for(hopts))
     host.build(dg, hopts, w)
-    w.finish(tolerances=getattr(host, "tolerances", None))
+    w.finish()
     return {"target": host.name, "artifact": str(path.name), "inputs": [n.attr("name") for n in dg.input_nodes]}
 
 

@@ -48,7 +48,8 @@ class TritonTarget(Target):
 
     def capabilities(self, options):
         return Capabilities(vector_width=32, has_shared_memory=True, memory_channels=1,
-                            supports_int4=True, supports_fp16=True, supports_pruning=True)
+                            supports_int4=True, supports_fp16=True, supports_pruning=True,
+                            checks_inputs=bool((options or {}).get("bounds_check", True)))
 
     def parse_options(self, options):
         from xrec.config import knobs
