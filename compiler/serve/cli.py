@@ -83,6 +83,15 @@ def run(args) -> int:
     from xrec.config import knobs
 
     from .build import ServeBuildError, server_binary
+    if not args.build_only:
+        if not args.artifact:
+            print("error: xrec serve needs an ARTIFACT (a directory from xrec compile MODEL --target cpu -o NAME.xrec)",
+                  file=sys.stderr)
+            return 2
+        why = _check_artifact(Path(args.artifact))
+        if why:
+            print(f"error: {why}", file=sys.stderr)
+            return 2
     try:
         exe = server_binary()
     except ServeBuildError as e:
@@ -91,15 +100,7 @@ def run(args) -> int:
     if args.build_only:
         print(exe)
         return 0
-    if not args.artifact:
-        print("error: xrec serve needs an ARTIFACT (a directory from xrec compile MODEL --target cpu -o NAME.xrec)",
-              file=sys.stderr)
-        return 2
     artifact = Path(args.artifact)
-    why = _check_artifact(artifact)
-    if why:
-        print(f"error: {why}", file=sys.stderr)
-        return 2
     isa = args.isa or knobs.cpu_isa or "auto"
     argv = [str(exe), str(artifact), "--host", args.host, "--port", str(args.port),
             "--max-batch", str(args.max_batch), "--max-delay-us", str(args.max_delay_us),

@@ -131,7 +131,8 @@ int main(int argc, char** argv) {
   Metrics metrics(name);
   Batcher batcher(*model, opt.batch, metrics);
   std::atomic<bool> draining{false};
-  std::atomic<int> active{0};   // infer handlers between arrival and answer
+  std::atomic<int> active{0};       // infer handlers between arrival and answer
+  std::atomic<int> admitting{0};    // infer handlers past the draining check and not yet queued
 
   // httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed in the Debian library): many
   // clients connecting at once would overflow it and see resets; listen() again with a deep backlog.
@@ -224,6 +225,18 @@ int main(int argc, char** argv) {
       active.fetch_sub(1);
       return;
     }
+    // A request that got past this check is in flight: shutdown waits for it to be queued (then answered).
+    // (admitting goes up before draining is read; the drain sets draining before it reads admitting.)
+    admitting.fetch_add(1);
+    struct Admit {
+      std::atomic<int>& n;
+      bool done = false;
+      void release() {
+        if (!done) n.fetch_sub(1);
+        done = true;
+      }
+      ~Admit() { release(); }
+    } admit{admitting};
     if (draining) return answer(503, "shutting_down", "the server is shutting down; it takes no new requests");
     InferRequest r;
     auto job = std::make_shared<Job>();
@@ -231,13 +244,16 @@ int main(int argc, char** argv) {
       r = parse_infer_request(req.body, req.get_header_value("Inference-Header-Content-Length"), *model);
       job->in = model->prepare(r.inputs);
     } catch (const RequestError& e) {
+      admit.release();
       return answer(e.status, e.kind, e.what());
     }
     int64_t timeout_us = opt.timeout_ms * 1000;
     if (r.timeout_us > 0 && r.timeout_us < timeout_us) timeout_us = r.timeout_us;
     job->enqueued = Clock::now();
     job->deadline = t0 + std::chrono::microseconds(timeout_us);
-    switch (batcher.submit(job)) {
+    const Batcher::Submit submitted = batcher.submit(job);
+    admit.release();
+    switch (submitted) {
       case Batcher::Submit::Full:
         res.set_header("Retry-After", "1");
         return answer(503, "queue_full", "the queue is full (" + std::to_string(batcher.config().queue) +
@@ -318,6 +334,7 @@ int main(int argc, char** argv) {
     std::thread([&] {
       draining = true;
       metrics.set_draining(true);
+      while (admitting.load() > 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
       batcher.drain();   // runs everything queued; every waiting handler gets its result
       for (int i = 0; i < 30000 && active.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       svr.stop();
