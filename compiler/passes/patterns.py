@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph, Node, Op
+from typing import Callable
+
+from ..ir import Graph, GraphBuilder, Node, Op
 
 
 def producer(g: Graph, name: str, *ops: Op) -> Node | None:
@@ -54,3 +56,19 @@ def square_of(g: Graph, name: str) -> str | None:
     if n.op is Op.POW and is_scalar(g, n.inputs[1], 2.0):
         return n.inputs[0]
     return None
+
+
+def rewrite_matches(g: Graph, match: Callable[[Graph, Node], object],
+                    replacement: Callable[[GraphBuilder, Node, object], str]) -> Graph:
+    """Copy ``g``; where ``match(g, n)`` finds something, ``replacement`` emits the new value for ``n``.
+
+    The matched subgraph's other nodes are copied too and vanish when nothing else uses them.
+    """
+    b = GraphBuilder(g)
+    for n in g.nodes:
+        m = match(g, n)
+        if m is None:
+            b.copy(n)
+        else:
+            b.replace(n.name, replacement(b, n, m))
+    return b.finish()

@@ -5,9 +5,9 @@ Low rank (torchrec LowRankCrossNet): x_{l+1} = x0 * (W (V x_l) + b) + x_l
 """
 from __future__ import annotations
 
-from ..ir import Graph, GraphBuilder, Op
+from ..ir import Graph, Op
 from . import register_pass
-from .patterns import producer
+from .patterns import producer, rewrite_matches
 
 
 def _match(g: Graph, n):
@@ -37,13 +37,6 @@ def _match(g: Graph, n):
 @register_pass("recognize_cross", stage="recognize")
 def recognize_cross(g: Graph) -> Graph:
     """Raise x0 * (W x + b) + x (and its low-rank form) into CROSS_LAYER."""
-    b = GraphBuilder(g)
-    for n in g.nodes:
-        m = _match(g, n)
-        if m is None:
-            b.copy(n)
-            continue
-        new = b.emit(Op.CROSS_LAYER, (m["x0"], m["xl"]) + m["weights"], n.type,
-                     {"low_rank": m["low_rank"]}, hint="cross", loc=n.loc)
-        b.replace(n.name, new)
-    return b.finish()
+    return rewrite_matches(g, _match, lambda b, n, m: b.emit(
+        Op.CROSS_LAYER, (m["x0"], m["xl"]) + m["weights"], n.type, {"low_rank": m["low_rank"]},
+        hint="cross", loc=n.loc))

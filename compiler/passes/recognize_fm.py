@@ -5,9 +5,9 @@ over v [B, F, K], in the orders PyTorch code commonly writes it.
 """
 from __future__ import annotations
 
-from ..ir import Graph, GraphBuilder, Op
+from ..ir import Graph, Op
 from . import register_pass
-from .patterns import is_scalar, producer, square_of
+from .patterns import is_scalar, producer, rewrite_matches, square_of
 
 
 def _half_of(g: Graph, name: str) -> str | None:
@@ -63,13 +63,5 @@ def _match(g: Graph, n):
 @register_pass("recognize_fm", stage="recognize")
 def recognize_fm(g: Graph) -> Graph:
     """Raise 0.5 * ((sum_f v)^2 - sum_f v^2).sum(k) into FM(v)."""
-    b = GraphBuilder(g)
-    for n in g.nodes:
-        m = _match(g, n)
-        if m is None:
-            b.copy(n)
-            continue
-        v, keepdim = m
-        new = b.emit(Op.FM, (v,), n.type, {"keepdim": bool(keepdim)}, hint="fm", loc=n.loc)
-        b.replace(n.name, new)
-    return b.finish()
+    return rewrite_matches(g, _match, lambda b, n, m: b.emit(
+        Op.FM, (m[0],), n.type, {"keepdim": bool(m[1])}, hint="fm", loc=n.loc))

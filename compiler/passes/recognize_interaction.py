@@ -5,9 +5,9 @@ constant gather Z[:, li, lj]. The pairs (li, lj) are kept as the op's attribute.
 """
 from __future__ import annotations
 
-from ..ir import Graph, GraphBuilder, Op
+from ..ir import Graph, Op
 from . import register_pass
-from .patterns import const_array, producer
+from .patterns import const_array, producer, rewrite_matches
 
 
 def _match(g: Graph, n):
@@ -31,13 +31,5 @@ def _match(g: Graph, n):
 @register_pass("recognize_interaction", stage="recognize")
 def recognize_interaction(g: Graph) -> Graph:
     """Raise bmm(T, T^T)[:, li, lj] into DOT_INTERACTION(T; pairs)."""
-    b = GraphBuilder(g)
-    for n in g.nodes:
-        m = _match(g, n)
-        if m is None:
-            b.copy(n)
-            continue
-        t_name, pairs = m
-        new = b.emit(Op.DOT_INTERACTION, (t_name,), n.type, {"pairs": pairs}, hint="interaction", loc=n.loc)
-        b.replace(n.name, new)
-    return b.finish()
+    return rewrite_matches(g, _match, lambda b, n, m: b.emit(
+        Op.DOT_INTERACTION, (m[0],), n.type, {"pairs": m[1]}, hint="interaction", loc=n.loc))

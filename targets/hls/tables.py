@@ -21,11 +21,10 @@ from __future__ import annotations
 import numpy as np
 
 from xrec.ir.interpreter import gather_rows
-from xrec.ir.quant import bf16_bits, quantize_rows
 from xrec.ir.types import DType, TensorType
 from xrec.passes.place_tables import BEAT_BYTES, LAYOUT_FORMATS, row_bytes
+from xrec.passes.quantize_embeddings import encode_table
 
-_LAYOUT_OF = {v: k for k, v in LAYOUT_FORMATS.items()}
 
 
 def source_format(ttype: TensorType) -> str:
@@ -41,16 +40,7 @@ def encode(table: np.ndarray, ttype: TensorType, fmt: str) -> tuple[np.ndarray, 
         return np.asarray(table), ttype
     if src != "fp32":
         raise ValueError(f"a {src} table cannot be re-encoded as {fmt}; compress from the fp32 model instead")
-    t = np.asarray(table, np.float32)
-    if fmt == "fp16":
-        a = t.astype(np.float16)
-        return a, TensorType(a.shape, DType.F16)
-    if fmt == "bf16":
-        a = bf16_bits(t)
-        return a, TensorType(a.shape, DType.BF16)
-    layout = _LAYOUT_OF[fmt]
-    a = quantize_rows(t, layout)
-    return a, TensorType(a.shape, DType.U8, layout)
+    return encode_table(np.asarray(table, np.float32), fmt)
 
 
 def effective_table(table: np.ndarray, ttype: TensorType, fmt: str, dim: int) -> np.ndarray:
