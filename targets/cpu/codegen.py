@@ -581,7 +581,7 @@ class Codegen:
                 with w.block(""):
                     w.line("const int tid = omp_get_thread_num();")
                     w.line("Error* e = &ctx->errors[tid];")
-                    w.line("#pragma omp for schedule(static)")
+                    w.line("#pragma omp for schedule(dynamic, 1)   // a preempted thread does not hold up the rest")
                     with w.block("for (long t = 0; t < ntiles; ++t)"):
                         w.line(f"if (!e->code) run_tile(W, C, t * T, t * T + T < S.{B} ? t * T + T : S.{B}, "
                                "ctx->arena(tid), e);")
