@@ -43,6 +43,12 @@
 //     MB in memory madvise(MADV_HUGEPAGE)'d (mmap'd 2 MB-aligned, madvise before
 //     first touch, then fill): ~1.45x on multi-GB tables (TLB misses); align
 //     packed weights and tables to 64 bytes.
+// 10. Stack use (for thread stack sizes): dot_interaction keeps a packed sample
+//     and its Gram matrix on the stack (96 KB); linear with n1 - n0 <= 2 copies
+//     the weight column to the stack (64 KB). Nothing is heap-allocated.
+// 11. Threading advice: split linear by rows when each thread gets >= 64 rows,
+//     else by column blocks (multiples of linear_n_block()); a layer with
+//     N <= 2 by rows. Split bags and interaction rows evenly.
 #pragma once
 #include <cstddef>
 #include <cstdint>
