@@ -125,9 +125,11 @@ class time_budget:
     def __init__(self, seconds: float | None, what: str = "step"):
         self.seconds, self.what = seconds, what
         self.enforced = False
+        self.fired = False          # set when the alarm went off, even if a library re-wrapped the error
         self._old = None
 
     def _fire(self, signum, frame):
+        self.fired = True
         raise BudgetExceeded(f"{self.what} did not finish within its budget of {self.seconds:g} s")
 
     def __enter__(self):

@@ -176,29 +176,28 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                     p = prepared[s.name]
                     slow_why = (f"one call at batch {batch} takes over --max-call-s {max_call_s:g} s: "
                                 "not timed at this or larger batches")
+                    budget = compile_budget_s if p.budget_first_call else max_call_s
+                    what = f"{s.name} first call (compile) at batch {batch}" if p.budget_first_call \
+                        else f"{s.name}'s first call at batch {batch}"
+                    tb = time_budget(budget, what)
                     try:
-                        budget = compile_budget_s if p.budget_first_call else max_call_s
-                        what = f"{s.name} first call (compile) at batch {batch}" if p.budget_first_call \
-                            else f"{s.name}'s first call at batch {batch}"
                         t0 = time.perf_counter()
-                        with time_budget(budget, what), quiet():
+                        with tb, quiet():
                             out = outputs_to_tensor(p.fn(*args)).detach()
                         firsts[s.name] = time.perf_counter() - t0
-                    except BudgetExceeded as e:
-                        if p.budget_first_call:
-                            dead[s.name] = str(e)
-                            rows.append(_reason_row(base, "failed", str(e)))
-                        else:
-                            too_slow[s.name] = (batch, slow_why)
-                            rows.append(_reason_row(base, "too slow", slow_why))
-                        _say(f"  {s.name}: {rows[-1]['reason']}")
-                        continue
                     except Exception as e:
-                        msg = " ".join(str(e).split())
-                        why = f"run at batch {batch}: {type(e).__name__}: {msg[:400]}"
-                        dead[s.name] = why
-                        _say(f"  {s.name}: {why}")
-                        rows.append(_reason_row(base, "failed", why))
+                        if isinstance(e, BudgetExceeded) or tb.fired:     # (a library may re-wrap it)
+                            if p.budget_first_call:
+                                dead[s.name] = f"{what} did not finish within its budget of {budget:g} s"
+                                rows.append(_reason_row(base, "failed", dead[s.name]))
+                            else:
+                                too_slow[s.name] = (batch, slow_why)
+                                rows.append(_reason_row(base, "too slow", slow_why))
+                        else:
+                            msg = " ".join(str(e).split())
+                            dead[s.name] = f"run at batch {batch}: {type(e).__name__}: {msg[:400]}"
+                            rows.append(_reason_row(base, "failed", dead[s.name]))
+                        _say(f"  {s.name}: {rows[-1]['reason']}")
                         continue
                     if out.shape != ref.shape:
                         errs[s.name] = (float("inf"), f"output shape {tuple(out.shape)} != eager {tuple(ref.shape)}")

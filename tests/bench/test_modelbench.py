@@ -35,25 +35,40 @@ def extra_systems(monkeypatch):
             return m(*args)
         return Prepared(fn)
 
+    def rewraps(ctx):                     # like Triton's interpreter: wraps whatever its kernels raise
+        m = ctx.module
+
+        def fn(*args):
+            try:
+                time.sleep(0.05 if args[0].shape[0] == 1 else 2.0)
+            except Exception as e:
+                raise RuntimeError(f"interpreter error: {e!r}") from e
+            return m(*args)
+        return Prepared(fn)
+
     def refuses(ctx):
         raise systems.Unavailable("needs a GPU")
     new = {"sleepy": System("sleepy", "sleeps", "baseline", sleepy),
            "wrong": System("wrong", "adds 0.5", "baseline", wrong),
            "broken": System("broken", "fails at batch 3", "baseline", broken_at_3),
-           "refuses": System("refuses", "unavailable", "baseline", refuses)}
+           "refuses": System("refuses", "unavailable", "baseline", refuses),
+           "rewraps": System("rewraps", "re-wraps errors", "baseline", rewraps)}
     monkeypatch.setattr(systems, "BASELINES", {**systems.BASELINES, **new})
     monkeypatch.setattr(modelbench, "BASELINES", systems.BASELINES)
 
 
 def test_every_system_and_batch_gets_a_row_or_a_reason(extra_systems):
-    doc = modelbench.run_model_bench("two-tower", baselines=["eager", "sleepy", "wrong", "broken", "refuses"],
+    doc = modelbench.run_model_bench("two-tower", baselines=["eager", "sleepy", "wrong", "broken", "refuses",
+                                                                   "rewraps"],
                                      max_call_s=0.5, **FAST)
     report.validate(doc)
     rows = {(r["system"], r["batch"]): r for r in doc["rows"]}
-    assert set(rows) == {(s, b) for s in ("eager", "sleepy", "wrong", "broken", "refuses") for b in (1, 3)}
+    assert set(rows) == {(s, b) for s in ("eager", "sleepy", "wrong", "broken", "refuses", "rewraps")
+                         for b in (1, 3)}
     assert rows[("eager", 1)]["status"] == rows[("eager", 3)]["status"] == "ok"
     assert rows[("sleepy", 1)]["status"] == "ok"
     assert rows[("sleepy", 3)]["status"] == "too slow" and "--max-call-s 0.5" in rows[("sleepy", 3)]["reason"]
+    assert rows[("rewraps", 3)]["status"] == "too slow"             # the alarm fired, whatever was raised
     assert rows[("wrong", 1)]["check"] == "mismatch" and rows[("wrong", 1)]["max_abs_err"] == pytest.approx(0.5)
     assert rows[("broken", 1)]["status"] == "ok"
     assert rows[("broken", 3)]["reason"] == "run at batch 3: RuntimeError: kernel crashed with details"
