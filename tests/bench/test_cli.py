@@ -56,15 +56,14 @@ def test_bench_cli_on_a_tiny_model_writes_rows_reasons_json_and_plot(tmp_path, m
     assert "xrec-reference" in text and "target cpu not available" in text
 
 
-def test_render_re_presents_a_saved_run_without_measuring(tmp_path, capsys):
-    from tests.bench.test_report import ROWS, _doc
-    src = report.write_json(_doc(ROWS), tmp_path / "r.json")
+def test_render_re_presents_a_saved_run_without_measuring(tmp_path, sample_doc):
+    src = report.write_json(sample_doc, tmp_path / "r.json")
     rc = cli.main(["bench", "--render", str(src), "--plot", str(tmp_path / "p.png"),
                    "--markdown", str(tmp_path / "page.md")])
     assert rc == 0
     assert (tmp_path / "p.png").read_bytes()[:8] == PNG_MAGIC
     assert "| eager |" in (tmp_path / "page.md").read_text()
-    assert json.loads(src.read_text())["rows"] == _doc(ROWS)["rows"]
+    assert json.loads(src.read_text())["rows"] == sample_doc["rows"]
 
 
 @pytest.mark.parametrize("argv,message", [
