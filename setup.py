@@ -29,7 +29,8 @@ EXTRAS = {
     "triton": ["triton==3.9.0"],
     "xla": ["jax==0.10.2", "jaxlib==0.10.2"],
     "hls": [],
-    "bench": ["pytest-benchmark>=4", "matplotlib>=3.8"],
+    "bench": ["pytest-benchmark>=4", "matplotlib>=3.8", "onnx==1.23.2", "onnxruntime==1.32.0",
+              "onnxscript==0.7.2", "apache-tvm==0.27.0.post1", "rich==15.0.0"],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
 # compiling for TPU without a TPU (684 MB; not in "all", not in CI: the TPU tests skip without it)
@@ -42,7 +43,8 @@ setup(
     python_requires=">=3.10",
     packages=list(package_dir),
     package_dir=package_dir,
-    package_data={k: ["*", "**/*"] for k in ("xrec._csrc", "xrec._hls") if k in package_dir},
+    package_data={**{k: ["*", "**/*"] for k in ("xrec._csrc", "xrec._hls") if k in package_dir},
+                  "xrec.bench": ["*.c"], "xrec.kernels": ["cpu/*.h"], "xrec.targets.cpu": ["include/*.h", "*.cpp"]},
     install_requires=["torch>=2.6,<2.15", "numpy>=1.24", "sympy>=1.12"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["xrec=xrec.cli:main"]},

@@ -118,7 +118,7 @@ def _compress(g: Graph, quantize, *, calibration=None, budget_mb: float | None =
     ``prune`` is (method, keep_fraction) with method "frequency" or "norm".
     """
     from .compress import CompressionError, measure, plan_precision, table_stats
-    from .compress.accuracy import predictions
+    from .compress.accuracy import is_probability, predictions
     from .compress.prune import prune_plan
     from .passes import run_pipeline
     with step(f"calibration inputs ({calib_samples} samples)"):
@@ -143,6 +143,9 @@ def _compress(g: Graph, quantize, *, calibration=None, budget_mb: float | None =
     def auc_change(plan):
         return measure(fp32, apply(plan), batches, p_fp32=p0).auc_change
 
+    if max_auc_drop is not None and not is_probability(p0):
+        raise CompressionError("--max-auc-drop needs a model whose first output is a probability (a CTR "
+                               "model with a sigmoid); this model's outputs fall outside [0, 1]")
     plan = {s.feature: "fp32" for s in stats}
     if quantize:
         with step(f"choose precision per table ({quantize if isinstance(quantize, str) else 'given'})"):

@@ -113,8 +113,11 @@ def cmd_compile(args) -> int:
               f"({c['bytes_after'] / max(c['bytes_before'], 1):.1%})")
         print(f"drift       max {c['max_abs_err']:.3e}, mean {c['mean_abs_err']:.3e} "
               f"(predicted probability, {c['samples']} calibration samples)")
-        print(f"AUC         {c['auc_fp32']:.5f} -> {c['auc']:.5f} ({c['auc_change']:+.5f})")
-        print(f"log-loss    {c['logloss_fp32']:.5f} -> {c['logloss']:.5f} ({c['logloss_change']:+.5f})")
+        if c["auc"] is None:
+            print("AUC         n/a (the model's output is not a probability)")
+        else:
+            print(f"AUC         {c['auc_fp32']:.5f} -> {c['auc']:.5f} ({c['auc_change']:+.5f})")
+            print(f"log-loss    {c['logloss_fp32']:.5f} -> {c['logloss']:.5f} ({c['logloss_change']:+.5f})")
         print(f"ranking AUC {c['ranking_auc']:.5f} (vs fp32 above its median; 1.0 = same ranking)")
     print(out)
     return 0

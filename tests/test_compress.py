@@ -70,3 +70,26 @@ def test_cli_compile_prints_the_accuracy_report(capsys, tmp_path):
         assert key in out
     man = json.loads((tmp_path / "tt.xrec" / "manifest.json").read_text())
     assert man["compression"]["plan"]["indices[0]"] == "int4"
+
+
+def test_models_without_probability_outputs_get_drift_but_no_auc():
+    import torch.nn as nn
+    bags = nn.EmbeddingBag(500, 8, mode="sum", include_last_offset=True).eval()
+    ex = (torch_tensor([1, 2, 3, 4, 5, 6]), torch_tensor([0, 2, 4, 6]))
+
+    def calib(batch, seed):
+        rng = np.random.default_rng(seed)
+        off = np.concatenate([[0], np.cumsum(rng.integers(0, 4, size=batch))])
+        return (torch_tensor(rng.integers(0, 500, size=off[-1])), torch_tensor(off))
+
+    cm = xrec.compile(bags, ex, target="reference", quantize="int8", calibration=calib, calib_samples=256)
+    c = cm.manifest["compression"]
+    assert c["auc"] is None and c["logloss"] is None and 0 < c["max_abs_err"] < 0.05
+    with pytest.raises(CompressionError, match="probability"):
+        xrec.compile(bags, ex, target="reference", quantize="int8", calibration=calib, calib_samples=256,
+                     max_auc_drop=0.01)
+
+
+def torch_tensor(x):
+    import torch
+    return torch.tensor(np.asarray(x), dtype=torch.int64)

@@ -46,12 +46,13 @@ class AccuracyReport:
     samples: int
     max_abs_err: float
     mean_abs_err: float
-    auc_fp32: float
-    auc: float
-    auc_change: float
-    logloss_fp32: float
-    logloss: float
-    logloss_change: float
+    # AUC and log-loss need a CTR-style output (probabilities); None for other models
+    auc_fp32: float | None
+    auc: float | None
+    auc_change: float | None
+    logloss_fp32: float | None
+    logloss: float | None
+    logloss_change: float | None
     ranking_auc: float
     bytes_before: int
     bytes_after: int
@@ -60,11 +61,16 @@ class AccuracyReport:
         return asdict(self)
 
     def summary(self) -> str:
-        return (f"{self.samples} calibration samples: prediction drift max {self.max_abs_err:.2e} "
-                f"mean {self.mean_abs_err:.2e}; AUC {self.auc_fp32:.5f} -> {self.auc:.5f} "
-                f"({self.auc_change:+.5f}); log-loss {self.logloss_fp32:.5f} -> {self.logloss:.5f} "
-                f"({self.logloss_change:+.5f}); ranking AUC {self.ranking_auc:.5f}; weights {self.bytes_before / 2**20:.1f} -> "
+        scores = "AUC and log-loss n/a (output is not a probability)" if self.auc is None else (
+            f"AUC {self.auc_fp32:.5f} -> {self.auc:.5f} ({self.auc_change:+.5f}); log-loss "
+            f"{self.logloss_fp32:.5f} -> {self.logloss:.5f} ({self.logloss_change:+.5f})")
+        return (f"{self.samples} calibration samples: output drift max {self.max_abs_err:.2e} "
+                f"mean {self.mean_abs_err:.2e}; {scores}; ranking AUC {self.ranking_auc:.5f}; weights {self.bytes_before / 2**20:.1f} -> "
                 f"{self.bytes_after / 2**20:.1f} MiB ({self.bytes_after / max(self.bytes_before, 1):.1%})")
+
+
+def is_probability(p: np.ndarray) -> bool:
+    return bool(np.all((p >= 0) & (p <= 1)))
 
 
 def predictions(g: Graph, batches: Sequence[list[np.ndarray]]) -> np.ndarray:
@@ -76,15 +82,15 @@ def measure(fp32: Graph, compressed: Graph, batches: Sequence[list[np.ndarray]],
     """Score ``compressed`` against ``fp32`` on calibration ``batches`` (flat input lists)."""
     p0 = predictions(fp32, batches) if p_fp32 is None else p_fp32
     p1 = predictions(compressed, batches)
-    if np.any((p0 < 0) | (p0 > 1)):
-        raise ValueError("the model's first output is not a probability in [0, 1]; AUC and log-loss need "
-                         "a CTR-style model (sigmoid output)")
-    y = np.random.default_rng(seed).random(len(p0)) < p0
     d = np.abs(p1 - p0)
-    a0, a1 = auc(p0, y), auc(p1, y)
-    l0, l1 = logloss(p0, y), logloss(p1, y)
+    a0 = a1 = l0 = l1 = None
+    if is_probability(p0):
+        y = np.random.default_rng(seed).random(len(p0)) < p0
+        a0, a1 = auc(p0, y), auc(p1, y)
+        l0, l1 = logloss(p0, y), logloss(p1, y)
     return AccuracyReport(samples=len(p0), max_abs_err=float(d.max()), mean_abs_err=float(d.mean()),
-                          auc_fp32=a0, auc=a1, auc_change=a1 - a0, logloss_fp32=l0, logloss=l1,
-                          logloss_change=l1 - l0, ranking_auc=auc(p1, p0 > np.median(p0)),
+                          auc_fp32=a0, auc=a1, auc_change=None if a0 is None else a1 - a0,
+                          logloss_fp32=l0, logloss=l1, logloss_change=None if l0 is None else l1 - l0,
+                          ranking_auc=auc(p1, p0 > np.median(p0)),
                           bytes_before=fp32.param_bytes(),
                           bytes_after=compressed.param_bytes())

@@ -87,13 +87,15 @@ def _symbol_names(ep, user_inputs: list[str], flat_names: list[str]) -> dict[str
     """Map export's symbols (s37, ...) onto B and N_<input>."""
     by_node = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
     roles: dict[str, str] = {}
+    last_offset: dict[str, bool] = {}
     for n in ep.graph.nodes:
         if n.op == "call_function" and _packet_name(n.target) in ("aten::" + p for p in _EB_PACKETS):
             idx, off = n.args[1], n.args[2]
             roles[idx.name] = "indices"
             if off is not None:
                 roles[off.name] = "offsets"
-    out: dict[str, sympy.Symbol] = {}
+                last_offset[off.name] = bool(n.args[7]) if len(n.args) > 7 else False
+    out: dict[str, sympy.Expr] = {}
 
     def shape_of(name):
         v = by_node[name].meta.get("val")
@@ -102,14 +104,20 @@ def _symbol_names(ep, user_inputs: list[str], flat_names: list[str]) -> dict[str
     def expr(d):
         return d.node.expr if isinstance(d, torch.SymInt) else None
 
-    # batch: from offsets (s+1 or s), else the first dynamic dim 0 of a float input
+    # batch: from offsets (B+1 entries with include_last_offset, else B), else the first dynamic
+    # dim 0 of an input. export writes offsets as s+1 when it has tied them to another input's batch
+    # s, and as a fresh s when nothing else carries the batch (a model with no dense input).
     for name in user_inputs:
         if roles.get(name) == "offsets":
             e = expr(shape_of(name)[0])
-            if e is not None and e.free_symbols:
-                s = sorted(e.free_symbols, key=lambda x: x.name)[0]
-                out.setdefault(s.name, BATCH)
-    if BATCH not in out.values():
+            if e is None or not e.free_symbols:
+                continue
+            s = sorted(e.free_symbols, key=lambda x: x.name)[0]
+            if s.name in out:
+                continue
+            plain = isinstance(e, sympy.Symbol)
+            out[s.name] = BATCH + 1 if (plain and last_offset.get(name, True)) else BATCH
+    if not any(BATCH in v.free_symbols for v in out.values()):
         for name in user_inputs:
             sh = shape_of(name)
             if sh and expr(sh[0]) is not None and isinstance(expr(sh[0]), sympy.Symbol):

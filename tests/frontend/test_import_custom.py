@@ -138,3 +138,36 @@ def test_multitask_model_with_dict_inputs_and_dict_outputs_through_the_api():
         assert set(out) == {"ctr", "cvr"}
         for k in want:
             torch.testing.assert_close(out[k], want[k], rtol=1e-5, atol=1e-6)
+
+
+class BagsOnly(nn.Module):
+    """Only embedding bags, no dense input: the batch is known only as len(offsets) - 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.EmbeddingBag(30, 4, mode="sum", include_last_offset=True)
+        self.b = nn.EmbeddingBag(20, 3, mode="mean", include_last_offset=True)
+
+    def forward(self, ia, oa, ib, ob):
+        return torch.cat([self.a(ia, oa), self.b(ib, ob)], dim=1)
+
+
+def bags_only_inputs(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for rows in (30, 20):
+        lengths = rng.integers(0, 4, size=batch)
+        o = np.concatenate([[0], np.cumsum(lengths)])
+        out += [torch.tensor(rng.integers(0, rows, size=o[-1])), torch.tensor(o)]
+    return tuple(out)
+
+
+def test_model_without_dense_input_takes_its_batch_from_the_offsets():
+    torch.manual_seed(0)
+    m = BagsOnly().eval()
+    g = run_pipeline(import_model(m, bags_only_inputs(4)))
+    assert str(g.type_of(g.outputs[0]).shape[0]) == "B"
+    offsets = [n for n in g.input_nodes if n.attr("kind") == "offsets"]
+    assert all(str(n.type.shape[0]) == "B + 1" or str(n.type.shape[0]) == "B+1" for n in offsets)
+    for batch in (1, 6, 40):
+        _check(m, g, bags_only_inputs(batch, seed=batch))
