@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify-weights", action="store_true",
                    help="skip checksumming weights.bin at load (faster start for big models)")
     p.add_argument("--build-only", action="store_true", help="build the server, print its path and exit")
+    p.add_argument("--example-request", type=_positive(1), default=None, metavar="ROWS",
+                   help="print a valid inference request body (JSON, ROWS rows of random inputs) for ARTIFACT and "
+                        "exit: curl -d @req.json http://HOST:PORT/v2/models/NAME/infer")
 
 
 def _check_artifact(path: Path) -> str | None:
@@ -79,6 +82,27 @@ def _check_artifact(path: Path) -> str | None:
     return None
 
 
+def example_request(path: Path, rows: int, seed: int = 0) -> dict:
+    """A KServe v2 request body for the artifact: random valid inputs over its signature, named as the server names
+    them (dense values, ids inside each table, consistent offsets)."""
+    import numpy as np
+
+    from xrec.artifact import open_artifact
+    from xrec.runtime.inputs import random_flat_inputs
+    art = open_artifact(path, verify_checksums=False)
+    sig = art.manifest["signature"]
+    arrays = random_flat_inputs(art.graph, sig["features"], rows, seed=seed)
+    kinds = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64", np.dtype(np.int64): "INT64",
+             np.dtype(np.int32): "INT32", np.dtype(np.int8): "INT8", np.dtype(np.uint8): "UINT8",
+             np.dtype(np.bool_): "BOOL"}
+    inputs = []
+    for spec, a in zip(sig["inputs"], arrays):
+        data = np.round(a.astype(np.float64), 4) if a.dtype.kind == "f" else a
+        inputs.append({"name": spec["name"], "datatype": kinds.get(a.dtype, str(a.dtype)), "shape": list(a.shape),
+                       "data": data.ravel().tolist()})
+    return {"id": "example", "inputs": inputs}
+
+
 def run(args) -> int:
     from xrec.config import knobs
 
@@ -92,6 +116,9 @@ def run(args) -> int:
         if why:
             print(f"error: {why}", file=sys.stderr)
             return 2
+    if args.example_request:
+        print(json.dumps(example_request(Path(args.artifact), args.example_request)))
+        return 0
     try:
         exe = server_binary()
     except ServeBuildError as e:

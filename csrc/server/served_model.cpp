@@ -345,8 +345,15 @@ void read_values(const WireTensor& t, int dt, int64_t n, unsigned char* out) {
     case XREC_I32: case XREC_I64: case XREC_I8: case XREC_U8: {
       const int64_t bad = t.first_real >= 0 ? t.first_real : t.first_bool;
       if (bad >= 0) throw not_a(t, bad, bad == t.first_real ? t.real_text : "a boolean", "an integer");
+      const int64_t lo = dt == XREC_I32 ? std::numeric_limits<int32_t>::min() : dt == XREC_I8 ? -128
+                         : dt == XREC_U8 ? 0 : std::numeric_limits<int64_t>::min();
+      const int64_t hi = dt == XREC_I32 ? std::numeric_limits<int32_t>::max() : dt == XREC_I8 ? 127
+                         : dt == XREC_U8 ? 255 : std::numeric_limits<int64_t>::max();
       for (int64_t i = 0; i < n; ++i) {
         const int64_t v = t.ints[i];
+        if (v < lo || v > hi)
+          throw RequestError(400, "bad_value", "input " + q(t.name) + ": element " + std::to_string(i) + " (" +
+                                                   std::to_string(v) + ") does not fit " + t.datatype);
         if (dt == XREC_I32) { int32_t x = (int32_t)v; std::memcpy(out + 4 * i, &x, 4); }
         else if (dt == XREC_I64) std::memcpy(out + 8 * i, &v, 8);
         else if (dt == XREC_I8) out[i] = (unsigned char)(int8_t)v;

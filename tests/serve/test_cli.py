@@ -70,3 +70,21 @@ def test_xrec_serve_prints_the_url_answers_and_stops_on_ctrl_c(artifact, server_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_example_request_is_a_valid_body_that_matches_pytorch(capsys, artifact, dlrm_server):
+    """`xrec serve ART --example-request 3` prints what the README's curl example posts."""
+    import numpy as np
+    import torch
+
+    from .conftest import TOL, model_of, post, torch_out
+    assert main(["serve", str(artifact("dlrm-small")), "--example-request", "3"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    status, answer = post(dlrm_server, "/v2/models/dlrm-small/infer", body)
+    assert status == 200, answer
+    assert answer["id"] == "example" and answer["outputs"][0]["shape"] == [3, 1]
+    t = {i["name"]: torch.tensor(np.array(i["data"], dtype=np.float32 if i["datatype"] == "FP32" else np.int64)
+                                 .reshape(i["shape"])) for i in body["inputs"]}
+    args = (t["dense"], [t[f"indices[{k}]"] for k in range(26)], [t[f"offsets[{k}]"] for k in range(26)])
+    np.testing.assert_allclose(np.array(answer["outputs"][0]["data"], np.float32).reshape(3, 1),
+                               torch_out(model_of("dlrm-small"), args), **TOL)
