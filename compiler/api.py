@@ -46,15 +46,24 @@ class CompiledModel:
         return self.artifact.manifest
 
     def flatten_inputs(self, args: tuple, kwargs: dict) -> tuple[list[np.ndarray], bool]:
-        leaves, spec = pytree.tree_flatten((tuple(args), dict(kwargs)))
-        if self._in_spec is not None and spec != self._in_spec:
-            n_want = self._in_spec.num_leaves
-            if len(leaves) != n_want:
-                raise TypeError(f"{self.graph.name}: called with {len(leaves)} tensors but compiled with "
-                                f"{n_want} (same structure as the example inputs, e.g. (dense, indices, "
-                                "offsets) lists of one tensor per feature)")
-        as_torch = any(isinstance(x, torch.Tensor) for x in leaves)
-        flat = [x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in leaves]
+        leaves = None if kwargs else _flat_tensors(args)
+        if leaves is None:
+            leaves, _ = pytree.tree_flatten((tuple(args), dict(kwargs)))
+        if self._in_spec is not None and len(leaves) != self._in_spec.num_leaves:
+            raise TypeError(f"{self.graph.name}: called with {len(leaves)} tensors but compiled with "
+                            f"{self._in_spec.num_leaves} (same structure as the example inputs, e.g. (dense, "
+                            "indices, offsets) lists of one tensor per feature)")
+        as_torch = False
+        flat = []
+        for x in leaves:
+            if isinstance(x, torch.Tensor):
+                as_torch = True
+                try:
+                    flat.append(x.numpy())                  # zero-copy view of a CPU tensor
+                except (RuntimeError, TypeError):           # requires grad, or not on the CPU
+                    flat.append(x.detach().cpu().numpy())
+            else:
+                flat.append(np.asarray(x))
         return flat, as_torch
 
     def run_flat(self, flat: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -83,6 +92,22 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         return f"CompiledModel({self.graph.name!r}, target={self.artifact.target!r}, path={str(self.path)!r})"
+
+
+def _flat_tensors(obj, out=None) -> list | None:
+    """Leaves of nested tuples/lists of tensors, in pytree order; None for anything else
+    (dicts, custom containers), which then go through torch's pytree. A fast path: pytree costs
+    ~100 us for the 53 tensors of a DLRM call."""
+    out = [] if out is None else out
+    for x in obj:
+        if isinstance(x, torch.Tensor):
+            out.append(x)
+        elif isinstance(x, (list, tuple)):
+            if _flat_tensors(x, out) is None:
+                return None
+        else:
+            return None
+    return out
 
 
 def default_target() -> str:

@@ -27,30 +27,23 @@ class InputValidator:
     def __init__(self, g: Graph, features: list[dict]):
         self.inputs = g.input_nodes
         self.features = features
-        self.binder = Binder([n.type for n in self.inputs], [n.attr("name") for n in self.inputs])
+        self.names = [n.attr("name") for n in self.inputs]
+        self.kinds = [n.attr("kind") for n in self.inputs]
+        # (expected numpy dtype, rank) per input, worked out once: this runs on every call
+        self.expect = [(n.type.dtype.to_numpy(), n.type.rank) for n in self.inputs]
+        self.binder = Binder([n.type for n in self.inputs], self.names)
 
     def __call__(self, arrays: Sequence[np.ndarray], check_values: bool = True) -> list[np.ndarray]:
-        ins = self.inputs
-        if len(arrays) != len(ins):
-            names = ", ".join(n.attr("name") for n in ins)
-            raise InputError(f"expected {len(ins)} input tensors ({names}), got {len(arrays)}")
-        out = []
-        for n, a in zip(ins, arrays):
-            name, t = n.attr("name"), n.type
-            a = np.asarray(a)
-            want = t.dtype.to_numpy()
+        if len(arrays) != len(self.expect):
+            raise InputError(f"expected {len(self.expect)} input tensors ({', '.join(self.names)}), "
+                             f"got {len(arrays)}")
+        out = [a if isinstance(a, np.ndarray) else np.asarray(a) for a in arrays]
+        for k, (a, (want, rank)) in enumerate(zip(out, self.expect)):
             if a.dtype != want:
-                if n.attr("kind") in ("indices", "offsets") and a.dtype in _INDEX_DTYPES:
-                    a = a.astype(want)       # int32 and int64 ids are both accepted
-                elif t.dtype.is_float and a.dtype.kind == "f" and n.attr("kind") == "dense":
-                    raise InputError(f"input {name!r}: dtype {a.dtype}, expected {want} "
-                                     f"(convert with .float())")
-                else:
-                    raise InputError(f"input {name!r}: dtype {a.dtype}, expected {want}")
-            if a.ndim != t.rank:
-                raise InputError(f"input {name!r}: rank {a.ndim} (shape {a.shape}), expected rank "
-                                 f"{t.rank} ({t})")
-            out.append(a)
+                out[k] = a = self._convert(k, a, want)
+            if a.ndim != rank:
+                raise InputError(f"input {self.names[k]!r}: rank {a.ndim} (shape {a.shape}), expected rank "
+                                 f"{rank} ({self.inputs[k].type})")
         try:
             self.binder.bind([a.shape for a in out])
         except ShapeError as e:
@@ -59,6 +52,14 @@ class InputValidator:
             for f in self.features:
                 self._check_feature(f, out)
         return out
+
+    def _convert(self, k: int, a: np.ndarray, want: np.dtype) -> np.ndarray:
+        name, kind = self.names[k], self.kinds[k]
+        if kind in ("indices", "offsets") and a.dtype in _INDEX_DTYPES:
+            return a.astype(want)       # int32 and int64 ids are both accepted
+        if kind == "dense" and a.dtype.kind == "f":
+            raise InputError(f"input {name!r}: dtype {a.dtype}, expected {want} (convert with .float())")
+        raise InputError(f"input {name!r}: dtype {a.dtype}, expected {want}")
 
     @staticmethod
     def _check_feature(f: dict, arrays: list[np.ndarray]) -> None:
