@@ -190,6 +190,7 @@ std::unique_ptr<ServedModel> ServedModel::open(const std::string& dir, const Loa
       in.role = Role::Rows;
       has_batch = true;
     }
+  for (const Input& in : m->inputs_) has_batch = has_batch || in.role == Role::Offsets;   // offsets [B+1] say B too
   m->batchable_ = has_batch;
   if (!has_batch) m->not_batchable_ = "no input has the batch dimension B first";
   for (const Input& in : m->inputs_)
