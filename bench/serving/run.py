@@ -47,10 +47,15 @@ def loadgen_binary() -> Path:
     src = HERE / "loadgen.cpp"
     cxx = shlex.split(knobs.cxx or "g++")
     flags = ["-std=c++17", "-O2", "-pthread"]
-    pc = subprocess.run(["pkg-config", "--cflags", "--libs", "cpp-httplib"], capture_output=True, text=True)
-    if pc.returncode != 0:
+    pc = subprocess.run(["pkg-config", "--cflags", "--libs", "cpp-httplib"], capture_output=True, text=True) \
+        if shutil.which("pkg-config") else None
+    if pc is not None and pc.returncode == 0:
+        libs = pc.stdout.split()
+    elif Path("/usr/include/httplib.h").is_file():   # Debian's build: OpenSSL, zlib and Brotli support
+        libs = ["-DCPPHTTPLIB_OPENSSL_SUPPORT", "-DCPPHTTPLIB_ZLIB_SUPPORT", "-DCPPHTTPLIB_BROTLI_SUPPORT",
+                "-lcpp-httplib"]
+    else:
         raise SystemExit("loadgen needs cpp-httplib (apt-get install libcpp-httplib-dev pkg-config)")
-    libs = pc.stdout.split()
     key = hashlib.sha256(src.read_bytes() + " ".join(cxx + flags + libs).encode()).hexdigest()[:20]
     exe = Path(knobs.cache_dir) / "serve" / f"loadgen-{key}"
     if not exe.is_file():
