@@ -25,7 +25,7 @@ package_dir.update({name: folder for name, folder in (("xrec._csrc", "csrc"), ("
                     if os.path.isdir(folder)})
 
 EXTRAS = {
-    "test": ["pytest>=8", "pytest-xdist>=3"],
+    "test": ["pytest>=8", "pytest-xdist>=3", "tritonclient[http]==2.73.0"],
     "triton": ["triton==3.9.0"],
     "xla": ["jax==0.10.2", "jaxlib==0.10.2"],
     "hls": [],

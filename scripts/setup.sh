@@ -33,7 +33,7 @@ fi
 
 # System packages: the C++ compiler and cmake (cpu target, C++ runtime), cpp-httplib and
 # nlohmann-json (the inference server), XRT headers (the HLS target's host code).
-APT_PKGS=(g++ cmake libcpp-httplib-dev nlohmann-json3-dev libxrt-dev)
+APT_PKGS=(g++ cmake pkg-config libcpp-httplib-dev nlohmann-json3-dev libxrt-dev)
 missing=()
 for pkg in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

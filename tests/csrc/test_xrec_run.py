@@ -29,7 +29,8 @@ def built(tmp_path_factory):
     build = tmp / "build"
     subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), f"-DXREC_ARTIFACT={cm.path}"], check=True,
                    capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "xrec_run", "xrec_run_linked"], check=True,
+                   capture_output=True)
     return tmp, cm, model, build
 
 
