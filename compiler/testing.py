@@ -70,3 +70,26 @@ def check_model(compiled, model, inputs: Iterable[tuple], rtol: float = 1e-4, at
                                        err_msg=f"input case {k} (batch {len(args[0]) if args else '?'})")
         worst = max(worst, errors(got, want)[1])
     return worst
+
+
+class BagsOnly(torch.nn.Module):
+    """Embedding bags only, no dense input: the batch is known only as len(offsets) - 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.EmbeddingBag(30, 4, mode="sum", include_last_offset=True)
+        self.b = torch.nn.EmbeddingBag(20, 3, mode="mean", include_last_offset=True)
+
+    def forward(self, ia, oa, ib, ob):
+        return torch.cat([self.a(ia, oa), self.b(ib, ob)], dim=1)
+
+
+def bags_only_inputs(batch: int, seed: int = 0) -> tuple:
+    """(ia, oa, ib, ob) for ``BagsOnly`` with 0-3 ids per bag (empty bags included)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for rows in (30, 20):
+        lengths = rng.integers(0, 4, size=batch)
+        o = np.concatenate([[0], np.cumsum(lengths)])
+        out += [torch.tensor(rng.integers(0, rows, size=o[-1])), torch.tensor(o)]
+    return tuple(out)

@@ -16,6 +16,7 @@ import xrec
 from xrec.frontend import import_model
 from xrec.ir import Op, run_graph
 from xrec.passes import run_pipeline
+from xrec.testing import BagsOnly, bags_only_inputs
 
 from conftest import flat
 
@@ -138,28 +139,6 @@ def test_multitask_model_with_dict_inputs_and_dict_outputs_through_the_api():
         assert set(out) == {"ctr", "cvr"}
         for k in want:
             torch.testing.assert_close(out[k], want[k], rtol=1e-5, atol=1e-6)
-
-
-class BagsOnly(nn.Module):
-    """Only embedding bags, no dense input: the batch is known only as len(offsets) - 1."""
-
-    def __init__(self):
-        super().__init__()
-        self.a = nn.EmbeddingBag(30, 4, mode="sum", include_last_offset=True)
-        self.b = nn.EmbeddingBag(20, 3, mode="mean", include_last_offset=True)
-
-    def forward(self, ia, oa, ib, ob):
-        return torch.cat([self.a(ia, oa), self.b(ib, ob)], dim=1)
-
-
-def bags_only_inputs(batch, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for rows in (30, 20):
-        lengths = rng.integers(0, 4, size=batch)
-        o = np.concatenate([[0], np.cumsum(lengths)])
-        out += [torch.tensor(rng.integers(0, rows, size=o[-1])), torch.tensor(o)]
-    return tuple(out)
 
 
 def test_model_without_dense_input_takes_its_batch_from_the_offsets():

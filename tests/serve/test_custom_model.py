@@ -13,30 +13,11 @@ from torch import nn
 
 import xrec
 from xrec.targets.cpu.isa import best_isa
+from xrec.testing import BagsOnly, bags_only_inputs
 
 from .conftest import TOL, get_json, needs_cpu, post
 
 pytestmark = needs_cpu
-
-
-class BagsOnly(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.EmbeddingBag(30, 4, mode="sum", include_last_offset=True)
-        self.b = nn.EmbeddingBag(20, 3, mode="mean", include_last_offset=True)
-
-    def forward(self, ia, oa, ib, ob):
-        return torch.cat([self.a(ia, oa), self.b(ib, ob)], dim=1)
-
-
-def bags_inputs(batch, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for rows in (30, 20):
-        lengths = rng.integers(0, 4, size=batch)
-        o = np.concatenate([[0], np.cumsum(lengths)])
-        out += [torch.tensor(rng.integers(0, rows, size=o[-1])), torch.tensor(o)]
-    return tuple(out)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +25,7 @@ def bags(tmp_path_factory):
     torch.manual_seed(0)
     model = BagsOnly().eval()
     out = tmp_path_factory.mktemp("bags") / "bags.xrec"
-    xrec.compile(model, bags_inputs(4), target="cpu", options={"isa": best_isa()}, name="bags-only", out=out)
+    xrec.compile(model, bags_only_inputs(4), target="cpu", options={"isa": best_isa()}, name="bags-only", out=out)
     return model, out
 
 
@@ -60,7 +41,7 @@ def test_model_without_dense_input_is_served_and_merged(bags, start_server):
     status, meta = get_json(srv, "/v2/models/bags-only")
     assert status == 200 and [t["name"] for t in meta["inputs"]] == ["ia", "oa", "ib", "ob"]
     assert meta["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 7]}]
-    cases = [bags_inputs(1 + k % 5, seed=k) for k in range(10)]
+    cases = [bags_only_inputs(1 + k % 5, seed=k) for k in range(10)]
     answers = [None] * len(cases)
 
     def send(k):
