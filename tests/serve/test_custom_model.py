@@ -9,7 +9,6 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import xrec
 from xrec.targets.cpu.isa import best_isa
