@@ -125,18 +125,8 @@ def cmd_compile(args) -> int:
 
 def _check_report(cm, src, batches, seed) -> dict:
     from .check import check
-    from .runtime.inputs import random_flat_inputs
-    from torch.utils import _pytree as pytree
-    import torch
-    make = src.make_inputs
-    if make is None:
-        spec = pytree.treespec_loads(cm.graph.in_spec)
-        feats = cm.manifest["signature"]["features"]
-
-        def make(batch, s=0):
-            flat = [torch.from_numpy(a) for a in random_flat_inputs(cm.graph, feats, batch, seed=s)]
-            a, kw = pytree.tree_unflatten(flat, spec)
-            return a
+    from .runtime.inputs import random_args
+    make = src.make_inputs or random_args(cm)
     tol = cm.manifest.get("tolerances", {})
     rep = check(cm, src.module, make, batches=batches, rtol=tol.get("rtol", 1e-4), atol=tol.get("atol", 1e-6),
                 seed=seed)

@@ -71,21 +71,13 @@ def _input_maker(src, threads: int) -> Callable[[int, int], tuple]:
         return src.make_inputs
     # a .pt2 without an input generator: derive random inputs from its xrec signature
     import xrec
-    from torch.utils import _pytree as pytree
-    from xrec.runtime.inputs import random_flat_inputs
+    from xrec.runtime.inputs import random_args
     if src.exported is None:
         raise ValueError(f"{src.name}: no input generator (give a zoo model, a module with xrec_spec, "
                          "or a .pt2)")
     with quiet():
         cm = xrec.compile(src.exported, None, target="reference", name=src.name)
-    spec = pytree.treespec_loads(cm.graph.in_spec)
-    feats = cm.manifest["signature"]["features"]
-
-    def make(batch, seed=0):
-        flat = [torch.from_numpy(a) for a in random_flat_inputs(cm.graph, feats, batch, seed=seed)]
-        a, _kw = pytree.tree_unflatten(flat, spec)
-        return a
-    return make
+    return random_args(cm)
 
 
 def run_model_bench(model: str, *, targets: list[str], baselines: list[str], batches: list[int],

@@ -39,3 +39,18 @@ def random_flat_inputs(g: Graph, features: list[dict], batch: int, seed: int = 0
         else:
             arrays[k] = rng.integers(0, 2, size=shape).astype(n.type.dtype.to_numpy())
     return arrays
+
+
+def random_args(compiled):
+    """``make(batch, seed) -> args`` drawing random inputs over a compiled model's signature, shaped
+    like the model's own call (for models with no input generator of their own)."""
+    import torch
+    from torch.utils import _pytree as pytree
+    spec = pytree.treespec_loads(compiled.graph.in_spec)
+    feats = compiled.manifest["signature"]["features"]
+
+    def make(batch: int, seed: int = 0) -> tuple:
+        flat = [torch.from_numpy(a) for a in random_flat_inputs(compiled.graph, feats, batch, seed=seed)]
+        args, _kwargs = pytree.tree_unflatten(flat, spec)
+        return args
+    return make

@@ -45,8 +45,8 @@ class Budget:
     source: str               # "option" | "zoo pooling P" | "default"
 
 
-def _zoo_poolings(graph, feature_names: list[str]) -> dict[str, float]:
-    """Mean ids per bag of each feature when ``graph`` is a zoo model traced by xrec, else {}."""
+def _zoo_features(graph, feature_names: list[str]) -> dict:
+    """xrec feature name (indices[k]) -> its zoo FeatureSpec when ``graph`` is a zoo model traced by xrec."""
     from xrec import zoo
     if graph.name not in zoo.list_models():
         return {}
@@ -55,22 +55,18 @@ def _zoo_poolings(graph, feature_names: list[str]) -> dict[str, float]:
     for f in feature_names:
         m = re.fullmatch(r"indices\[(\d+)\]", f)
         if m and int(m.group(1)) < spec.num_features:
-            out[f] = float(spec.features[int(m.group(1))].pooling)
+            out[f] = spec.features[int(m.group(1))]
     return out
+
+
+def _zoo_poolings(graph, feature_names: list[str]) -> dict[str, float]:
+    """Mean ids per bag of each feature when ``graph`` is a zoo model traced by xrec, else {}."""
+    return {f: float(fs.pooling) for f, fs in _zoo_features(graph, feature_names).items()}
 
 
 def zoo_feature_aliases(graph, feature_names: list[str]) -> dict[str, str]:
     """Zoo feature names (C1, cat_0, user_id, ...) -> xrec feature names (indices[k])."""
-    from xrec import zoo
-    if graph.name not in zoo.list_models():
-        return {}
-    spec = zoo.spec(graph.name)
-    out = {}
-    for f in feature_names:
-        m = re.fullmatch(r"indices\[(\d+)\]", f)
-        if m and int(m.group(1)) < spec.num_features:
-            out[spec.features[int(m.group(1))].name] = f
-    return out
+    return {fs.name: f for f, fs in _zoo_features(graph, feature_names).items()}
 
 
 def budget_from_pooling(pooling: float, multiplier: float) -> int:
