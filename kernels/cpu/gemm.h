@@ -172,6 +172,24 @@ inline void linear_narrow(const float* X, long M, int K, long ldx, const float* 
   }
 }
 
+// K block of the blocked path, and the X block copy for aliasing row strides.
+constexpr int KC_BLOCK = 256;
+constexpr long XP_LD = KC_BLOCK + 16;  // 1088 bytes: consecutive rows 17 lines apart
+constexpr long pack_x_floats() { return 8 * MR * XP_LD; }
+
+// True when the X rows of one MR-row tile crowd into few sets of a 64-set L1
+// (4 KB period: Zen 4's 32 KB 8-way, Intel's 48 KB 12-way): more than MR / 2
+// rows on one set means the tile's X lines evict each other every k.
+inline bool x_rows_alias(long ldx) {
+  int count[64] = {0};
+  int most = 0;
+  for (int r = 0; r < MR; ++r) {
+    const int set = (int)((((long)r * ldx * (long)sizeof(float)) & 4095) >> 6);
+    if (++count[set] > most) most = count[set];
+  }
+  return most > MR / 2;
+}
+
 }  // namespace gemm
 
 inline int linear_n_block() { return gemm::NR; }
@@ -228,9 +246,14 @@ inline void linear(const float* X, long M, int K, long ldx, const float* packed,
   // the KC x 32 slice of a panel stays in L1 across the MC / MR tiles.
   // Small M (one tile of rows): no K blocking, panels in order, so the packed
   // weights are read as one sequential stream (GEMV-like; they dominate traffic).
-  const int KC = M <= MR ? K : 256;
+  const int KC = M <= MR ? K : KC_BLOCK;
   constexpr long MC = 8 * MR;
   constexpr int NC = 8 * NR;
+  // X rows whose stride maps a tile's rows onto few L1 sets (e.g. ldx = 1024
+  // floats: all MR rows 4 KB apart) are copied per K block into xp, whose row
+  // stride (KC_BLOCK + 16 floats) spreads them over the sets.
+  const bool pack_x = M > MR && x_rows_alias(ldx);
+  alignas(64) float xp[pack_x_floats()];
   for (long m0 = 0; m0 < M; m0 += MC) {
     const long mc = min_l(MC, M - m0);
     for (int nc0 = n0; nc0 < n1; nc0 += NC) {
@@ -238,16 +261,24 @@ inline void linear(const float* X, long M, int K, long ldx, const float* packed,
       for (int k0 = 0; k0 < K; k0 += KC) {
         const int kc = min_i(KC, K - k0);
         const bool first = k0 == 0, last = k0 + kc == K;
+        const float* xb = X + m0 * ldx + k0;
+        long ldb = ldx;
+        if (pack_x) {
+          for (long r = 0; r < mc; ++r)
+            std::memcpy(xp + r * XP_LD, X + (m0 + r) * ldx + k0, (size_t)kc * sizeof(float));
+          xb = xp;
+          ldb = XP_LD;
+        }
         for (int c0 = nc0; c0 < nc1; c0 += NR) {
           const int ncols = min_i(NR, nc1 - c0);
           const float* Wp = packed + ((size_t)(c0 / NR) * K + k0) * NR;
           const float* b = bias ? bias + c0 : nullptr;
           long r = 0;
           for (; r + MR <= mc; r += MR)
-            tile<MR>(X + (m0 + r) * ldx + k0, ldx, Wp, kc, Y + (m0 + r) * ldy + c0, ldy, ncols,
+            tile<MR>(xb + r * ldb, ldb, Wp, kc, Y + (m0 + r) * ldy + c0, ldy, ncols,
                      first, last, b, act);
           if (r < mc)
-            tile_rows<MR - 1>((int)(mc - r), X + (m0 + r) * ldx + k0, ldx, Wp, kc,
+            tile_rows<MR - 1>((int)(mc - r), xb + r * ldb, ldb, Wp, kc,
                               Y + (m0 + r) * ldy + c0, ldy, ncols, first, last, b, act);
         }
       }
