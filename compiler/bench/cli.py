@@ -2,6 +2,7 @@
 
     xrec bench MODEL [--target cpu,...] [--baselines eager,inductor,...] [--batch 1,64,512,2048]
                      [--threads N] [--reps R] [--warmup W] [--max-rows N] [--json F] [--plot P.png]
+                     [--quantize fp32,int8,int4] [--mode warm|cold] [--burst K]
     xrec bench --kernel embedding-bag [--dims 64,128] [--pooling 1,10,50,200] [--rows ...] [--formats fp32,int8]
     xrec bench --kernel linear | interaction
     xrec bench --render F.json [--markdown PAGE.md] [--plot P.png]
@@ -20,6 +21,8 @@ DEFAULT_BATCHES = "1,64,512,2048"
 DEFAULT_BASELINES = ("eager,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
                      "tvm,tvm-gather")
 KERNELS = ("embedding-bag", "linear", "interaction")
+DEFAULT_MODE, DEFAULT_BURST = "warm", 5
+VARIANTS = ("fp32", "fp16", "bf16", "int8", "int4", "int2", "mixed")   # = systems.VARIANTS (no torch here)
 
 
 def _ints(text: str) -> list[int]:
@@ -50,6 +53,15 @@ def _formats(text: str) -> list[str]:
     return out
 
 
+def _variants(text: str) -> list[str]:
+    out = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [x for x in out if x not in VARIANTS]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(f"--quantize takes a comma-separated list of {', '.join(VARIANTS)} "
+                                         f"(fp32 = uncompressed), got {text!r}")
+    return list(dict.fromkeys(out))
+
+
 def _models(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -78,8 +90,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rows", type=int, default=None, help="cap zoo tables at this many rows")
     p.add_argument("--seed", type=int, default=123, help="seed of the benchmark inputs")
     p.add_argument("--gap-ms", type=float, default=10.0,
-                   help="sleep after each call so OpenMP workers stop spinning before the next system's "
-                        "sample (they spin ~5 ms of CPU after each parallel region; default 10)")
+                   help="sleep after each system's turn (one call, or a burst in warm mode) so OpenMP workers "
+                        "stop spinning before the next system's turn (they spin ~5 ms of CPU after each "
+                        "parallel region; default 10)")
+    p.add_argument("--mode", choices=["warm", "cold"], default=DEFAULT_MODE,
+                   help="warm: each turn is --burst calls back to back, all but the first timed (a busy "
+                        "server); cold: each turn is one timed call after the gap (idle threads, cold caches) "
+                        f"(default {DEFAULT_MODE})")
+    p.add_argument("--burst", type=int, default=DEFAULT_BURST,
+                   help=f"--mode warm: calls per turn, the first untimed (default {DEFAULT_BURST}: 4 samples "
+                        "per round)")
+    p.add_argument("--quantize", type=_variants, default=None, metavar="LIST",
+                   help="compile each xrec target once per variant, each its own row: fp32 (uncompressed, "
+                        "xrec-T), fp16, bf16, int8, int4, int2, mixed (xrec-T-int8, ...); e.g. fp32,int8,int4 "
+                        "(default fp32)")
+    p.add_argument("--budget-mb", type=float, default=None, help="memory budget for --quantize mixed")
+    p.add_argument("--max-auc-drop", type=float, default=None,
+                   help="for compressed variants: fail the compile (mixed: stop lowering bits) past this AUC drop")
+    p.add_argument("--calib-samples", type=int, default=4096,
+                   help="calibration samples of compressed variants' accuracy report (default 4096)")
     p.add_argument("--compile-budget", type=float, default=600.0,
                    help="seconds allowed to prepare a system or for torch.compile's first call (default 600)")
     p.add_argument("--system-budget", type=float, default=60.0,
@@ -153,6 +182,18 @@ def run(args) -> int:
     if args.reps < 1 or args.warmup < 0:
         print("error: --reps must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
+    if args.mode == "warm" and args.burst < 2:
+        print(f"error: --mode warm needs --burst >= 2 (the first call of a burst is untimed), got {args.burst}",
+              file=sys.stderr)
+        return 2
+    variants = args.quantize or ["fp32"]
+    if "mixed" in variants and args.budget_mb is None and args.max_auc_drop is None:
+        print("error: --quantize mixed picks a precision per table: give --budget-mb MB or --max-auc-drop D",
+              file=sys.stderr)
+        return 2
+    if args.quantize and args.kernel:
+        print("error: --quantize is for models; --kernel embedding-bag has --formats fp32,int8", file=sys.stderr)
+        return 2
     threads = args.threads or _default_threads()
     if threads < 1:
         print("error: --threads must be >= 1", file=sys.stderr)
@@ -176,7 +217,7 @@ def run(args) -> int:
                                dims=args.dims, pooling=args.pooling, rows=args.rows, tables=args.tables,
                                formats=args.formats, zipf=args.zipf, models=_models(args.models),
                                num_vectors=args.vectors, roofline=not args.no_roofline, note=args.note,
-                               command=command)
+                               command=command, mode=args.mode, burst=args.burst)
     else:
         if not args.model:
             print("error: xrec bench needs a MODEL (see `xrec models`) or --kernel NAME or --render F.json",
@@ -188,6 +229,8 @@ def run(args) -> int:
                               warmup=args.warmup, max_rows=args.max_rows, seed=args.seed,
                               compile_budget_s=args.compile_budget, gap_ms=args.gap_ms,
                               roofline=not args.no_roofline, note=args.note, command=command,
-                              system_budget_s=args.system_budget, max_call_s=args.max_call_s)
+                              system_budget_s=args.system_budget, max_call_s=args.max_call_s,
+                              variants=variants, mode=args.mode, burst=args.burst, budget_mb=args.budget_mb,
+                              max_auc_drop=args.max_auc_drop, calib_samples=args.calib_samples)
     _outputs(doc, args)
     return 0

@@ -2,10 +2,20 @@
 
 A round calls each system once; round r starts at system r mod n (A B C,
 B C A, C A B, ...), so no system always runs right after the same
-neighbour. Warm-up rounds run first and are discarded. Each sample times
-one call with ``time.perf_counter`` with the garbage collector paused; an
-optional gap after each call lets thread pools that spin after a call
-(OpenMP, ONNX Runtime) go idle before the next system's sample starts.
+neighbour. Warm-up rounds run first and are discarded. Timing uses
+``time.perf_counter`` with the garbage collector paused.
+
+Two modes (``MODES``):
+
+* ``cold``: a turn of a system is one timed call, then the gap: every call
+  starts on idle (not spinning) threads, caches and TLB partly flushed.
+* ``warm``: a turn is a burst of ``burst`` calls back to back; the first is
+  untimed (it wakes the threads and refills the caches), each later one is
+  timed on its own (``burst - 1`` samples per turn), then the gap.
+
+The gap after a turn lets thread pools that spin after a call (OpenMP, ONNX
+Runtime) go idle before the next system's turn, so a system's spinning
+workers never overlap another system's timed calls.
 """
 from __future__ import annotations
 
@@ -60,14 +70,40 @@ def summarize(samples_s: Sequence[float]) -> Stats:
                  p90_ms=percentile(ms, 90), mean_ms=sum(ms) / len(ms), min_ms=min(ms), max_ms=max(ms))
 
 
+MODES = ("warm", "cold")
+
+
+def calls_per_turn(mode: str, burst: int) -> int:
+    """How many calls one turn of a system makes: 1 (cold) or ``burst`` (warm)."""
+    check_mode(mode, burst)
+    return burst if mode == "warm" else 1
+
+
+def samples_per_turn(mode: str, burst: int) -> int:
+    """How many timed samples one turn gives: 1 (cold) or ``burst - 1`` (warm)."""
+    return calls_per_turn(mode, burst) - (1 if mode == "warm" else 0)
+
+
+def check_mode(mode: str, burst: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"timing mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "warm" and burst < 2:
+        raise ValueError(f"warm mode needs a burst of at least 2 calls (the first is untimed), got {burst}")
+
+
 def measure(calls: Mapping[str, Callable[[], object]], reps: int, warmup: int = 1, *,
             rotate: bool = True, gap_s: float = 0.0, timer: Callable[[], float] = time.perf_counter,
             sleep: Callable[[float], None] = time.sleep,
             on_call: Callable[[str, bool], None] | None = None,
             reps_for: Mapping[str, int] | None = None,
-            warmup_for: Mapping[str, int] | None = None) -> dict[str, list[float]]:
-    """Call each system ``warmup`` then ``reps`` times, interleaved; seconds per timed call.
+            warmup_for: Mapping[str, int] | None = None,
+            mode: str = "cold", burst: int = 1) -> dict[str, list[float]]:
+    """Give each system ``warmup`` then ``reps`` turns, interleaved; seconds per timed call.
 
+    A turn is one timed call (``mode="cold"``) or ``burst`` calls back to back of which
+    all but the first are timed, each on its own (``mode="warm"``); ``gap_s`` is slept
+    after each turn. Warm-up turns make the same calls, untimed. A system gets
+    ``reps`` (cold) or ``reps * (burst - 1)`` (warm) samples.
     ``reps_for`` / ``warmup_for`` give some systems fewer rounds (very slow ones: a
     simulator); they take part in the first rounds only, still interleaved.
     ``on_call(name, timed)`` (for tests) sees every call in order.
@@ -76,6 +112,9 @@ def measure(calls: Mapping[str, Callable[[], object]], reps: int, warmup: int = 
         raise ValueError(f"reps must be >= 1, got {reps}")
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
+    check_mode(mode, burst)
+    per_turn = calls_per_turn(mode, burst)
+    untimed_first = mode == "warm"
     names = list(calls)
     samples: dict[str, list[float]] = {k: [] for k in names}
     reps_for, warmup_for = dict(reps_for or {}), dict(warmup_for or {})
@@ -84,24 +123,32 @@ def measure(calls: Mapping[str, Callable[[], object]], reps: int, warmup: int = 
         if done_warm[name] >= warmup_for.get(name, warmup):
             continue
         done_warm[name] += 1
-        if on_call:
-            on_call(name, False)
-        calls[name]()
+        for _ in range(per_turn):
+            if on_call:
+                on_call(name, False)
+            calls[name]()
         if gap_s:
             sleep(gap_s)
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
+    turns = {k: 0 for k in names}
     try:
         for name in schedule(names, reps, rotate):
-            if len(samples[name]) >= reps_for.get(name, reps):
+            if turns[name] >= reps_for.get(name, reps):
                 continue
-            fn = calls[name]
-            if on_call:
-                on_call(name, True)
-            t0 = timer()
-            fn()
-            samples[name].append(timer() - t0)
+            turns[name] += 1
+            fn, out = calls[name], samples[name]
+            for i in range(per_turn):
+                timed = not (untimed_first and i == 0)
+                if on_call:
+                    on_call(name, timed)
+                if timed:
+                    t0 = timer()
+                    fn()
+                    out.append(timer() - t0)
+                else:
+                    fn()
             if gap_s:
                 sleep(gap_s)
     finally:

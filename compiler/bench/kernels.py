@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import SCHEMA
-from .harness import measure, summarize
+from .harness import check_mode, measure, summarize
 from .machine import LoadMonitor, machine_info
 from .systems import ModelContext, StageError, Unavailable, outputs_to_tensor, quiet, xrec_system
 
@@ -102,7 +102,7 @@ def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, thre
                     systems: list[_Sys], args: tuple, check: Callable[[torch.Tensor], tuple[float, str]],
                     work: dict, reps: int, warmup: int, gap_ms: float, machine: dict,
                     fraction: Callable[[dict, dict], float | None] | None = None,
-                    peak: float | None = None) -> None:
+                    peak: float | None = None, mode: str = "cold", burst: int = 1) -> None:
     """First call + check for each system, interleaved timing, one row per system."""
     calls, errs, new = {}, {}, []
     for s in systems:
@@ -124,7 +124,7 @@ def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, thre
         errs[s.name] = check(out)
         calls[s.name] = (lambda f=s.fn, probe=(s.kind == "probe"): f() if probe else f(*args))
         new.append(base)
-    samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3) if calls else {}
+    samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3, mode=mode, burst=burst) if calls else {}
     for r in new:
         if r["system"] not in samples:
             continue
@@ -172,7 +172,7 @@ def _fmt_rows(n: int) -> str:
 
 
 def _embedding_bag_suite(rows_out: list, *, targets, batches, threads, reps, warmup, seed, gap_ms, dims, pooling,
-                         rows, tables, formats, zipf, machine, workdir) -> None:
+                         rows, tables, formats, zipf, machine, workdir, timing) -> None:
     from xrec import zoo
     from xrec.zoo.common import FeatureSpec, ZooSpec
     from .roofline import GatherProbe
@@ -240,7 +240,7 @@ def _embedding_bag_suite(rows_out: list, *, targets, batches, threads, reps, war
                         with torch.inference_mode():
                             _measure_config(rows_out, "embedding-bag", config, batch, threads,
                                             base + xs + [psys], (idx, off), check, work, reps, warmup, gap_ms,
-                                            machine, frac)
+                                            machine, frac, **timing)
             del module, weights, packed, xs
 
 
@@ -270,7 +270,7 @@ def _roofline_fraction(ceilings: dict | None):
 
 
 def _linear_suite(rows_out: list, *, targets, batches, threads, reps, warmup, seed, gap_ms, models, machine,
-                  workdir, ceilings) -> None:
+                  workdir, ceilings, timing) -> None:
     shapes = _zoo_linear_shapes(models)
     _say(f"linear: {len(shapes)} shapes from {', '.join(models)}")
     g = torch.Generator().manual_seed(seed)
@@ -292,11 +292,11 @@ def _linear_suite(rows_out: list, *, targets, batches, threads, reps, warmup, se
             with torch.inference_mode():
                 _measure_config(rows_out, "linear", config, batch, threads, base + xs, (x,),
                                 _allclose_check(ref, rtol=1e-4, atol=1e-4), work, reps, warmup, gap_ms, machine,
-                                _roofline_fraction(ceilings), _peak(ceilings))
+                                _roofline_fraction(ceilings), _peak(ceilings), **timing)
 
 
 def _interaction_suite(rows_out: list, *, targets, batches, threads, reps, warmup, seed, gap_ms, dims, num_vectors,
-                       machine, workdir, ceilings) -> None:
+                       machine, workdir, ceilings, timing) -> None:
     g = torch.Generator().manual_seed(seed)
     module = DotInteraction(num_vectors).eval()
     pairs = num_vectors * (num_vectors - 1) // 2
@@ -317,22 +317,26 @@ def _interaction_suite(rows_out: list, *, targets, batches, threads, reps, warmu
                 ref = module(*args)
                 _measure_config(rows_out, "interaction", config, batch, threads, base + xs, args,
                                 _allclose_check(ref, rtol=1e-4, atol=1e-4), work, reps, warmup, gap_ms, machine,
-                                _roofline_fraction(ceilings), _peak(ceilings))
+                                _roofline_fraction(ceilings), _peak(ceilings), **timing)
 
 
 def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], threads: int, reps: int = 20,
                      warmup: int = 3, seed: int = 123, gap_ms: float = 10.0, dims=(64, 128), pooling=(1, 10, 50, 200),
                      rows=(1_000_000,), tables: int = 4, formats=("fp32", "int8"), zipf: float = 1.05,
                      models=("dlrm-small",), num_vectors: int = 27, roofline: bool = True, note: str = "",
-                     command: list[str] | None = None) -> dict:
-    """Run one kernel suite; returns the result document (rows keyed by ``config``)."""
+                     command: list[str] | None = None, mode: str = "warm", burst: int = 5) -> dict:
+    """Run one kernel suite; returns the result document (rows keyed by ``config``).
+
+    ``mode`` / ``burst``: see :func:`xrec.bench.harness.measure`."""
     from xrec.config import knobs
     if kernel not in _FRACTION_KEY:
         raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(_FRACTION_KEY)}")
+    check_mode(mode, burst)
+    burst = burst if mode == "warm" else 1
     monitor = LoadMonitor().start()
     machine = machine_info()
     settings = {"kernel": kernel, "targets": targets, "batches": list(batches), "threads": threads, "reps": reps,
-                "warmup": warmup, "seed": seed, "gap_ms": gap_ms,
+                "warmup": warmup, "seed": seed, "gap_ms": gap_ms, "mode": mode, "burst": burst,
                 "timed_region": "one call on ready torch inputs (the probe: one C call on numpy views)"}
     if kernel == "embedding-bag":
         settings.update(dims=list(dims), pooling=list(pooling), rows=list(rows), tables=tables,
@@ -357,7 +361,8 @@ def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], thr
     try:
         with knobs.override(threads=threads), tempfile.TemporaryDirectory(prefix="kernels-", dir=base_dir) as wd:
             common = dict(targets=targets, batches=batches, threads=threads, reps=reps, warmup=warmup, seed=seed,
-                          gap_ms=gap_ms, machine=machine, workdir=Path(wd))
+                          gap_ms=gap_ms, machine=machine, workdir=Path(wd),
+                          timing={"mode": mode, "burst": burst})
             if kernel == "embedding-bag":
                 _embedding_bag_suite(rows_out, dims=dims, pooling=pooling, rows=rows, tables=tables,
                                      formats=formats, zipf=zipf, **common)

@@ -5,6 +5,14 @@ becomes a reason); then per batch: make the inputs once, run each system
 once outside timing (compiles on first call, checks its output against
 eager), then time all survivors interleaved. Rows for every system x batch,
 a reason where a system could not run.
+
+Each xrec target is compiled once per compression variant (``variants``:
+fp32, int8, int4, ...); each variant is its own system (xrec-cpu,
+xrec-cpu-int8, ...) with its weights.bin size in its rows. A compressed
+variant differs from eager by design, so it is checked against the accuracy
+its artifact promises (the manifest's tolerances: atol widened at compile time
+to 4x the drift measured on the calibration inputs, the rule `xrec check`
+applies) instead of the fp32 tolerance.
 """
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ from typing import Callable
 import torch
 
 from . import SCHEMA
-from .harness import BudgetExceeded, measure, summarize, time_budget
+from .harness import BudgetExceeded, calls_per_turn, check_mode, measure, summarize, time_budget
 from .machine import LoadMonitor, machine_info
 from .systems import (BASELINES, ModelContext, Prepared, StageError, System, Unavailable,
                       outputs_to_tensor, quiet, xrec_system)
@@ -61,6 +69,35 @@ def model_work(src, args) -> dict:
     return out
 
 
+def check_tolerance(system: System, info: dict) -> tuple[float, float, str]:
+    """(rtol, atol, where from) of the output check against eager.
+
+    fp32 systems: the bench's fixed tolerance. A compressed xrec variant: its artifact's own
+    tolerances (``xrec.compile`` widens atol to 4x the output drift it measured on the calibration
+    inputs), never tighter than the fp32 one.
+    """
+    tol = (info.get("info") or {}).get("tolerances") or {}
+    if system.variant in (None, "fp32") or "atol" not in tol:
+        return CHECK_RTOL, CHECK_ATOL, "bench fp32 tolerance"
+    return (max(CHECK_RTOL, float(tol.get("rtol", 0.0))), max(CHECK_ATOL, float(tol["atol"])),
+            f"artifact tolerance of the {system.variant} variant")
+
+
+def _sizes(systems: list[System], sysinfo: dict) -> dict[str, dict]:
+    """system -> weights_bytes and weights_frac_of_fp32 (vs the same target's fp32 variant) for xrec
+    systems that compiled."""
+    out: dict[str, dict] = {}
+    fp32 = {s.target: (sysinfo[s.name].get("info") or {}).get("weights_bytes") for s in systems
+            if s.kind == "xrec" and s.variant == "fp32"}
+    for s in systems:
+        wb = (sysinfo[s.name].get("info") or {}).get("weights_bytes")
+        if s.kind != "xrec" or wb is None:
+            continue
+        ref = fp32.get(s.target)
+        out[s.name] = {"weights_bytes": wb, "weights_frac_of_fp32": (wb / ref) if ref else None}
+    return out
+
+
 def _reason_row(base: dict, status: str, reason: str) -> dict:
     return {**base, "status": status, "reason": reason, "median_ms": None, "p10_ms": None,
             "p90_ms": None, "qps": None}
@@ -84,26 +121,42 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                     threads: int, reps: int = 20, warmup: int = 3, max_rows: int | None = None,
                     seed: int = 123, compile_budget_s: float = 600.0, gap_ms: float = 10.0,
                     roofline: bool = True, note: str = "", command: list[str] | None = None,
-                    system_budget_s: float = 60.0, max_call_s: float = 30.0) -> dict:
-    """Run the model benchmark; returns the result document (see report.py for its use)."""
+                    system_budget_s: float = 60.0, max_call_s: float = 30.0, variants: list[str] | None = None,
+                    mode: str = "warm", burst: int = 5, budget_mb: float | None = None,
+                    max_auc_drop: float | None = None, calib_samples: int = 4096) -> dict:
+    """Run the model benchmark; returns the result document (see report.py for its use).
+
+    ``variants``: compression variants of every xrec target (default ["fp32"]);
+    ``budget_mb`` / ``max_auc_drop`` / ``calib_samples`` go to ``xrec.compile`` for them.
+    ``mode`` / ``burst``: see :func:`xrec.bench.harness.measure`.
+    """
     from xrec.config import knobs
     from xrec.models import resolve
 
+    variants = list(variants or ["fp32"])
+    check_mode(mode, burst)
+    burst = burst if mode == "warm" else 1
     monitor = LoadMonitor().start()
     machine = machine_info()
-    settings = {"model": model, "targets": targets, "baselines": baselines, "batches": batches,
+    settings = {"model": model, "variants": variants, "mode": mode, "burst": burst, "targets": targets, "baselines": baselines, "batches": batches,
                 "threads": threads, "reps": reps, "warmup": warmup, "max_rows": max_rows, "seed": seed,
                 "compile_budget_s": compile_budget_s, "gap_ms": gap_ms, "system_budget_s": system_budget_s,
                 "max_call_s": max_call_s,
-                "check": {"rtol": CHECK_RTOL, "atol": CHECK_ATOL, "against": "PyTorch eager"},
+                "check": {"rtol": CHECK_RTOL, "atol": CHECK_ATOL, "against": "PyTorch eager",
+                          "compressed": "the artifact's own tolerances (manifest: atol = 4x the calibration "
+                                        "drift)"},
                 "timed_region": "one call on ready torch inputs, returning torch outputs "
                                 "(each system's input/output conversion included)"}
+    if any(v != "fp32" for v in variants):
+        settings["compression"] = {"budget_mb": budget_mb, "max_auc_drop": max_auc_drop,
+                                   "calib_samples": calib_samples}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     base_dir = Path(knobs.cache_dir) / "bench"
     base_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="work-", dir=base_dir))
-    systems: list[System] = [BASELINES[b] for b in baselines] + [xrec_system(t) for t in targets]
+    systems: list[System] = ([BASELINES[b] for b in baselines]
+                             + [xrec_system(t, v) for t in targets for v in variants])
     sysinfo: dict[str, dict] = {}
     rows: list[dict] = []
     ceilings = None
@@ -115,7 +168,9 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
             example = src.example_inputs if src.example_inputs is not None else make(8, 0)
             ctx = ModelContext(name=src.name, module=src.module, example_inputs=tuple(example),
                                threads=threads, workdir=workdir, compile_budget_s=compile_budget_s,
-                               exported=src.exported, source=src.source)
+                               exported=src.exported, source=src.source, calibration=src.make_inputs,
+                               compression={"budget_mb": budget_mb, "max_auc_drop": max_auc_drop,
+                                            "calib_samples": calib_samples})
             if roofline:
                 from .roofline import machine_ceilings
                 _say("measure the machine's roofline (stream read, random gather, FMA peak)")
@@ -127,7 +182,7 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
             for s in systems:
                 _say(f"prepare {s.name}")
                 t0 = time.perf_counter()
-                entry = {"label": s.label, "kind": s.kind}
+                entry = {"label": s.label, "kind": s.kind, **({"variant": s.variant} if s.variant else {})}
                 try:
                     with time_budget(compile_budget_s, f"preparing {s.name}"):
                         p = s.prepare(ctx)
@@ -141,6 +196,7 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                 if entry.get("reason"):
                     _say(f"  {s.name}: {entry['reason']}")
                 sysinfo[s.name] = entry
+            sizes = _sizes(systems, sysinfo)
             dead: dict[str, str] = {}
             too_slow: dict[str, tuple[int, str]] = {}
             for batch in batches:
@@ -154,7 +210,7 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                     base = {"system": s.name, "label": s.label, "kind": s.kind, "model": src.name,
                             "target": s.target, "batch": batch,
                             "threads": threads, "cpu_model": machine["cpu_model"], "cores": machine["cores"],
-                            "isa": machine["best_isa"]}
+                            "isa": machine["best_isa"], "variant": s.variant, **sizes.get(s.name, {})}
                     info = sysinfo[s.name]
                     if s.name not in prepared:
                         rows.append(_reason_row(base, info["status"], info["reason"]))
@@ -191,11 +247,13 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                             rows.append(_reason_row(base, "failed", dead[s.name]))
                         _say(f"  {s.name}: {rows[-1]['reason']}")
                         continue
+                    rtol, atol, tol_from = check_tolerance(s, info)
+                    base["check_tol"] = {"rtol": rtol, "atol": atol, "from": tol_from}
                     if out.shape != ref.shape:
                         errs[s.name] = (float("inf"), f"output shape {tuple(out.shape)} != eager {tuple(ref.shape)}")
                     else:
                         d = (out.float() - ref.float()).abs()
-                        ok = bool(torch.all(d <= CHECK_ATOL + CHECK_RTOL * ref.float().abs()))
+                        ok = bool(torch.all(d <= atol + rtol * ref.float().abs()))
                         errs[s.name] = (float(d.max()) if d.numel() else 0.0, "" if ok else "mismatch")
                     calls[s.name] = (lambda f=p.fn: f(*args))
                     if firsts[s.name] > SLOW_CALL_S:        # maybe a simulator: how long is one call?
@@ -208,30 +266,38 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                             rows.append(_reason_row(base, "too slow", slow_why))
                             continue
                     rows.append(base)                           # filled in after timing
-                _say(f"batch {batch}: time {', '.join(calls)} ({warmup} warm-up + {reps} interleaved rounds)")
-                reps_for = {k: min(reps, max(MIN_REPS, int(system_budget_s / t))) for k, t in per_call.items()
-                            if t * reps > system_budget_s}
+                how = (f"bursts of {burst}, first call untimed" if mode == "warm"
+                       else "one call per turn")
+                _say(f"batch {batch}: time {', '.join(calls)} ({warmup} warm-up + {reps} interleaved rounds, "
+                     f"{mode}: {how})")
+                per_turn = calls_per_turn(mode, burst)
+                reps_for = {k: min(reps, max(MIN_REPS, int(system_budget_s / (t * per_turn))))
+                            for k, t in per_call.items() if t * per_turn * reps > system_budget_s}
                 warm_for = {k: min(warmup, 1) for k in reps_for}
                 for k, n in reps_for.items():
                     _say(f"  {k}: {per_call[k]:.1f} s per call, {n} timed rounds instead of {reps} "
                          f"(--system-budget {system_budget_s:g} s)")
                 samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3, reps_for=reps_for,
-                                  warmup_for=warm_for) if calls else {}
+                                  warmup_for=warm_for, mode=mode, burst=burst) if calls else {}
                 for r in rows:
                     if r["batch"] != batch or r.get("status") or r["system"] not in samples:
                         continue
                     st = summarize(samples[r["system"]])
                     err, mism = errs[r["system"]]
+                    # the byte estimate counts fp32 embedding rows: it does not hold for compressed tables
+                    w = work if r.get("variant") in (None, "fp32") else {"flops": work.get("flops")}
                     r.update(status="ok", reason="", **st.as_dict(), qps=batch / (st.median_ms / 1e3),
                              first_call_s=round(firsts[r["system"]], 4), max_abs_err=err,
-                             check="ok" if not mism else mism, work=work)
-                    if work.get("flops"):
-                        r["gflops"] = work["flops"] / (st.median_ms / 1e3) / 1e9
-                    if work.get("bytes"):
-                        r["gbps"] = work["bytes"] / (st.median_ms / 1e3) / 1e9
+                             max_abs_diff_vs_eager=err, check="ok" if not mism else mism, work=w)
+                    if w.get("flops"):
+                        r["gflops"] = w["flops"] / (st.median_ms / 1e3) / 1e9
+                    if w.get("bytes"):
+                        r["gbps"] = w["bytes"] / (st.median_ms / 1e3) / 1e9
                     if mism:
+                        tol = r["check_tol"]
                         _say(f"  {r['system']}: output differs from eager at batch {batch} "
-                             f"(max_abs_err {err:.3g}): {mism}")
+                             f"(max_abs_err {err:.3g}, allowed {tol['atol']:.3g} + {tol['rtol']:.3g}|eager|, "
+                             f"{tol['from']}): {mism}")
                 del calls, args
     finally:
         torch.set_num_threads(old_threads)

@@ -63,6 +63,66 @@ def speedups(doc: dict) -> list[dict]:
     return out
 
 
+def variants(doc: dict) -> list[dict]:
+    """Size and speed of each xrec compression variant (model runs with --quantize): one entry per
+    xrec system that compiled, with weights.bin bytes, % of the same target's fp32 variant, the
+    largest |output - eager| over the batches, the tolerance it was checked with, and the median
+    ms per batch. Empty for runs with only the fp32 variant (and for runs before --quantize)."""
+    rows = [r for r in doc["rows"] if r.get("kind") == "xrec" and r.get("weights_bytes") is not None]
+    if not any(r.get("variant") not in (None, "fp32") for r in rows):
+        return []
+    out: dict[str, dict] = {}
+    for r in rows:
+        e = out.setdefault(r["system"], {"system": r["system"], "target": r.get("target"),
+                                         "variant": r.get("variant") or "fp32",
+                                         "weights_bytes": r["weights_bytes"],
+                                         "weights_frac_of_fp32": r.get("weights_frac_of_fp32"),
+                                         "max_abs_diff_vs_eager": None, "atol": None, "rtol": None,
+                                         "checks": [], "median_ms": {}})
+        if r.get("status") != "ok":
+            continue
+        d = r.get("max_abs_diff_vs_eager", r.get("max_abs_err"))
+        if d is not None:
+            e["max_abs_diff_vs_eager"] = d if e["max_abs_diff_vs_eager"] is None else max(e["max_abs_diff_vs_eager"], d)
+        tol = r.get("check_tol") or {}
+        if tol:
+            e["atol"], e["rtol"] = tol.get("atol"), tol.get("rtol")
+        e["checks"].append(r.get("check") or "ok")
+        e["median_ms"][r["batch"]] = r["median_ms"]
+    return list(out.values())
+
+
+def _variant_table(doc: dict, vs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    groups = _groups(doc)
+    header = ["system", "variant", "weights.bin", "% of fp32", "max |diff| vs eager", "allowed"] + \
+             [f"batch {g} ms" for g in groups]
+    body = []
+    for v in vs:
+        frac = v["weights_frac_of_fp32"]
+        diff = "-" if v["max_abs_diff_vs_eager"] is None else f"{v['max_abs_diff_vs_eager']:.2e}"
+        if any(c != "ok" for c in v["checks"]):
+            diff += " !"
+        allowed = "-" if v["atol"] is None else f"{v['atol']:.1e} + {v['rtol']:.0e}|eager|"
+        body.append([v["system"], v["variant"], _fmt_bytes(v["weights_bytes"]),
+                     "-" if frac is None else f"{100 * frac:.1f}%", diff, allowed]
+                    + [_fmt_ms(v["median_ms"].get(g)) if g in v["median_ms"] else "n/a" for g in groups])
+    return header, body
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n < 100 * 2**20 else f"{n / 2**20:.0f} MiB"
+
+
+def timing_mode(st: dict) -> str:
+    """How a turn was timed, in words (runs before --mode were cold)."""
+    gap = st.get("gap_ms", 0)
+    if st.get("mode", "cold") == "warm":
+        b = st.get("burst", 2)
+        return (f"warm: each turn {b} calls back to back, the first untimed, the other {b - 1} timed one by one; "
+                f"{gap:g} ms gap after each turn")
+    return f"cold: each turn one timed call, {gap:g} ms gap after it"
+
+
 def reasons(doc: dict) -> dict[str, list[tuple]]:
     """system -> [(group, reason)] for rows that did not run (same reason listed once)."""
     out: dict[str, list[tuple]] = {}
@@ -133,7 +193,8 @@ def _grid(doc: dict) -> tuple[list[str], list[list[str]], str]:
     if doc.get("kind") == "model":
         header = ["system"] + [f"batch {g}" for g in groups]
         body = [[s] + [_fmt_cell(_cell(doc, s, g)) for g in groups] for s in systems]
-        cap = "median ms (p10-p90); n/a = did not run (reason below); ! = output differs from eager"
+        cap = ("median ms (p10-p90); n/a = did not run (reason below); ! = output differs from eager beyond "
+               "its tolerance")
     else:
         frac = doc.get("fraction_key")
         header = ["config"] + systems
@@ -146,7 +207,13 @@ def _title(doc: dict) -> str:
     st = doc["settings"]
     what = doc.get("settings", {}).get("model") if doc["kind"] == "model" else f"kernel {st.get('kernel')}"
     return (f"xrec bench {what}: threads={st['threads']}, {st['reps']} interleaved reps after "
-            f"{st['warmup']} warm-up, {doc['machine'].get('cpu_model')}")
+            f"{st['warmup']} warm-up, {_short_mode(st)}, {doc['machine'].get('cpu_model')}")
+
+
+def _short_mode(st: dict) -> str:
+    if st.get("mode", "cold") == "warm":
+        return f"warm (bursts of {st.get('burst', 2)}, first untimed)"
+    return f"cold (1 call per turn, {st.get('gap_ms', 0):g} ms gap)"
 
 
 def format_text(doc: dict) -> str:
@@ -157,11 +224,20 @@ def format_text(doc: dict) -> str:
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
+    vs = variants(doc)
+    if vs:
+        vh, vb = _variant_table(doc, vs)
+        vw = [max(len(h), *(len(row[i]) for row in vb)) for i, h in enumerate(vh)]
+        lines += ["", "size and speed by variant (! = beyond the variant's own tolerance):",
+                  "  " + "  ".join(h.ljust(w) for h, w in zip(vh, vw)),
+                  "  " + "  ".join("-" * w for w in vw)]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, vw)) for row in vb]
     sp = speedups(doc)
     if sp:
         lines += ["", "xrec vs the fastest baseline (speedup > 1: xrec faster):"]
+        w = max(16, *(len(s["system"]) for s in sp))
         for s in sp:
-            lines.append(f"  {str(s['group']):>8}  {s['system']:16s} {s['speedup']:7.2f}x  "
+            lines.append(f"  {str(s['group']):>8}  {s['system']:{w}s} {s['speedup']:7.2f}x  "
                          f"({_fmt_ms(s['xrec_ms'])} ms vs {s['baseline']} {_fmt_ms(s['baseline_ms'])} ms)")
     rs = reasons(doc)
     if rs:
@@ -197,8 +273,8 @@ def print_report(doc: dict, file=None) -> None:
         t.add_row(*row)
     con.print(t)
     rest = format_text(doc).split("\n")
-    tail_start = next((i for i, ln in enumerate(rest) if ln.startswith("xrec vs") or ln.startswith("did not")
-                       or ln.startswith("other processes")), len(rest))
+    tail_start = next((i for i, ln in enumerate(rest) if ln.startswith(("size and speed", "xrec vs", "did not",
+                                                                       "other processes"))), len(rest))
     for ln in rest[tail_start:]:
         con.print(ln, highlight=False, markup=False)
 
@@ -248,8 +324,8 @@ def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = No
     lines += ["", "## Settings", "",
               f"- command: `{' '.join(cmd)}`",
               f"- threads {st['threads']}, {st['warmup']} warm-up rounds, {st['reps']} timed rounds, "
-              f"samples interleaved (round r starts at system r mod n), {st.get('gap_ms', 0)} ms gap "
-              "after each call, garbage collector paused while timing"
+              f"samples interleaved (round r starts at system r mod n), timing mode {timing_mode(st)}, "
+              "garbage collector paused while timing"
               + (f"; a system whose calls would take over {st['system_budget_s']:g} s per batch gets fewer "
                  "timed rounds (at least 3; the row's n)" if st.get("system_budget_s") else "")
               + (f"; a system whose single call takes over {st['max_call_s']:g} s is not timed at that batch "
@@ -259,7 +335,13 @@ def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = No
     if st.get("check"):
         c = st["check"]
         lines.append(f"- every system's output is checked against {c['against']} first "
-                     f"(|diff| <= {c['atol']:g} + {c['rtol']:g}|eager|); `!` marks a mismatch")
+                     f"(|diff| <= {c['atol']:g} + {c['rtol']:g}|eager|"
+                     + (f"; compressed xrec variants: {c['compressed']}" if c.get("compressed") else "")
+                     + "); `!` marks a mismatch")
+    if st.get("variants") and st["variants"] != ["fp32"]:
+        comp = {k: v for k, v in (st.get("compression") or {}).items() if v is not None}
+        lines.append(f"- xrec compression variants: {', '.join(st['variants'])}"
+                     + (f" ({', '.join(f'{k} {v}' for k, v in comp.items())})" if comp else ""))
     lines += ["", "## Results", ""]
     if plot:
         lines += [f"![latency and throughput]({plot})", ""]
@@ -270,6 +352,13 @@ def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = No
         qps_body = [[s] + [("n/a" if (r := _cell(doc, s, g)) is None or r.get("status") != "ok"
                             else f"{r['qps']:,.0f}") for g in _groups(doc)] for s in _systems(doc)]
         lines += ["Throughput (samples/s at the median):", "", _md_table(qps_header, qps_body), ""]
+    vs = variants(doc)
+    if vs:
+        vh, vb = _variant_table(doc, vs)
+        lines += ["### Size and speed by variant", "", _md_table(vh, vb), "",
+                  "weights.bin of each artifact and its share of the same target's fp32 artifact; max |diff| vs "
+                  "eager over all batches, and the tolerance it was checked with (a compressed variant: its "
+                  "artifact's own, 4x the output drift measured at compile time); median ms per batch.", ""]
     sp = speedups(doc)
     if sp:
         lines += ["### xrec against the fastest baseline", "",

@@ -98,6 +98,8 @@ class ModelContext:
     compile_budget_s: float = 600.0
     exported: Any = None             # an ExportedProgram when the model came as .pt2
     source: dict = field(default_factory=dict)
+    calibration: Any = None          # make_inputs(batch, seed) for xrec.compile(quantize=...) calibration
+    compression: dict = field(default_factory=dict)   # budget_mb, max_auc_drop, calib_samples
 
 
 @dataclass
@@ -115,6 +117,7 @@ class System:
     kind: str                        # "baseline" | "xrec"
     prepare: Callable[[ModelContext], Prepared]
     target: str | None = None        # the xrec target (xrec systems only)
+    variant: str | None = None       # the xrec compression variant: fp32, int8, int4, mixed, ... (xrec only)
 
 
 def _needs_module(ctx: ModelContext, what: str):
@@ -322,8 +325,29 @@ def _tvm(gather: bool) -> Callable[[ModelContext], Prepared]:
 
 
 # --------------------------------------------------------------------------- xrec
+VARIANTS = ("fp32", "fp16", "bf16", "int8", "int4", "int2", "mixed")
+
+
+def parse_variants(text: str | None) -> list[str]:
+    """'fp32,int8,int4' -> the compression variants of each xrec target (default: fp32 only)."""
+    names = [x.strip() for x in (text or "fp32").split(",") if x.strip()]
+    bad = [n for n in names if n not in VARIANTS]
+    if bad or not names:
+        raise ValueError(f"unknown --quantize variant(s) {', '.join(bad) or repr(text)}; known: "
+                         f"{', '.join(VARIANTS)} (fp32 = no compression)")
+    return list(dict.fromkeys(names))
+
+
+def xrec_system_name(target: str, variant: str | None = None) -> str:
+    """xrec-cpu for the fp32 variant (as in runs without --quantize), xrec-cpu-int8 for others."""
+    return f"xrec-{target}" + (f"-{variant}" if variant and variant != "fp32" else "")
+
+
 def xrec_system(target: str, quantize: str | None = None) -> System:
-    """xrec compiled for ``target`` (with ``quantize``, e.g. "int8" embedding tables)."""
+    """xrec compiled for ``target`` (with ``quantize``, e.g. "int8" embedding tables; None or
+    "fp32": uncompressed)."""
+    quantize = None if quantize == "fp32" else quantize
+
     def prepare(ctx: ModelContext) -> Prepared:
         import xrec
         from xrec.targets import available_targets
@@ -334,16 +358,36 @@ def xrec_system(target: str, quantize: str | None = None) -> System:
             raise Unavailable(f"target {target} not available: {why}")
         model = ctx.exported if ctx.exported is not None else ctx.module
         q = f", quantize={quantize!r}" if quantize else ""
+        kw: dict = {}
+        if quantize:
+            comp = ctx.compression or {}
+            if quantize == "mixed" and comp.get("budget_mb") is None and comp.get("max_auc_drop") is None:
+                raise Unavailable("--quantize mixed picks a precision per table under a budget: give "
+                                  "--budget-mb MB or --max-auc-drop D")
+            kw = {"quantize": quantize, **{k: v for k, v in comp.items() if v is not None}}
+            if ctx.calibration is not None:
+                kw["calibration"] = ctx.calibration
         with stage(f"xrec.compile(target={target!r}{q})"), quiet():
             t0 = time.perf_counter()
-            kw = {"quantize": quantize} if quantize else {}
             cm = xrec.compile(model, ctx.example_inputs, target=target, name=ctx.name, source=ctx.source, **kw)
             dt = time.perf_counter() - t0
-        info = {"compile_s": round(dt, 2), "validate_inputs": cm.validate}
-        ti = cm.manifest.get("target_info", {})
+        mf = cm.manifest
+        info = {"compile_s": round(dt, 2), "validate_inputs": cm.validate, "variant": quantize or "fp32",
+                "weights_bytes": int(mf["weights"]["bytes"]), "tolerances": dict(mf.get("tolerances", {}))}
+        ti = mf.get("target_info", {})
         for k in ("isa", "arch", "threads"):
             if k in ti:
                 info[k] = ti[k]
+        c = mf.get("compression")
+        if c:
+            counts: dict[str, int] = {}
+            for p in c.get("plan", {}).values():
+                counts[p] = counts.get(p, 0) + 1
+            info["compression"] = {"tables": counts, "calibration_samples": c.get("samples"),
+                                   "calibration_max_abs_err": c.get("max_abs_err"),
+                                   "auc_change": c.get("auc_change"), "ranking_auc": c.get("ranking_auc"),
+                                   "param_bytes_fp32": c.get("bytes_before"),
+                                   "param_bytes": c.get("bytes_after")}
         return Prepared(cm, info, keep=cm)
     desc = {"reference": "xrec reference target (numpy interpreter of the optimized IR)",
             "cpu": "xrec cpu target (generated C++, OpenMP)",
@@ -352,7 +396,7 @@ def xrec_system(target: str, quantize: str | None = None) -> System:
                        " (no GPU here: Triton's CPU interpreter, a functional simulation, not a speed number)")),
             "hls": "xrec hls target (FPGA gather units C-simulated here, dense part on the host: not a speed number)"}
     label = desc.get(target, f"xrec {target} target") + (f", {quantize} tables" if quantize else "")
-    return System(f"xrec-{target}" + (f"-{quantize}" if quantize else ""), label, "xrec", prepare, target)
+    return System(xrec_system_name(target, quantize), label, "xrec", prepare, target, quantize or "fp32")
 
 
 BASELINES: dict[str, System] = {s.name: s for s in (

@@ -30,6 +30,7 @@ def test_bench_cli_on_a_tiny_model_writes_rows_reasons_json_and_plot(tmp_path, m
     out_json, out_png, out_md = tmp_path / "r.json", tmp_path / "p.png", tmp_path / "page.md"
     rc = cli.main(["bench", "two-tower", "--max-rows", "100", "--batch", "1,4", "--reps", "3", "--warmup", "1",
                    "--gap-ms", "0", "--threads", "1", "--no-roofline", "--baselines", "eager,onnxruntime", "--target", "reference,cpu",
+                   "--mode", "cold",
                    "--json", str(out_json), "--plot", str(out_png), "--markdown", str(out_md),
                    "--note", "test run"])
     assert rc == 0

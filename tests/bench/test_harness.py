@@ -106,3 +106,74 @@ def test_measure_gives_slow_systems_fewer_rounds_still_interleaved():
     assert {k: len(v) for k, v in samples.items()} == {"fast": 4, "sim": 2}
     assert seen == [("fast", False), ("sim", False), ("fast", False),
                     ("fast", True), ("sim", True), ("sim", True), ("fast", True), ("fast", True), ("fast", True)]
+
+
+# ------------------------------------------------------------------ warm (burst) mode
+def test_warm_mode_calls_each_system_in_bursts_with_the_first_call_of_each_burst_untimed():
+    seen = []
+    samples = measure({"a": lambda: None, "b": lambda: None}, reps=2, warmup=1, mode="warm", burst=3,
+                      on_call=lambda name, timed: seen.append((name, timed)))
+    burst = lambda n, timed: [(n, False)] + [(n, timed)] * 2      # noqa: E731
+    assert seen == (burst("a", False) + burst("b", False)                         # warm-up round, untimed
+                    + burst("a", True) + burst("b", True)                          # round 0
+                    + burst("b", True) + burst("a", True))                         # round 1 rotated
+    assert {k: len(v) for k, v in samples.items()} == {"a": 4, "b": 4}             # reps * (burst - 1)
+
+
+def test_warm_mode_times_each_call_after_the_first_on_its_own():
+    # the first call of a burst is slow (cold caches), later ones fast: only the fast ones are samples
+    clock, calls = [0.0], {"a": 0, "b": 0}
+    cost = {"a": (0.050, 0.001), "b": (0.080, 0.002)}
+    timer_reads = []
+
+    def make(name):
+        def f():
+            first = calls[name] % 4 == 0
+            calls[name] += 1
+            clock[0] += cost[name][0] if first else cost[name][1]
+        return f
+
+    def timer():
+        timer_reads.append(clock[0])
+        return clock[0]
+    samples = measure({k: make(k) for k in cost}, reps=3, warmup=1, mode="warm", burst=4, timer=timer,
+                      sleep=lambda s: None)
+    assert samples["a"] == pytest.approx([0.001] * 9)
+    assert samples["b"] == pytest.approx([0.002] * 9)
+    assert len(timer_reads) == 2 * 18                  # read only around the timed calls
+
+
+def test_warm_mode_sleeps_the_gap_after_each_burst_never_inside_one():
+    events = []
+    measure({"a": lambda: events.append("a"), "b": lambda: events.append("b")}, reps=2, warmup=1, gap_s=0.01,
+            mode="warm", burst=3, sleep=lambda s: events.append(f"sleep {s}"))
+    turns = "".join(e if len(e) == 1 else "|" for e in events).split("|")
+    assert turns == ["aaa", "bbb", "aaa", "bbb", "bbb", "aaa", ""]      # a sleep after every burst
+    assert events.count("sleep 0.01") == 6
+
+
+def test_cold_mode_times_every_call_and_sleeps_after_each():
+    events, clock = [], [0.0]
+
+    def f():
+        clock[0] += 0.003
+        events.append("call")
+    samples = measure({"a": f}, reps=3, warmup=1, gap_s=0.01, mode="cold", timer=lambda: clock[0],
+                      sleep=lambda s: events.append("sleep"))
+    assert events == ["call", "sleep"] * 4
+    assert samples["a"] == pytest.approx([0.003] * 3)
+
+
+def test_warm_mode_gives_slow_systems_fewer_bursts():
+    seen = []
+    samples = measure({"fast": lambda: None, "sim": lambda: None}, reps=3, warmup=0, mode="warm", burst=2,
+                      reps_for={"sim": 1}, on_call=lambda name, timed: seen.append((name, timed)))
+    assert {k: len(v) for k, v in samples.items()} == {"fast": 3, "sim": 1}
+    assert seen == [("fast", False), ("fast", True), ("sim", False), ("sim", True),
+                    ("fast", False), ("fast", True), ("fast", False), ("fast", True)]
+
+
+@pytest.mark.parametrize("mode,burst,message", [("warm", 1, "burst of at least 2"), ("hot", 3, "one of warm, cold")])
+def test_measure_rejects_a_bad_mode_or_burst(mode, burst, message):
+    with pytest.raises(ValueError, match=message):
+        measure({"a": lambda: None}, reps=1, mode=mode, burst=burst)
