@@ -15,7 +15,7 @@ from .artifact import Artifact, ArtifactWriter, open_artifact
 from .config import knobs
 from .ir import Graph
 from .progress import say, step
-from .runtime.validate import InputValidator
+from .runtime.validate import InputError, InputValidator
 
 
 class CompiledModel:
@@ -34,6 +34,9 @@ class CompiledModel:
         self._validator = InputValidator(self.graph, artifact.manifest["signature"]["features"])
         self._in_spec = pytree.treespec_loads(self.graph.in_spec) if self.graph.in_spec else None
         self._out_spec = pytree.treespec_loads(self.graph.out_spec) if self.graph.out_spec else None
+        self._out_is_leaf = self._out_spec is not None and self._out_spec.is_leaf()
+        # the native fast path: torch tensors straight into generated code that checks every input itself
+        self._fast = getattr(self._run, "call_torch", None) if not self._check_values else None
         if owns_dir:   # compiled into the cache and never saved: remove when collected
             weakref.finalize(self, shutil.rmtree, str(artifact.path), True)
 
@@ -72,10 +75,22 @@ class CompiledModel:
         return self._run(flat)
 
     def __call__(self, *args, **kwargs):
+        if self._fast is not None and not kwargs:
+            try:
+                outs = self._fast(args)
+            except InputError:
+                outs = NotImplemented       # the general path below raises the error with Python's wording
+            if outs is not NotImplemented:
+                return self._unflatten_outputs(outs)
         flat, as_torch = self.flatten_inputs(args, kwargs)
         outs = self.run_flat(flat)
         if as_torch:
             outs = [torch.from_numpy(np.ascontiguousarray(o)) for o in outs]
+        return self._unflatten_outputs(outs)
+
+    def _unflatten_outputs(self, outs: list):
+        if self._out_is_leaf:
+            return outs[0]
         if self._out_spec is not None:
             return pytree.tree_unflatten(outs, self._out_spec)
         return outs[0] if len(outs) == 1 else tuple(outs)

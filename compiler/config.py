@@ -29,6 +29,8 @@ _KNOBS = {
     "cxx": _Knob("CXX", "g++", str, "the C++ compiler the cpu and hls targets call"),
     "bounds_check": _Knob("XREC_BOUNDS_CHECK", True, bool, "generated code checks ids and offsets"),
     "threads": _Knob("XREC_THREADS", 0, int, "threads for generated CPU code (0 = all cores)"),
+    "huge_pages": _Knob("XREC_HUGE_PAGES", "auto", str,
+                        "cpu weights in transparent huge pages: auto (weights >= 64 MiB) | on | off"),
 }
 
 

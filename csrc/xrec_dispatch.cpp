@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -37,8 +38,11 @@ struct xrec_model {
   const xrec_impl* impl = nullptr;
   void* dl = nullptr;
   void* state = nullptr;
-  void* wmap = nullptr;
+  void* wmap = nullptr;       // weights.bin's bytes
   size_t wsize = 0;
+  void* wbase = nullptr;      // what to munmap: the file mapping, or the 2 MiB-aligned anonymous block
+  size_t wbase_len = 0;
+  bool huge = false;
   std::string isa, name, dir;
 };
 
@@ -106,10 +110,49 @@ bool read_file(const std::string& path, std::string* out) {
 
 std::string str_field(const xrec::json::Value* v) { return v && v->is_string() ? v->text : std::string(); }
 
+constexpr size_t kHugeWeightsMin = size_t(64) << 20;   // auto mode: huge pages from 64 MiB of weights
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// Transparent huge pages can be had through madvise unless the kernel says "[never]".
+bool thp_allowed() {
+  std::string s;
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  if (!f || !std::getline(f, s)) return false;
+  return s.find("[never]") == std::string::npos;
+}
+
+// weights.bin -> a 2 MiB-aligned anonymous block advised MADV_HUGEPAGE, then made read-only.
+bool read_into_huge_pages(int fd, xrec_model* m, std::string* why) {
+  const size_t len = (m->wsize + 2 * kHugePage - 1) / kHugePage * kHugePage;
+  void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) {
+    *why = std::string("mmap of ") + std::to_string(len) + " bytes: " + std::strerror(errno);
+    return false;
+  }
+  m->wbase = base;
+  m->wbase_len = len;
+  unsigned char* p = (unsigned char*)(((uintptr_t)base + kHugePage - 1) & ~(uintptr_t)(kHugePage - 1));
+  madvise(p, m->wsize, MADV_HUGEPAGE);   // advice only: an error leaves ordinary pages
+  size_t done = 0;
+  while (done < m->wsize) {
+    const ssize_t r = pread(fd, p + done, m->wsize - done > (size_t(1) << 30) ? (size_t(1) << 30) : m->wsize - done,
+                            (off_t)done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      *why = r == 0 ? std::string("file shorter than expected") : std::string(std::strerror(errno));
+      return false;
+    }
+    done += (size_t)r;
+  }
+  mprotect(p, m->wsize, PROT_READ);
+  m->wmap = p;
+  return true;
+}
+
 void unload(xrec_model* m) {
   if (!m) return;
   if (m->state && m->impl) m->impl->destroy(m->state);
-  if (m->wmap) munmap(m->wmap, m->wsize);
+  if (m->wbase) munmap(m->wbase, m->wbase_len);
   if (m->dl) dlclose(m->dl);
   delete m;
 }
@@ -255,7 +298,20 @@ xrec_model* load(const char* dir_c, const xrec_load_options* opt) {
     unload(m);
     return nullptr;
   }
-  if (m->wsize) {
+  const int huge_opt = opt ? opt->huge_pages : 0;
+  if (m->wsize && (huge_opt > 0 || (huge_opt == 0 && m->wsize >= kHugeWeightsMin)) && thp_allowed()) {
+    // Random rows of big tables: with 4 KiB pages nearly every row read is also a TLB miss.
+    // Transparent huge pages only back anonymous memory here, so read the file into it.
+    std::string why;
+    if (read_into_huge_pages(fd, m, &why)) {
+      m->huge = true;
+    } else {
+      close(fd);
+      fail(XREC_ERR_ARTIFACT, "cannot read " + wfile + " into memory: " + why);
+      unload(m);
+      return nullptr;
+    }
+  } else if (m->wsize) {
     // Embedding lookups touch rows all over the tables: prefault every page now rather than
     // take a page fault per new row while serving (MAP_POPULATE), unless asked to map lazily.
     const bool lazy = opt ? opt->lazy_weights != 0 : false;
@@ -267,6 +323,8 @@ xrec_model* load(const char* dir_c, const xrec_load_options* opt) {
       unload(m);
       return nullptr;
     }
+    m->wbase = m->wmap;
+    m->wbase_len = m->wsize;
   }
   close(fd);
   const bool verify = opt ? opt->verify_weights != 0 : true;
@@ -379,6 +437,8 @@ int xrec_model_output_shape(const xrec_model* m, int k, int64_t batch, int64_t* 
 }
 
 const char* xrec_model_isa(const xrec_model* m) { return m ? m->isa.c_str() : nullptr; }
+
+const char* xrec_model_weights_memory(const xrec_model* m) { return m ? (m->huge ? "hugepages" : "file") : nullptr; }
 const char* xrec_model_name(const xrec_model* m) { return m ? m->name.c_str() : nullptr; }
 
 }  // extern "C"

@@ -62,6 +62,10 @@ typedef struct xrec_load_options {
   int verify_weights;     /* 1: checksum weights.bin against the manifest (reads the whole file); 0: size only */
   int lazy_weights;       /* 0: prefault the whole weights.bin mapping at load (no page faults while
                              serving); 1: map pages on first use (faster load, slower first calls) */
+  int huge_pages;         /* 0 (auto): weights.bin of 64 MiB or more is read into anonymous memory
+                             advised as transparent huge pages (madvise; fewer TLB misses on random
+                             rows) when the kernel allows it, else mapped from the file; 1: always
+                             huge pages (where allowed); -1: never (map the file) */
 } xrec_load_options;
 
 /* Load an artifact directory. NULL on failure: xrec_last_error() says why. */
@@ -91,6 +95,9 @@ int xrec_model_output_shapes(const xrec_model* model, const xrec_tensor* inputs,
 /* Output k's shape for a batch of `batch` rows, when it depends on the batch only. */
 int xrec_model_output_shape(const xrec_model* model, int k, int64_t batch, int64_t* dims);
 const char* xrec_model_isa(const xrec_model* model);     /* the ISA build that was loaded */
+/* How weights.bin is held: "file" (shared file mapping) or "hugepages" (anonymous memory
+   advised as transparent huge pages). */
+const char* xrec_model_weights_memory(const xrec_model* model);
 const char* xrec_model_name(const xrec_model* model);
 
 #ifdef __cplusplus

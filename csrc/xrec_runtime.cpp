@@ -90,7 +90,7 @@ std::unique_ptr<Model> Model::open(const std::string& dir, const LoadOptions& op
 #undef XREC_SYM
 #endif
   xrec_load_options o{options.isa.c_str(), options.threads, options.verify_weights ? 1 : 0,
-                      options.lazy_weights ? 1 : 0};
+                      options.lazy_weights ? 1 : 0, options.huge_pages};
   m->m_ = a.load_ex(dir.c_str(), &o);
   if (!m->m_) throw Error(XREC_ERR_ARTIFACT, a.last_error());
   m->isa_ = a.isa(m->m_);

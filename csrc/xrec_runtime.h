@@ -49,6 +49,7 @@ struct LoadOptions {
   int threads = 0;            // 0: $XREC_THREADS or all cores
   bool verify_weights = true; // checksum weights.bin on load
   bool lazy_weights = false;  // map weights.bin pages on first use instead of prefaulting them at load
+  int huge_pages = 0;         // 0 auto (weights >= 64 MiB), 1 always, -1 never (xrec_load_options)
 };
 
 class Model {
