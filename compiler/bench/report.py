@@ -263,20 +263,34 @@ def print_report(doc: dict, file=None) -> None:
         print(format_text(doc), file=file)
         return
     header, body, cap = _grid(doc)
-    width = sum(max(len(h), *(len(row[i]) for row in body)) + 3 if body else len(h) + 3
-                for i, h in enumerate(header)) + 4
-    con = Console(file=file, width=max(100, width))
-    t = Table(title=_title(doc), caption=cap)
+    con = Console(file=file, width=max(100, _table_width(header, body)))
+    con.print(_title(doc), highlight=False, markup=False, soft_wrap=True)
+    t = Table(caption=cap)
     for h in header:
         t.add_column(h, no_wrap=True)
     for row in body:
         t.add_row(*row)
     con.print(t)
+    vs = variants(doc)
+    if vs:
+        vh, vb = _variant_table(doc, vs)
+        con.width = max(100, _table_width(vh, vb))
+        vt = Table(title="size and speed by variant", caption="! = beyond the variant's own tolerance")
+        for h in vh:
+            vt.add_column(h, no_wrap=True)
+        for row in vb:
+            vt.add_row(*row)
+        con.print(vt)
     rest = format_text(doc).split("\n")
-    tail_start = next((i for i, ln in enumerate(rest) if ln.startswith(("size and speed", "xrec vs", "did not",
-                                                                       "other processes"))), len(rest))
+    tail_start = next((i for i, ln in enumerate(rest) if ln.startswith(("xrec vs", "did not", "other processes"))),
+                      len(rest))
     for ln in rest[tail_start:]:
-        con.print(ln, highlight=False, markup=False)
+        con.print(ln, highlight=False, markup=False, soft_wrap=True)
+
+
+def _table_width(header: list[str], body: list[list[str]]) -> int:
+    return sum(max(len(h), *(len(row[i]) for row in body)) + 3 if body else len(h) + 3
+               for i, h in enumerate(header)) + 4
 
 
 # ------------------------------------------------------------------ markdown

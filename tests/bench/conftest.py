@@ -39,3 +39,27 @@ ROWS = [_row("eager", 1, 2.0), _row("onnxruntime", 1, 1.0), _row("xrec-cpu", 1, 
 def sample_doc():
     """A model-run document: eager, onnxruntime, xrec-cpu at batch 1 and 64, tvm failing."""
     return copy.deepcopy(_doc(ROWS))
+
+
+def _xrow(system, variant, batch, median, weights, diff, atol, check="ok"):
+    r = _row(system, batch, median, kind="xrec")
+    r.update(variant=variant, weights_bytes=weights, weights_frac_of_fp32=weights / 4 * 2**-20,
+             max_abs_err=diff, max_abs_diff_vs_eager=diff, check=check,
+             check_tol={"rtol": 1e-3, "atol": atol, "from": "test"})
+    return r
+
+
+@pytest.fixture
+def variant_doc():
+    """A --quantize fp32,int8,int4 run in warm mode: eager and three xrec-cpu variants at batch 1 and 64
+    (fp32 weights 4 MiB, int8 1 MiB, int4 0.5 MiB); int4 exceeds its tolerance at batch 64."""
+    rows = []
+    for b, scale in ((1, 1.0), (64, 4.0)):
+        rows += [_row("eager", b, 2.0 * scale),
+                 _xrow("xrec-cpu", "fp32", b, 1.0 * scale, 4 * 2**20, 1e-7, 1e-4),
+                 _xrow("xrec-cpu-int8", "int8", b, 0.8 * scale, 2**20, 2e-4 * scale, 1e-3),
+                 _xrow("xrec-cpu-int4", "int4", b, 0.7 * scale, 2**19, 3e-3 * scale, 1e-2,
+                       check="ok" if b == 1 else "mismatch")]
+    doc = _doc(rows)
+    doc["settings"].update(mode="warm", burst=5, variants=["fp32", "int8", "int4"])
+    return doc

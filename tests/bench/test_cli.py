@@ -67,12 +67,39 @@ def test_render_re_presents_a_saved_run_without_measuring(tmp_path, sample_doc):
     assert json.loads(src.read_text())["rows"] == sample_doc["rows"]
 
 
+def test_bench_cli_rejects_an_unknown_quantize_variant(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "two-tower", "--quantize", "fp32,int9"])
+    assert "--quantize takes a comma-separated list of fp32, fp16, bf16, int8, int4" in capsys.readouterr().err
+
+
+def test_bench_cli_quantize_compiles_each_variant_and_pages_size_and_speed(tmp_path, capsys):
+    out_json, out_md = tmp_path / "r.json", tmp_path / "page.md"
+    rc = cli.main(["bench", "dlrm-small", "--max-rows", "50", "--batch", "2", "--reps", "2", "--warmup", "0",
+                   "--gap-ms", "0", "--threads", "1", "--no-roofline", "--baselines", "eager",
+                   "--target", "reference", "--quantize", "fp32,int8", "--calib-samples", "256",
+                   "--mode", "warm", "--burst", "2", "--json", str(out_json), "--markdown", str(out_md)])
+    assert rc == 0
+    doc = report.read_json(out_json)
+    assert [r["system"] for r in doc["rows"]] == ["eager", "xrec-reference", "xrec-reference-int8"]
+    assert all(r["status"] == "ok" and r["check"] == "ok" and r["n"] == 2 for r in doc["rows"])
+    assert doc["settings"]["mode"] == "warm" and doc["settings"]["burst"] == 2
+    int8 = doc["rows"][2]
+    assert int8["variant"] == "int8" and 0 < int8["weights_frac_of_fp32"] < 1
+    assert "### Size and speed by variant" in out_md.read_text()
+    text = capsys.readouterr().out
+    assert "size and speed by variant" in text and "warm (bursts of 2, first untimed)" in text
+
+
 @pytest.mark.parametrize("argv,message", [
     (["bench"], "needs a MODEL"),
     (["bench", "two-tower", "--kernel", "linear"], "not both"),
     (["bench", "two-tower", "--baselines", "eager,nope"], "unknown baseline"),
     (["bench", "two-tower", "--target", "gpu9"], "unknown target"),
     (["bench", "two-tower", "--reps", "0"], "--reps"),
+    (["bench", "two-tower", "--mode", "warm", "--burst", "1"], "--burst >= 2"),
+    (["bench", "two-tower", "--quantize", "mixed"], "--budget-mb"),
+    (["bench", "--kernel", "linear", "--quantize", "int8"], "--formats"),
 ])
 def test_bench_cli_rejects_bad_arguments_with_a_message(argv, message, capsys):
     assert cli.main(argv) == 2

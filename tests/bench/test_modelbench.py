@@ -87,3 +87,71 @@ def test_model_work_counts_matmul_flops_and_embedding_bytes():
     bmm = 27 * 27 * 64
     assert w["flops"] == 2 * 4 * (sum(k * n for k, n in mlp) + bmm)
     assert w["embedding_bytes"] == sum(len(i) for i in args[1]) * 64 * 4
+
+
+# ------------------------------------------------------------------ compression variants
+def test_each_variant_is_its_own_system_with_its_size_and_checked_against_its_own_tolerance():
+    doc = modelbench.run_model_bench("dlrm-small", targets=["reference"], baselines=["eager"], batches=[1, 3],
+                                     threads=1, reps=2, warmup=0, max_rows=50, gap_ms=0.0, roofline=False,
+                                     variants=["fp32", "int8", "int4"], calib_samples=256, mode="cold")
+    report.validate(doc)
+    rows = {(r["system"], r["batch"]): r for r in doc["rows"]}
+    names = ("xrec-reference", "xrec-reference-int8", "xrec-reference-int4")
+    assert set(rows) == {(s, b) for s in ("eager",) + names for b in (1, 3)}
+    assert doc["settings"]["variants"] == ["fp32", "int8", "int4"]
+    size = {}
+    for s, variant in zip(names, ("fp32", "int8", "int4")):
+        r = rows[(s, 3)]
+        assert r["status"] == "ok" and r["check"] == "ok" and r["variant"] == variant
+        assert r["max_abs_diff_vs_eager"] == r["max_abs_err"]
+        size[variant] = r["weights_bytes"]
+        info = doc["systems"][s]["info"]
+        assert r["weights_bytes"] == info["weights_bytes"]
+    assert size["int4"] < size["int8"] < size["fp32"]
+    assert rows[("xrec-reference-int8", 1)]["weights_frac_of_fp32"] == pytest.approx(size["int8"] / size["fp32"])
+    assert rows[("eager", 1)]["variant"] is None and rows[("eager", 1)].get("weights_bytes") is None
+    # fp32 keeps the bench tolerance; int4 differs from eager by more than it, by design, and is
+    # checked against the drift its artifact declares instead
+    assert rows[("xrec-reference", 3)]["check_tol"]["atol"] == modelbench.CHECK_ATOL
+    int4 = rows[("xrec-reference-int4", 3)]
+    assert int4["max_abs_diff_vs_eager"] > modelbench.CHECK_ATOL
+    assert int4["check_tol"]["atol"] == doc["systems"]["xrec-reference-int4"]["info"]["tolerances"]["atol"]
+    assert "int4" in int4["check_tol"]["from"]
+    table = report.format_text(doc)
+    assert "size and speed by variant" in table and "xrec-reference-int4" in table
+
+
+@pytest.fixture
+def fake_variants(monkeypatch):
+    """xrec 'variants' that add a fixed error to eager's output and declare an artifact atol of 0.01."""
+    def fake_xrec_system(target, variant=None):
+        def prepare(ctx):
+            m = ctx.module
+            err = {"fp32": 0.0, "int8": 0.005, "int4": 0.5}[variant or "fp32"]
+            return Prepared(lambda *args: m(*args) + err,
+                            {"weights_bytes": {"fp32": 4000, "int8": 1000, "int4": 500}[variant or "fp32"],
+                             "tolerances": {"rtol": 1e-5, "atol": 0.01}})
+        return System(systems.xrec_system_name(target, variant), f"fake {variant}", "xrec", prepare, target,
+                      variant or "fp32")
+    monkeypatch.setattr(modelbench, "xrec_system", fake_xrec_system)
+
+
+def test_a_compressed_variant_is_a_mismatch_only_beyond_its_artifact_tolerance(fake_variants):
+    doc = modelbench.run_model_bench("two-tower", baselines=[], variants=["fp32", "int8", "int4"],
+                                     **{**FAST, "targets": ["cpu"], "mode": "cold"})
+    rows = {(r["system"], r["batch"]): r for r in doc["rows"]}
+    assert rows[("xrec-cpu-int8", 1)]["check"] == "ok"              # 0.005 > fp32 atol, < its own 0.01
+    assert rows[("xrec-cpu-int8", 1)]["max_abs_diff_vs_eager"] == pytest.approx(0.005, rel=1e-3)
+    assert rows[("xrec-cpu-int4", 1)]["check"] == "mismatch"        # 0.5 > 0.01
+    assert rows[("xrec-cpu-int4", 1)]["weights_frac_of_fp32"] == pytest.approx(0.125)
+    vs = {v["system"]: v for v in report.variants(doc)}
+    assert vs["xrec-cpu-int4"]["checks"] == ["mismatch", "mismatch"]
+    line = next(ln for ln in report.format_text(doc).splitlines() if ln.strip().startswith("xrec-cpu-int4  int4"))
+    assert "5.00e-01 !" in line and "12.5%" in line
+
+
+def test_warm_mode_gives_reps_times_burst_minus_one_samples_and_is_recorded():
+    doc = modelbench.run_model_bench("two-tower", baselines=["eager"], **{**FAST, "mode": "warm", "burst": 3})
+    assert doc["settings"]["mode"] == "warm" and doc["settings"]["burst"] == 3
+    assert {r["n"] for r in doc["rows"]} == {2 * 2}
+    assert "warm (bursts of 3, first untimed)" in report.format_text(doc)

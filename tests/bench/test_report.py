@@ -73,3 +73,37 @@ def test_markdown_page_describes_machine_load_settings_and_results(sample_doc):
     assert "| tvm | n/a | n/a |" in page
     assert "**did not run**: import: boom" in page
     assert "xrec bench --render r.json" in page
+
+
+def test_variants_give_size_share_of_fp32_worst_diff_and_speed_per_batch(variant_doc):
+    vs = {v["system"]: v for v in report.variants(variant_doc)}
+    assert list(vs) == ["xrec-cpu", "xrec-cpu-int8", "xrec-cpu-int4"]
+    assert vs["xrec-cpu-int8"]["weights_frac_of_fp32"] == pytest.approx(0.25)
+    assert vs["xrec-cpu-int4"]["max_abs_diff_vs_eager"] == pytest.approx(0.012)      # the worse batch
+    assert vs["xrec-cpu-int4"]["median_ms"] == {1: pytest.approx(0.7), 64: pytest.approx(2.8)}
+    assert vs["xrec-cpu-int4"]["checks"] == ["ok", "mismatch"]
+
+
+def test_a_run_without_compressed_variants_has_no_variant_table(sample_doc):
+    assert report.variants(sample_doc) == []
+    assert "size and speed by variant" not in report.format_text(sample_doc)
+    assert "Size and speed by variant" not in report.markdown_page(sample_doc)
+
+
+def test_text_and_page_show_size_and_speed_by_variant_and_the_timing_mode(variant_doc):
+    text = report.format_text(variant_doc)
+    assert "warm (bursts of 5, first untimed)" in text.splitlines()[0]
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("xrec-cpu-int8  int8"))
+    assert line.split() == ["xrec-cpu-int8", "int8", "1.00", "MiB", "25.0%", "8.00e-04", "1.0e-03", "+",
+                            "1e-03|eager|", "0.800", "3.200"]
+    page = report.markdown_page(variant_doc)
+    assert "### Size and speed by variant" in page
+    assert ("| xrec-cpu-int4 | int4 | 0.50 MiB | 12.5% | 1.20e-02 ! | 1.0e-02 + 1e-03\\|eager\\| | 0.700 | 2.800 |"
+            in page)
+    assert "timing mode warm: each turn 5 calls back to back, the first untimed" in page
+    assert "xrec compression variants: fp32, int8, int4" in page
+
+
+def test_a_document_from_before_the_mode_option_reads_as_cold(sample_doc):
+    assert "cold (1 call per turn, 10 ms gap)" in report.format_text(sample_doc).splitlines()[0]
+    assert "timing mode cold: each turn one timed call, 10 ms gap after it" in report.markdown_page(sample_doc)
