@@ -168,14 +168,33 @@ struct Ctx {
   PoolMode mode;
   int prefetch;            // ids ahead (0: none)
   int64_t range_end;       // offsets[b1]: prefetch stays below it
+  const int32_t* remap;    // pruned table: logical id -> row (-1: pruned, a zero row); null: none
   int64_t off_at(long b) const {
     return off64 ? ((const int64_t*)off)[b] : (int64_t)((const int32_t*)off)[b];
+  }
+  int64_t id_at(int64_t i) const {
+    return idx64 ? ((const int64_t*)idx)[i] : (int64_t)((const int32_t*)idx)[i];
   }
 };
 
 inline void prefetch_row(const uint8_t* p, int64_t bytes) {
   const uintptr_t end = (uintptr_t)p + (uintptr_t)bytes;
   for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)63; a < end; a += 64) _mm_prefetch((const char*)a, _MM_HINT_T0);
+}
+
+// Prefetches the row of the id at position i (i < range_end). With a remap the
+// row is known only once the remap entry is read: that entry is prefetched a
+// further `prefetch` ids ahead, so it is (usually) in cache by now.
+inline void prefetch_at(const Ctx& c, int64_t i) {
+  const int64_t id = c.id_at(i);
+  if (c.remap) {
+    const int64_t j = i + c.prefetch;
+    if (j < c.range_end) _mm_prefetch((const char*)(c.remap + c.id_at(j)), _MM_HINT_T0);
+    const int64_t r = c.remap[id];
+    if (r >= 0) prefetch_row(c.table + r * c.row_bytes, c.row_bytes);
+    return;
+  }
+  prefetch_row(c.table + id * c.row_bytes, c.row_bytes);
 }
 
 // Accumulates one row into acc (NV vectors). Quantized rows use
@@ -237,6 +256,10 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
   const int64_t* idx64 = (const int64_t*)c.idx;
   const bool i64 = c.idx64;
   auto id_at = [idx32, idx64, i64](int64_t i) -> int64_t { return i64 ? idx64[i] : (int64_t)idx32[i]; };
+  // Pruned tables: a logical id reads row remap[id]; -1 is a zero row (skipped by
+  // sum, counted by mean, a 0 candidate for max). Unpruned: the row is the id.
+  const int32_t* remap = c.remap;
+  auto row_of = [remap](int64_t id) -> int64_t { return remap ? (int64_t)remap[id] : id; };
   const int64_t pf = do_prefetch ? c.prefetch : 0;
   const int64_t rb = c.row_bytes;
   const uint8_t* table = c.table;
@@ -251,30 +274,38 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
     for (int j = 0; j < (TWO ? NV : 1); ++j) acc2[j] = simd::zero();
     float bsum = 0.0f, bsum2 = 0.0f;
     int64_t cnt = 0;
+    bool pruned = false;   // a pruned id was pooled (max: 0 is a candidate)
     int64_t i = s;
     if constexpr (TWO) {
       for (; i + 1 < e; i += 2) {
         if (pf && i + 1 < pf_end) {
-          prefetch_row(table + id_at(i + pf) * rb, rb);
-          prefetch_row(table + id_at(i + 1 + pf) * rb, rb);
+          prefetch_at(c, i + pf);
+          prefetch_at(c, i + 1 + pf);
         }
         const int64_t id0 = id_at(i), id1 = id_at(i + 1);
         if (id0 != pad) {
           ++cnt;
-          add_row<FMT, NV, false>(acc, bsum, table + id0 * rb, c.dim, c0, tail, 1.0f);
+          const int64_t r0 = row_of(id0);
+          if (r0 >= 0) add_row<FMT, NV, false>(acc, bsum, table + r0 * rb, c.dim, c0, tail, 1.0f);
         }
         if (id1 != pad) {
           ++cnt;
-          add_row<FMT, NV, false>(acc2, bsum2, table + id1 * rb, c.dim, c0, tail, 1.0f);
+          const int64_t r1 = row_of(id1);
+          if (r1 >= 0) add_row<FMT, NV, false>(acc2, bsum2, table + r1 * rb, c.dim, c0, tail, 1.0f);
         }
       }
     }
     for (; i < e; ++i) {
-      if (pf && i < pf_end) prefetch_row(table + id_at(i + pf) * rb, rb);
+      if (pf && i < pf_end) prefetch_at(c, i + pf);
       const int64_t id = id_at(i);
       if (id == pad) continue;
       ++cnt;
-      const uint8_t* row = table + id * rb;
+      const int64_t r = row_of(id);
+      if (r < 0) {
+        pruned = true;
+        continue;
+      }
+      const uint8_t* row = table + r * rb;
       if constexpr (COMB == COMB_SUM) {
         add_row<FMT, NV, false>(acc, bsum, row, c.dim, c0, tail, 1.0f);
       } else if (max_mode) {
@@ -295,6 +326,8 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
     }
     if (max_mode && cnt == 0) {
       for (int j = 0; j < NV; ++j) acc[j] = simd::zero();
+    } else if (max_mode && pruned) {
+      for (int j = 0; j < NV; ++j) acc[j] = simd::max(acc[j], simd::zero());
     } else if (c.mode == POOL_MEAN && cnt > 0) {
       const simd::vf inv = simd::set1(1.0f / (float)cnt);
       for (int j = 0; j < NV; ++j) acc[j] = simd::mul(acc[j], inv);
@@ -390,14 +423,12 @@ inline void run(const BagFeature& f, long b0, long b1, float* out, long ldo) {
   c.mode = f.mode;
   c.prefetch = f.prefetch_distance >= 0 ? f.prefetch_distance : default_prefetch(f);
   c.range_end = c.off_at(b1);
+  c.remap = f.remap;
   if (c.prefetch > 0) {
     // The loop prefetches `prefetch` ids ahead; the first ones are requested here,
     // all at once, so they arrive in parallel.
     const int64_t s = c.off_at(b0), e = min_l(c.range_end, s + c.prefetch);
-    for (int64_t i = s; i < e; ++i) {
-      const int64_t id = c.idx64 ? ((const int64_t*)c.idx)[i] : ((const int32_t*)c.idx)[i];
-      prefetch_row(c.table + id * c.row_bytes, c.row_bytes);
-    }
+    for (int64_t i = s; i < e; ++i) prefetch_at(c, i);
   }
   pool_format(f, c, b0, b1, out, ldo);
 }

@@ -49,6 +49,11 @@
 // 11. Threading advice: split linear by rows when each thread gets >= 64 rows,
 //     else by column blocks (multiples of linear_n_block()); a layer with
 //     N <= 2 by rows. Split bags and interaction rows evenly.
+// 12. BagFeature gains `const int32_t* remap = nullptr` (last member): pruned
+//     tables (compiler/passes/prune_embeddings.py). num_rows is then the logical
+//     row count (the remap's length), padding_idx a logical id; id -> remap[id],
+//     -1 pools as a zero row (the IR interpreter's semantics, FBGEMM's
+//     compressed_indices_mapping for sum). Every row format and pooling mode.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -106,6 +111,10 @@ struct BagFeature {
                              // for being >= 0 and non-decreasing)
   int prefetch_distance = -1;  // software prefetch of the row this many ids ahead; 0: off,
                                // -1: kernel default (16 for tables > 1 MB, else 0)
+  const int32_t* remap = nullptr;  // pruned table: num_rows entries, id -> row of table or -1
+                                   // (a zero row: skipped by sum, counted by mean, 0 for max);
+                                   // null: unpruned. Ids are checked against num_rows (the
+                                   // logical rows); the remap's values are trusted.
 };
 
 // Error report of a bag kernel: code 0 = ok; otherwise what and where.

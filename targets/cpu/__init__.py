@@ -44,7 +44,8 @@ class CpuTarget(Target):
     def capabilities(self, options: dict) -> Capabilities:
         best = isa_mod.best_isa()
         return Capabilities(vector_width=isa_mod.VECTOR_WIDTH[best], memory_channels=1, supports_int4=True,
-                            supports_fp16=True, checks_inputs=bool((options or {}).get("bounds_check", True)))
+                            supports_fp16=True, supports_pruning=True,
+                            checks_inputs=bool((options or {}).get("bounds_check", True)))
 
     def parse_options(self, options: dict | None) -> dict:
         from xrec.config import knobs

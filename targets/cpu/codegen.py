@@ -540,6 +540,8 @@ class Codegen:
                        f"in[{b.offsets}].data, in[{b.indices}].dtype == XREC_I32 ? 32 : 64, "
                        f"in[{b.offsets}].dtype == XREC_I32 ? 32 : 64, {psw}, {b.nnz}}};")
                 w.line(f"C.nnz[{k}] = {b.nnz};")
+                if b.remap:
+                    w.line(f"C.bags[{k}].remap = {b.remap};   // pruned table: logical id -> row or -1")
             if any(not b.include_last_offset for b in p.bags):
                 w.line("// offsets without the last entry: a copy with offsets[B] = number of ids appended")
                 w.line("std::vector<int64_t> full_offsets[kNumBags];")

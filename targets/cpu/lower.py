@@ -23,7 +23,7 @@ import re
 import numpy as np
 import sympy
 
-from xrec.ir import Graph, Node, Op
+from xrec.ir import Graph, Node, Op, feature_inputs
 from xrec.ir.interpreter import IMPLS, Interpreter
 from xrec.ir.ops import ELEMENTWISE, REDUCE
 from xrec.ir.printer import print_node
@@ -472,7 +472,8 @@ class Lowerer:
                                "last": bool(n.attr("include_last_offset", True))}
 
     def _bag_feature(self, n: Node, table: str, jag: str, psw: str | None, mode: str, padding_idx, dim: int,
-                     num_rows: int) -> int:
+                     num_rows: int, remap: str | None = None) -> int:
+        """One kernel feature; ``num_rows`` is the logical row count (a pruned table's remap length)."""
         j = self.jagged[jag]
         if not self.is_const(table):
             raise unsupported(n, "embedding tables must be parameters")
@@ -480,14 +481,32 @@ class Lowerer:
         if psw is not None and psw not in pos:
             raise unsupported(n, "per-sample weights must be a model input")
         fmt, row_bytes = row_format(self.g.type_of(table), dim, n)
+        remap_member = None
+        if remap is not None:
+            remap_member = self._remap_member(n, j["feature"], remap, num_rows,
+                                              int(self.g.type_of(table).shape[0]))
         pad = -1 if padding_idx is None else int(padding_idx) % num_rows
         s = self.slot(self.const_key(table))
         self.bags.append(BagFeatureInfo(
             feature=j["feature"], indices=j["indices"], offsets=j["offsets"],
             psw=None if psw is None else pos[psw], include_last_offset=j["last"],
             nnz=f"in[{j['indices']}].shape[0]", table="W." + s.cname, num_rows=num_rows, dim=dim,
-            row_bytes=row_bytes, fmt=fmt, mode=POOL[mode], padding_idx=pad))
+            row_bytes=row_bytes, fmt=fmt, mode=POOL[mode], padding_idx=pad, remap=remap_member))
         return len(self.bags) - 1
+
+    def _remap_member(self, n: Node, feature: str, remap: str, num_rows: int, table_rows: int) -> str:
+        """``W.<member>`` of a pruned table's remap, checked now: the kernel trusts its values."""
+        if not self.is_const(remap):
+            raise unsupported(n, f"feature {feature!r}: the remap of a pruned table must be a constant (a parameter)")
+        arr = self._const_array(remap)
+        if arr.dtype != np.int32 or arr.ndim != 1 or len(arr) != num_rows:
+            raise unsupported(n, f"feature {feature!r}: the remap of a pruned table must be int32 [{num_rows}], "
+                                 f"got {arr.dtype} {list(arr.shape)}")
+        if len(arr) and (arr.min() < -1 or arr.max() >= table_rows):
+            bad = int(np.nonzero((arr < -1) | (arr >= table_rows))[0][0])
+            raise unsupported(n, f"feature {feature!r}: remap[{bad}] = {int(arr[bad])} is not -1 (pruned) or a "
+                                 f"row of the compact table of {table_rows} rows; rerun prune_embeddings")
+        return self.const_member(remap, n)
 
     def _output(self, o: str, info: OutputInfo):
         n = self.g.node(o)
@@ -741,13 +760,12 @@ class Lowerer:
             raise AssertionError("internal: embedding group output must be a row block")
         feats, pos, col = [], 0, 0
         first = len(self.bags)
-        for f in n.attr("features"):
-            table, jag = n.inputs[pos], n.inputs[pos + 1]
-            psw = n.inputs[pos + 2] if f.has_psw else None
-            k = self._bag_feature(n, table, jag, psw, f.mode, f.padding_idx, f.dim, f.num_rows)
+        for fi in feature_inputs(n):
+            f = fi.feature
+            k = self._bag_feature(n, fi.table, fi.jagged, fi.psw, f.mode, f.padding_idx, f.dim, f.num_rows,
+                                  fi.remap)
             feats.append((k, col, f.dim, f.feature, f.num_rows))
             col += f.dim
-            pos += 3 if f.has_psw else 2
         ptr, ld, _ = self._matrix_parts(out)
         self.add(BagStep(node=n.name, text=print_node(self.g, n), group=first, features=feats, out=ptr, ldo=ld,
                          writes=self._w(out)))
@@ -756,10 +774,11 @@ class Lowerer:
     def op_embedding_bag(self, n: Node):
         out = self.out_view(n)
         table, jag = n.inputs[:2]
-        psw = n.inputs[2] if n.attr("has_psw", False) else None
+        fi = feature_inputs(n)[0]
         dim = int(n.type.shape[1])
-        rows = int(self.g.type_of(table).shape[0])
-        k = self._bag_feature(n, table, jag, psw, n.attr("mode"), n.attr("padding_idx", None), dim, rows)
+        rows = int(self.g.type_of(fi.remap).shape[0]) if fi.remap else int(self.g.type_of(table).shape[0])
+        k = self._bag_feature(n, table, jag, fi.psw, n.attr("mode"), n.attr("padding_idx", None), dim, rows,
+                              fi.remap)
         ptr, ld, _ = self._matrix_parts(out)
         self.add(BagStep(node=n.name, text=print_node(self.g, n), group=k,
                          features=[(k, 0, dim, self.bags[k].feature, rows)], out=ptr, ldo=ld, writes=self._w(out)))

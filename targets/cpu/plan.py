@@ -265,6 +265,7 @@ class BagFeatureInfo:
     fmt: str                 # ROW_F32 | ROW_F16 | ROW_I8 | ROW_I4
     mode: str                # POOL_SUM | POOL_MEAN | POOL_MAX
     padding_idx: int
+    remap: str | None = None  # Weights member of a pruned table's int32 remap [num_rows] (num_rows: logical rows)
 
 
 @dataclass
