@@ -27,14 +27,15 @@ from typing import Callable
 import torch
 
 from . import SCHEMA
-from .harness import BudgetExceeded, calls_per_turn, check_mode, measure, summarize, time_budget
+from .harness import (BudgetExceeded, calls_per_turn, check_mode, measure, samples_per_turn, summarize,
+                      time_budget)
 from .machine import LoadMonitor, machine_info
 from .systems import (BASELINES, ModelContext, Prepared, StageError, System, Unavailable,
                       outputs_to_tensor, quiet, xrec_system)
 
 CHECK_RTOL, CHECK_ATOL = 1e-3, 1e-4
 SLOW_CALL_S = 0.5        # a first call slower than this gets one more untimed call to estimate its cost
-MIN_REPS = 3             # the fewest timed rounds a slow system gets
+MIN_REPS = 3             # the fewest timed samples a slow system gets
 
 
 def _say(msg: str) -> None:
@@ -271,9 +272,12 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                 _say(f"batch {batch}: time {', '.join(calls)} ({warmup} warm-up + {reps} interleaved rounds, "
                      f"{mode}: {how})")
                 per_turn = calls_per_turn(mode, burst)
-                reps_for = {k: min(reps, max(MIN_REPS, int(system_budget_s / (t * per_turn))))
+                # a slow system (a simulator) gets as many turns as fit its budget, at least enough for
+                # MIN_REPS samples; in warm mode without warm-up turns (each burst's first call warms it)
+                min_turns = -(-MIN_REPS // samples_per_turn(mode, burst))
+                reps_for = {k: min(reps, max(min_turns, int(system_budget_s / (t * per_turn))))
                             for k, t in per_call.items() if t * per_turn * reps > system_budget_s}
-                warm_for = {k: min(warmup, 1) for k in reps_for}
+                warm_for = {k: 0 if mode == "warm" else min(warmup, 1) for k in reps_for}
                 for k, n in reps_for.items():
                     _say(f"  {k}: {per_call[k]:.1f} s per call, {n} timed rounds instead of {reps} "
                          f"(--system-budget {system_budget_s:g} s)")

@@ -155,3 +155,25 @@ def test_warm_mode_gives_reps_times_burst_minus_one_samples_and_is_recorded():
     assert doc["settings"]["mode"] == "warm" and doc["settings"]["burst"] == 3
     assert {r["n"] for r in doc["rows"]} == {2 * 2}
     assert "warm (bursts of 3, first untimed)" in report.format_text(doc)
+
+
+def test_a_slow_system_in_warm_mode_gets_just_enough_bursts_for_three_samples_and_no_warmup_turns(monkeypatch):
+    calls = []
+
+    def slow(ctx):
+        m = ctx.module
+
+        def fn(*args):
+            calls.append(time.perf_counter())
+            time.sleep(modelbench.SLOW_CALL_S + 0.05)
+            return m(*args)
+        return Prepared(fn)
+    monkeypatch.setitem(systems.BASELINES, "slow", System("slow", "slow", "baseline", slow))
+    monkeypatch.setattr(modelbench, "BASELINES", systems.BASELINES)
+    doc = modelbench.run_model_bench("two-tower", baselines=["slow"], system_budget_s=0.1,
+                                     **{**FAST, "batches": [1], "reps": 5, "warmup": 2, "mode": "warm",
+                                        "burst": 3})
+    row = doc["rows"][0]
+    assert row["status"] == "ok" and row["n"] == 4          # 2 bursts of 3, first of each untimed
+    # first call + cost estimate + 2 bursts; no warm-up bursts
+    assert len(calls) == 1 + 1 + 2 * 3
