@@ -174,11 +174,11 @@ inline void linear_narrow(const float* X, long M, int K, long ldx, const float* 
 
 // Blocking of the blocked path (M > MR): K blocks of KC_BLOCK; row blocks of
 // MC_BLOCK rows, or of MC_PACKED rows when X is copied (see x_rows_alias) into
-// a stack buffer of MC_PACKED x XP_LD floats (99 KB on AVX-512).
-constexpr int KC_BLOCK = 512;
+// a stack buffer of MC_PACKED x XP_LD floats (97.5 KB on AVX-512).
+constexpr int KC_BLOCK = 1024;
 constexpr long MC_BLOCK = 8 * MR;
-constexpr long MC_PACKED = 4 * MR;
-constexpr long XP_LD = KC_BLOCK + 16;  // 2112 bytes: consecutive rows 33 lines apart
+constexpr long MC_PACKED = 2 * MR;
+constexpr long XP_LD = KC_BLOCK + 16;  // 4160 bytes: consecutive rows 65 lines apart
 
 // True when the X rows of one MR-row tile crowd into few sets of a 64-set L1
 // (4 KB period: Zen 4's 32 KB 8-way, Intel's 48 KB 12-way): more than MR / 2
@@ -246,11 +246,12 @@ inline void linear(const float* X, long M, int K, long ldx, const float* packed,
   // Blocking: row blocks of MC rows, column blocks of NC, K blocks of KC. Per
   // (row block, column block) the MC x NC block of Y stays in L2 across the K
   // blocks; per K block the MC x KC slice of X stays in L2 across the panels and
-  // the KC x 32 slice of a panel (64 KB) in L2 across the MC / MR tiles. A long
+  // the KC x 32 slice of a panel (128 KB) in L2 across the MC / MR tiles. A long
   // K block amortises a tile's fixed cost (accumulator set-up, the Y
-  // read-modify-write and epilogue): KC 512 measured 1.02-1.07x over 256 (and
-  // 128 0.92-0.98x) on the DLRM shapes at M = 512 / 2048 on Zen 4, where the
-  // 256 x 32 slice (32 KB) did not stay in L1 next to X anyway.
+  // read-modify-write and epilogue, the W stream's restart): on Zen 4 (1 MB L2)
+  // KC 512 measured 1.02-1.07x over 256 (128: 0.92-0.98x) and KC 1024 another
+  // 1.02-1.07x on the DLRM shapes at M = 512 / 2048; the 256 x 32 slice (32 KB)
+  // did not stay in L1 next to X anyway.
   // Small M (one tile of rows): no K blocking, panels in order, so the packed
   // weights are read as one sequential stream (GEMV-like; they dominate traffic).
   const int KC = M <= MR ? K : KC_BLOCK;
