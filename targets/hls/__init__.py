@@ -3,7 +3,10 @@
 As in MicroRec/FleetRec, the FPGA does the memory-bound part: every
 embedding table is placed in an HBM pseudo-channel, a DDR bank or on-chip
 RAM (pass ``place_tables``), and one gather-pool unit per channel reads ids,
-fetches rows in 512-bit bursts, dequantizes and pools them. Everything else
+fetches rows in 512-bit bursts, dequantizes and pools them. A pruned table
+(pass ``prune_embeddings``: compact table + int32 remap) is gathered through
+its remap: a lookup stage before the row burst, pruned ids fetch nothing and
+pool as zero rows. Everything else
 (MLPs, interactions) runs on a host target (``cpu`` when it is available,
 else ``reference``).
 
@@ -108,7 +111,7 @@ class HlsTarget(Target):
     def capabilities(self, options):
         opts = self.parse_options(options)
         return Capabilities(vector_width=16, memory_channels=opts["hbm_channels"] + opts["ddr_banks"],
-                            supports_fp16=True)
+                            supports_fp16=True, supports_pruning=True)
 
     def parse_options(self, options: dict | None) -> dict:
         options = dict(options or {})

@@ -16,7 +16,7 @@ from xrec.progress import step
 from .. import get_target
 from . import csim, emit_host, emit_kernel, emit_testbench, report, tables, vpp_config
 from .headers import ap_types_dir, licence_note, xrt_include_dir
-from .spec import KERNEL, kernel_spec
+from .spec import KERNEL, check_capacity, kernel_spec, memory_use
 from .split import dense_graph
 
 HOST_DIR = "lib/host.xrec"
@@ -52,6 +52,10 @@ def build(target, g, opts: dict, writer) -> None:
             p.parent.mkdir(parents=True, exist_ok=True)
             img.tofile(p)
             t.image = (rel, 0, int(img.nbytes))
+        if t.pruned:           # the int32 remap is a parameter: its bytes in weights.bin are its image
+            e = layout[g.node(t.remap_value).attr("name")]
+            t.remap_image = ("weights.bin", e["offset"], e["nbytes"])
+    check_capacity(ks)
 
     # ---- sources
     clock = opts["clock_mhz"]
@@ -95,7 +99,10 @@ def build(target, g, opts: dict, writer) -> None:
     writer.write_text("report.md", report.markdown(rep))
     info["report"] = rep["summary"]
     info["self_check"] = rep["self_check"]
-    info["tables"] = [{"table": t.id, "feature": t.plan.feature, "image": list(t.image)} for t in ks.tables]
+    info["tables"] = [{"table": t.id, "feature": t.plan.feature, "image": list(t.image),
+                       **({"pruned": {"logical_rows": t.plan.rows, "stored_rows": t.phys_rows,
+                                      "remap": list(t.remap_image)}} if t.pruned else {})} for t in ks.tables]
+    info["stored_bytes"] = memory_use(ks)
     writer.write_text("src/README.md", _readme(ks, opts, b, g))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..cstyle import CodeWriter
 from .dialect import HlsStyle
-from .emit_testbench import COMMON, table_images_c
+from .emit_testbench import COMMON, remap_images_c, table_images_c
 from .spec import KERNEL, MODE_LOAD, MODE_RUN, KernelSpec
 
 S = HlsStyle()
@@ -37,6 +37,7 @@ def emit_host(ks: KernelSpec) -> str:
     w.line(f"#define XREC_NUM_TABLES {len(ks.tables)}")
     w.line("#define XREC_WORD_BYTES 64")
     w.lines.extend(table_images_c(ks))
+    w.lines.extend(remap_images_c(ks))
     w.line()
     w.line(f'static const char* XREC_KERNEL_NAME = "{KERNEL}";')
     w.line()
@@ -49,6 +50,7 @@ def emit_host(ks: KernelSpec) -> str:
     w.line("  xrt::uuid uuid;")
     w.line("  xrt::kernel kernel;")
     w.line("  std::vector<xrt::bo> tables;      // one per off-chip table argument")
+    w.line("  std::vector<xrt::bo> remaps;      // one per off-chip pruned table (its int32 remap)")
     w.line("  xrt::bo onchip_src;")
     w.line("};")
     w.line()
@@ -73,10 +75,21 @@ def emit_host(ks: KernelSpec) -> str:
         for t in ks.offchip:
             w.line(f"f->tables.push_back(xrec_bo_in(*f, {arg_index[t.arg]}, img[{t.id}], {t.image[2]}u));"
                    f"   // {t.arg} -> {ks.arg(t.arg).bank}")
+        if any(t.pruned for t in ks.tables):
+            w.line("std::vector<const char*> rmp(XREC_NUM_TABLES);")
+            with w.block("for (const xrec_table_image& t : XREC_REMAPS)"):
+                w.line("rmp[t.id] = xrec_map(root + t.file, t.offset, t.nbytes);")
+        for t in ks.offchip:
+            if t.pruned:
+                w.line(f"f->remaps.push_back(xrec_bo_in(*f, {arg_index[t.remap_arg]}, rmp[{t.id}], "
+                       f"{t.remap_image[2]}u));   // {t.remap_arg} -> {ks.arg(t.remap_arg).bank}")
         if ks.onchip:
             w.line(f"std::vector<char> onchip({ks.onchip_words}u * XREC_WORD_BYTES);")
             for t in ks.onchip:
                 w.line(f"std::memcpy(&onchip[{t.onchip_offset}u * XREC_WORD_BYTES], img[{t.id}], {t.image[2]}u);")
+                if t.pruned:
+                    w.line(f"std::memcpy(&onchip[{t.remap_onchip_offset}u * XREC_WORD_BYTES], rmp[{t.id}], "
+                           f"{t.remap_image[2]}u);   // remap of table {t.id}")
             w.line(f"f->onchip_src = xrec_bo_in(*f, {arg_index['onchip_src']}, onchip.data(), onchip.size());")
             w.line("// fill the on-chip tables once")
             call = _call_args(ks, MODE_LOAD, dummy_io=True)
@@ -148,10 +161,14 @@ def _call_args(ks: KernelSpec, mode: int, dummy_io: bool = False) -> str:
     out = []
     k = 0
     offchip = 0
+    remaps = 0
     for a in ks.args:
         if a.kind == "table":
             out.append(f"f->tables[{offchip}]")
             offchip += 1
+        elif a.kind == "remap":
+            out.append(f"f->remaps[{remaps}]")
+            remaps += 1
         elif a.kind == "onchip_src":
             out.append("f->onchip_src")
         elif a.kind in ("bag_off", "ids", "psw", "out"):

@@ -8,8 +8,12 @@ every AXI access one long burst or one burst per row::
     ids       the unit's ids (+ weights), one burst
     tokens    per bag: drops padding ids, marks the bag's last row (or an
               empty bag)
+    remap     (units with pruned tables) per id of a pruned table: its row in
+              the compact table from the table's int32 remap (an m_axi port
+              next to the rows, or on-chip RAM for on-chip tables); -1 marks
+              a pruned id, which pools as a zero row (counted by mean)
     fetch     one 512-bit burst of ceil(row_bytes/64) beats per id from the
-              table's m_axi port (or on-chip RAM)
+              table's m_axi port (or on-chip RAM); pruned ids fetch nothing
     dequant   fp32 / fp16 / bf16 / int8 / int4 / int2 rows (FBGEMM row-wise:
               values, then scale and bias) -> vectors of 16 floats
     pool      sum / mean / max (+ per-sample weights) into LANES partial
@@ -45,8 +49,10 @@ struct xrec_vec_t { float v[16]; };                 // 16 floats = one 512-bit b
 struct xrec_raw_t { int id; float w; };
 // tokens -> fetch: a row to fetch (last: the bag's last row) or an empty bag (empty: no row)
 struct xrec_tok_t { int id; float w; bool last; bool empty; };
-// fetch -> dequant -> pool: one per fetched row, or one per empty bag
-struct xrec_ctl_t { float w; bool last; bool empty; };
+// tokens -> remap -> fetch: id is the compact row after the remap stage, -1 for a pruned id
+// fetch -> dequant -> pool: one per row (zero: a pruned id, no row fetched, pools as zeros), or one per
+// empty bag
+struct xrec_ctl_t { float w; bool last; bool empty; bool zero; };
 template <int MAXB> struct xrec_row_t { xrec_word_t w[MAXB]; };   // one fetched row
 
 #define XREC_FP32 0
@@ -64,7 +70,7 @@ struct xrec_unit_counters_t {
   long long offsets_read, bags, ids_read, out_beats, chunks_dequant, chunks_pooled;
 };
 struct xrec_table_counters_t {
-  long long bags, empty_bags, ids_read, ids_padding, rows, beats;
+  long long bags, empty_bags, ids_read, ids_padding, rows, beats, remap_reads, ids_pruned;
 };
 extern xrec_unit_counters_t xrec_ucnt[];
 extern xrec_table_counters_t xrec_tcnt[];
@@ -152,6 +158,43 @@ static void xrec_tokens_bag(int n, int table, int rows, int pad, hls::stream<xre
   }
 }
 
+// ---- remap, one bag of a pruned table: logical id -> row of the compact table (-1: pruned).
+// REMAP is the table's int32 remap (an m_axi port or on-chip RAM), one 4-byte read per id.
+static void xrec_remap_bag(int table, const int* remap, int phys_rows, hls::stream<xrec_tok_t>& in_s,
+                           hls::stream<xrec_tok_t>& out_s) {
+#pragma HLS INLINE
+  REMAP: for (;;) {
+#pragma HLS PIPELINE II=1
+    xrec_tok_t t = in_s.read();
+    if (!t.empty) {
+      int p = remap[t.id];
+      XREC_TCOUNT(table, remap_reads, 1);
+#ifndef __SYNTHESIS__
+      if (p < -1 || p >= phys_rows) {
+        std::fprintf(stderr, "xrec csim: table %d: remap maps id %d to row %d, outside [-1, %d)\n", table, t.id,
+                     p, phys_rows);
+        std::abort();
+      }
+#endif
+      if (p < 0) XREC_TCOUNT(table, ids_pruned, 1);
+      t.id = p;
+    }
+    out_s.write(t);
+    if (t.empty || t.last) break;
+  }
+}
+
+// ---- remap stage, one bag of a table that is not pruned: tokens pass through
+static void xrec_pass_bag(hls::stream<xrec_tok_t>& in_s, hls::stream<xrec_tok_t>& out_s) {
+#pragma HLS INLINE
+  PASS: for (;;) {
+#pragma HLS PIPELINE II=1
+    xrec_tok_t t = in_s.read();
+    out_s.write(t);
+    if (t.empty || t.last) break;
+  }
+}
+
 // ---- dequant, one bag: rows -> CHUNKS vectors of 16 floats each (one per cycle).
 // SB: byte offset of the row's scale and bias (quantized formats), 0 otherwise.
 template <int FMT, int SB, int CHUNKS, int MAXB>
@@ -160,7 +203,7 @@ static void xrec_dequant_bag(int unit, hls::stream<xrec_row_t<MAXB> >& row_s, hl
 #pragma HLS INLINE
   xrec_row_t<MAXB> row;
 #pragma HLS ARRAY_PARTITION variable=row.w complete dim=1
-  xrec_ctl_t k = {0.0f, false, false};
+  xrec_ctl_t k = {0.0f, false, false, false};
   float scale = 0.0f, bias = 0.0f;
   int c = 0;
   DEQUANT: for (;;) {
@@ -169,13 +212,15 @@ static void xrec_dequant_bag(int unit, hls::stream<xrec_row_t<MAXB> >& row_s, hl
       k = ctl_in.read();
       ctl_out.write(k);
       if (k.empty) break;
-      row = row_s.read();
-      if (FMT == XREC_INT8) {   // FBGEMM row-wise: uint8 values, fp32 scale, fp32 bias
-        scale = xrec_f32(xrec_row_bytes<SB, 4, MAXB>(row));
-        bias = xrec_f32(xrec_row_bytes<SB + 4, 4, MAXB>(row));
-      } else if (FMT == XREC_INT4 || FMT == XREC_INT2) {   // packed values, fp16 scale, fp16 bias
-        scale = xrec_f16(xrec_row_bytes<SB, 2, MAXB>(row));
-        bias = xrec_f16(xrec_row_bytes<SB + 2, 2, MAXB>(row));
+      if (!k.zero) {            // a pruned id has no row: its vectors are zeros
+        row = row_s.read();
+        if (FMT == XREC_INT8) {   // FBGEMM row-wise: uint8 values, fp32 scale, fp32 bias
+          scale = xrec_f32(xrec_row_bytes<SB, 4, MAXB>(row));
+          bias = xrec_f32(xrec_row_bytes<SB + 4, 4, MAXB>(row));
+        } else if (FMT == XREC_INT4 || FMT == XREC_INT2) {   // packed values, fp16 scale, fp16 bias
+          scale = xrec_f16(xrec_row_bytes<SB, 2, MAXB>(row));
+          bias = xrec_f16(xrec_row_bytes<SB + 2, 2, MAXB>(row));
+        }
       }
     }
     xrec_vec_t v;
@@ -195,6 +240,7 @@ static void xrec_dequant_bag(int unit, hls::stream<xrec_row_t<MAXB> >& row_s, hl
         float q = (float)row.w[c / PER_WORD].range(lo + BITS - 1, lo).to_uint();
         v.v[e] = q * scale + bias;
       }
+      if (k.zero) v.v[e] = 0.0f;
     }
     vec_s.write(v);
     XREC_UCOUNT(unit, chunks_dequant, 1);
@@ -221,17 +267,20 @@ static void xrec_fetch_bag_b{beats}(int table, const xrec_word_t* tab, hls::stre
     // II={beats}: a row is one burst of {beats} 512-bit beats, one beat per cycle
     xrec_tok_t tok = id_s.read();
     if (tok.empty) {{
-      xrec_ctl_t e = {{0.0f, true, true}};
+      xrec_ctl_t e = {{0.0f, true, true, false}};
       ctl_s.write(e);
       break;
     }}
-    xrec_row_t<MAXB> row;
+    const bool zero = tok.id < 0;     // pruned (remap -1): no burst, the row pools as zeros
+    if (!zero) {{
+      xrec_row_t<MAXB> row;
 #pragma HLS ARRAY_PARTITION variable=row.w complete dim=1
-    memcpy((void*)row.w, (const void*)(tab + (long long)tok.id * {beats}), {beats} * sizeof(xrec_word_t));
-    XREC_TCOUNT(table, rows, 1);
-    XREC_TCOUNT(table, beats, {beats});
-    row_s.write(row);
-    xrec_ctl_t c = {{tok.w, tok.last, false}};
+      memcpy((void*)row.w, (const void*)(tab + (long long)tok.id * {beats}), {beats} * sizeof(xrec_word_t));
+      XREC_TCOUNT(table, rows, 1);
+      XREC_TCOUNT(table, beats, {beats});
+      row_s.write(row);
+    }}
+    xrec_ctl_t c = {{tok.w, tok.last, false, zero}};
     ctl_s.write(c);
     if (tok.last) break;
   }}
@@ -255,7 +304,7 @@ static void xrec_pool_bag_c{chunks}_l1(int unit, hls::stream<xrec_ctl_t>& ctl_s,
   float acc[{chunks}][16];
 #pragma HLS ARRAY_PARTITION variable=acc complete dim=2
 #pragma HLS DEPENDENCE variable=acc type=inter direction=RAW dependent=true distance={chunks}
-  xrec_ctl_t k = {{0.0f, false, false}};
+  xrec_ctl_t k = {{0.0f, false, false, false}};
   int c = 0, n = 0;
   POOL: for (;;) {{
 #pragma HLS PIPELINE II={ii}
@@ -301,7 +350,7 @@ static void xrec_pool_bag_c{chunks}_l{lanes}(int unit, hls::stream<xrec_ctl_t>& 
   float acc[{lanes}][{chunks}][16];
 #pragma HLS ARRAY_PARTITION variable=acc complete dim=3
 #pragma HLS DEPENDENCE variable=acc type=inter direction=RAW dependent=true distance={fadd}
-  xrec_ctl_t k = {{0.0f, false, false}};
+  xrec_ctl_t k = {{0.0f, false, false, false}};
   int c = 0, n = 0, lane = 0, rows = 0, drain = 0;
   bool draining = false;
   POOL: for (;;) {{
@@ -395,16 +444,26 @@ def _unit_table_params(u: UnitSpec, ks: KernelSpec) -> list[str]:
     return [f"const xrec_word_t* {t.arg}" for t in u.tables if not t.onchip]
 
 
+def _unit_remap_params(u: UnitSpec) -> list[str]:
+    return [f"const int* {t.remap_arg}" for t in u.tables if t.pruned and not t.onchip]
+
+
+def _unit_remap_args(u: UnitSpec) -> list[str]:
+    return [t.remap_arg for t in u.tables if t.pruned and not t.onchip]
+
+
 def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
     n, uid, F = u.name, u.plan.id, u.nfeat
     MB = u.maxbeats
     tparams = _unit_table_params(u, ks)
+    rparams = _unit_remap_params(u)
     psw = f"psw_{n}" if u.has_psw else "0"
 
     w.line(f"// ---- unit {n}: {u.plan.memory.upper()}"
            + (f"[{u.plan.channel}]" if u.plan.memory != "onchip" else f" (on-chip RAM, unit {u.plan.channel})")
            + f", I/O on {u.plan.io_memory.upper()}[{u.plan.io_channel}]; tables "
-           + ", ".join(f"{t.id} ({t.plan.feature}, {t.plan.rows}x{t.plan.dim} {t.plan.fmt}, {t.mode})"
+           + ", ".join(f"{t.id} ({t.plan.feature}, {t.plan.rows}x{t.plan.dim} {t.plan.fmt}, {t.mode}"
+                       + (f", pruned to {t.phys_rows} rows" if t.pruned else "") + ")"
                        for t in u.tables))
     # offsets: bag sizes, one burst over the unit's query-major offsets
     with w.block(f"{S.kernel_prefix} void {n}_offsets(const int* bag_off, int batch, hls::stream<int>& cnt_s)"):
@@ -437,6 +496,21 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
                        f"   // table {t.id}")
             w.line(f"XREC_UCOUNT({uid}, bags, {F});")
     w.line()
+    # remap: pruned tables' ids -> rows of their compact tables (only in units with a pruned table)
+    if u.has_remap:
+        rsrcs = ", ".join(rparams)
+        with w.block(f"{S.kernel_prefix} void {n}_remap({rsrcs + ', ' if rsrcs else ''}int batch, "
+                     f"hls::stream<xrec_tok_t>& in_s, hls::stream<xrec_tok_t>& out_s)"):
+            with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
+                w.line(S.loop_tripcount(1, 65536, 256))
+                for t in u.tables:
+                    if t.pruned:
+                        src = f"xrec_remap_{t.id}" if t.onchip else t.remap_arg
+                        w.line(f"xrec_remap_bag({t.id}, {src}, {t.phys_rows}, in_s, out_s);   // table {t.id}: "
+                               f"{t.plan.rows} ids -> {t.phys_rows} rows")
+                    else:
+                        w.line(f"xrec_pass_bag(in_s, out_s);   // table {t.id}")
+        w.line()
     # fetch
     srcs = ", ".join(tparams)
     with w.block(f"{S.kernel_prefix} void {n}_fetch({srcs + ', ' if srcs else ''}int batch, "
@@ -483,20 +557,27 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
     # the unit: a DATAFLOW region of the seven processes
     io = [f"const int* bag_off_{n}", f"const int* ids_{n}"] + ([f"const float* psw_{n}"] if u.has_psw else []) \
         + [f"xrec_word_t* out_{n}", f"int nnz_{n}"]
-    with w.block(f"{S.kernel_prefix} void {n}(" + ", ".join(tparams + io + ["int batch"]) + ")"):
+    with w.block(f"{S.kernel_prefix} void {n}(" + ", ".join(tparams + rparams + io + ["int batch"]) + ")"):
         w.line(S.dataflow())
-        streams = [("int", "cnt_s", 64), ("xrec_raw_t", "raw_s", 64),
-                   ("xrec_tok_t", "id_s", 64), (f"xrec_row_t<{MB}> ", "row_s", 8), ("xrec_ctl_t", "ctl_a", 64),
-                   ("xrec_ctl_t", "ctl_b", 64), ("xrec_vec_t", "vec_s", 32),
-                   ("xrec_vec_t", "pooled_s", max(2, 2 * u.outch))]
+        streams = [("int", "cnt_s", 64), ("xrec_raw_t", "raw_s", 64), ("xrec_tok_t", "id_s", 64)]
+        if u.has_remap:     # deep enough to cover the remap port's read latency
+            streams.append(("xrec_tok_t", "row_id_s", 64))
+        streams += [(f"xrec_row_t<{MB}> ", "row_s", 8), ("xrec_ctl_t", "ctl_a", 64),
+                    ("xrec_ctl_t", "ctl_b", 64), ("xrec_vec_t", "vec_s", 32),
+                    ("xrec_vec_t", "pooled_s", max(2, 2 * u.outch))]
         for ty, name, depth in streams:
             w.line(f'hls::stream<{ty}> {name}("{n}.{name}");')
             w.line(S.stream(name, depth))
         w.line(f"{n}_offsets(bag_off_{n}, batch, cnt_s);")
         w.line(f"{n}_ids(ids_{n}, {psw}, nnz_{n}, raw_s);")
         w.line(f"{n}_tokens(batch, cnt_s, raw_s, id_s);")
+        fetch_in = "id_s"
+        if u.has_remap:
+            rsrcs = "".join(f"{a}, " for a in _unit_remap_args(u))
+            w.line(f"{n}_remap({rsrcs}batch, id_s, row_id_s);")
+            fetch_in = "row_id_s"
         srcs = "".join(f"{t.arg}, " for t in u.tables if not t.onchip)
-        w.line(f"{n}_fetch({srcs}batch, id_s, row_s, ctl_a);")
+        w.line(f"{n}_fetch({srcs}batch, {fetch_in}, row_s, ctl_a);")
         w.line(f"{n}_dequant(batch, row_s, ctl_a, ctl_b, vec_s);")
         w.line(f"{n}_pool(batch, ctl_b, vec_s, pooled_s);")
         w.line(f"{n}_write(pooled_s, out_{n}, batch);")
@@ -516,13 +597,21 @@ def emit_kernel(ks: KernelSpec) -> str:
         w.line("// on-chip tables (URAM/BRAM), filled once by a call with mode=XREC_MODE_LOAD")
         for t in ks.onchip:
             w.line(f"static {S.word_type} xrec_onchip_{t.id}[{t.words}];   // table {t.id}: "
-                   f"{t.plan.rows} rows x {t.plan.beats} beats")
+                   f"{t.phys_rows} rows x {t.plan.beats} beats")
+            if t.pruned:
+                w.line(f"static int xrec_remap_{t.id}[{t.plan.rows}];   // table {t.id}: remap of its "
+                       f"{t.plan.rows} logical rows (-1: pruned)")
         w.line()
         with w.block(f"{S.kernel_prefix} void xrec_load_onchip(const xrec_word_t* src)"):
             for t in ks.onchip:
                 with w.block(f"LOAD_{t.id}: for (int i = 0; i < {t.words}; i++)"):
                     w.line(S.pipeline(1))
                     w.line(f"xrec_onchip_{t.id}[i] = src[{t.onchip_offset} + i];")
+                if t.pruned:     # 16 int32 entries per 512-bit word
+                    with w.block(f"LOAD_REMAP_{t.id}: for (int i = 0; i < {t.plan.rows}; i++)"):
+                        w.line(S.pipeline(1))
+                        w.line(f"xrec_remap_{t.id}[i] = (int)src[{t.remap_onchip_offset} + i / 16]"
+                               ".range(32 * (i % 16) + 31, 32 * (i % 16)).to_uint();")
         w.line()
     for u in ks.units:
         _emit_unit(w, u, ks)
@@ -531,7 +620,8 @@ def emit_kernel(ks: KernelSpec) -> str:
     with w.block(f"{S.kernel_prefix} void xrec_run(" + ", ".join(run_params) + ")"):
         w.line(S.dataflow())
         for u in ks.units:
-            ins = [t.arg for t in u.tables if not t.onchip] + u.io_args() + [f"nnz_{u.name}", "batch"]
+            ins = [t.arg for t in u.tables if not t.onchip] + _unit_remap_args(u) + u.io_args() \
+                + [f"nnz_{u.name}", "batch"]
             w.line(f"{u.name}(" + ", ".join(ins) + ");")
     w.line()
     with w.block(f"{S.top_prefix} void {KERNEL}(" + ", ".join(f"{a.ctype} {a.name}" for a in ks.args) + ")"):
@@ -541,6 +631,9 @@ def emit_kernel(ks: KernelSpec) -> str:
             if a.kind == "table":
                 t = next(t for t in ks.tables if t.arg == a.name)
                 depth, burst = t.words, min(256, max(2, t.plan.beats))
+            elif a.kind == "remap":       # one 4-byte read per id: no bursts
+                t = next(t for t in ks.tables if t.remap_arg == a.name)
+                depth, burst = t.plan.rows, 2
             elif a.kind == "onchip_src":
                 depth, burst = ks.onchip_words, 64
             else:
@@ -551,6 +644,8 @@ def emit_kernel(ks: KernelSpec) -> str:
         w.line(S.s_axilite("return"))
         for t in ks.onchip:
             w.line(S.bind_storage(f"xrec_onchip_{t.id}", "uram" if t.words * 64 >= 32768 else "bram"))
+            if t.pruned:
+                w.line(S.bind_storage(f"xrec_remap_{t.id}", "uram" if t.plan.rows * 4 >= 32768 else "bram"))
         call = [a.name for a in ks.args if a.kind not in ("onchip_src",) and a.name != "mode"]
         if ks.onchip:
             with w.block("if (mode == XREC_MODE_LOAD)"):

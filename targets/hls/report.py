@@ -12,20 +12,26 @@ and bags with no row, from the C simulation):
     offsets   offsets read                      (II=1, one burst)
     ids       ids read                          (II=1, one burst)
     tokens    ids read + bags                   (II=1: one id per cycle, one flush per bag)
-    fetch     rows * max(beats, L_mem / outstanding) + empty * beats
+    remap     (units with pruned tables) per token of a pruned table
+              max(1, L_mem / outstanding) (one 4-byte read of the remap, on-chip: 1),
+              1 per token of the unit's other tables (pass through)
+    fetch     rows * max(beats, L_mem / outstanding) + (empty + pruned) * beats
+              (pruned: ids whose remap is -1, no burst, one II=beats iteration)
               (II=beats: a row is one burst of ``beats`` 64-byte beats, one per
               cycle; with ``outstanding`` bursts in flight a port sustains one row
               per L/outstanding cycles at best; on-chip RAM: ``beats`` cycles)
-    dequant   rows * chunks + empty             (II=1: one 16-float vector per cycle)
-    pool      one lane:  II * (rows + empty) * chunks, II = ceil(fadd / chunks) if
+    dequant   (rows + pruned) * chunks + empty  (II=1: one 16-float vector per cycle; a pruned id
+              gives zero vectors)
+    pool      one lane:  II * (rows + pruned + empty) * chunks, II = ceil(fadd / chunks) if
                          chunks < fadd else 1 (the bag's result leaves with its last row)
-              lanes:     rows * chunks + empty + bags * fadd   (II=1, a drain per bag)
+              lanes:     (rows + pruned) * chunks + empty + bags * fadd   (II=1, a drain per bag)
     write     output beats                      (II=1: one 512-bit beat per cycle)
 
     unit cycles   = max(process cycles) + fill
-    fill          = L_io (first ids) + L_mem (first row) + dequant depth + pool depth
-                    (fadd latency + 2) + write depth + L_io (write response)
-    channel bound = bytes moved on the channel / (peak GB/s / clock)  (+ fill)
+    fill          = L_io (first ids) + L_mem (first row) [+ L_mem (first remap read)] + dequant
+                    depth + pool depth (fadd latency + 2) + write depth + L_io (write response)
+    channel bound = bytes moved on the channel / (peak GB/s / clock)  (+ fill); a remap read
+                    moves ``remap_read_bytes`` (the channel's access granularity)
     kernel cycles = max(unit cycles, channel bounds)   -- the batch's latency in cycles
 
 Per-query cycles = kernel cycles / batch (steady state); throughput = batch /
@@ -51,6 +57,7 @@ DEFAULT_ASSUMPTIONS = {
     "beat_bytes": 64,                  # 512-bit ports: one beat per cycle at most
     "dequant_depth": 4,
     "write_depth": 2,
+    "remap_read_bytes": 32,            # a 4-byte remap read costs one HBM/DDR access of this size
 }
 
 ASSUMPTION_TEXT = {
@@ -63,6 +70,7 @@ ASSUMPTION_TEXT = {
     "beat_bytes": "bytes per AXI beat (512-bit ports, at most one beat per cycle)",
     "dequant_depth": "pipeline depth of the dequant process, cycles",
     "write_depth": "pipeline depth of the write process, cycles",
+    "remap_read_bytes": "channel bytes one 4-byte remap read of a pruned table costs (access granularity)",
 }
 
 
@@ -89,39 +97,51 @@ def model(ks, counters: dict, assumptions: dict | None = None) -> dict:
         io_mem = u.plan.io_memory
         L_io = _latency(io_mem, a)
         L_mem = _latency(u.plan.memory, a)
-        tok = fetch = deq = pool = 0.0
+        tok = remap = fetch = deq = pool = 0.0
         tables = []
         for t in u.tables:
             c = tc[t.id]
             rows, bags, beats, empty = c["rows"], c["bags"], c["beats"], c["empty_bags"]
+            pruned, lookups = c.get("ids_pruned", 0), c.get("remap_reads", 0)
             ch = t.plan.chunks
+            tokens = c["ids_read"] - c["ids_padding"] + empty
+            per_lookup = 1.0 if t.onchip else max(1.0, L_mem / a["outstanding_reads"])
             if t.onchip:
                 per_row = t.plan.beats
             else:
                 per_row = max(t.plan.beats, L_mem / a["outstanding_reads"])
                 key = f"{t.plan.memory}{t.plan.channel}"
-                chan_bytes[key] = chan_bytes.get(key, 0.0) + beats * a["beat_bytes"]
+                chan_bytes[key] = chan_bytes.get(key, 0.0) + beats * a["beat_bytes"] \
+                    + lookups * a["remap_read_bytes"]
             tok += c["ids_read"] + bags
-            fetch += rows * per_row + empty * t.plan.beats
-            deq += rows * ch + empty
+            if u.has_remap:
+                remap += (lookups * per_lookup + empty) if t.pruned else tokens
+            fetch += rows * per_row + (empty + pruned) * t.plan.beats
+            deq += (rows + pruned) * ch + empty
             if t.lanes == 1:
-                pool += pool_ii(ch, 1, a["fadd_latency"]) * (rows + empty) * ch
+                pool += pool_ii(ch, 1, a["fadd_latency"]) * (rows + pruned + empty) * ch
             else:
-                pool += rows * ch + empty + bags * a["fadd_latency"]
+                pool += (rows + pruned) * ch + empty + bags * a["fadd_latency"]
             tables.append({"table": t.id, "feature": t.plan.feature, "memory": t.plan.memory,
                            "channel": t.plan.channel, "format": t.plan.fmt, "beats_per_row": t.plan.beats,
                            "chunks_per_row": ch, "lanes": t.lanes,
                            "pool_ii": pool_ii(ch, t.lanes, a["fadd_latency"]), "bags": bags,
                            "empty_bags": empty, "ids_read": c["ids_read"],
                            "ids_padding": c["ids_padding"], "rows_fetched": rows, "beats_fetched": beats,
-                           "bytes_read": beats * a["beat_bytes"], "fetch_cycles_per_row": per_row})
+                           "bytes_read": beats * a["beat_bytes"], "fetch_cycles_per_row": per_row,
+                           **({"pruned": {"logical_rows": t.plan.rows, "stored_rows": t.phys_rows,
+                                          "remap_reads": lookups, "ids_pruned": pruned,
+                                          "remap_bytes_read": 0 if t.onchip else lookups * a["remap_read_bytes"],
+                                          "lookup_cycles_per_id": per_lookup}} if t.pruned else {})})
         write = float(k["out_beats"])
         io_bytes = 4 * (k["offsets_read"] + k["ids_read"] * (2 if u.has_psw else 1)) + k["out_beats"] * a["beat_bytes"]
         io_key = f"{io_mem}{u.plan.io_channel}"
         chan_bytes[io_key] = chan_bytes.get(io_key, 0.0) + io_bytes
         stages = {"offsets": float(k["offsets_read"]), "ids": float(k["ids_read"]), "tokens": tok,
+                  **({"remap": remap} if u.has_remap else {}),
                   "fetch": fetch, "dequant": deq, "pool": pool, "write": write}
-        fill = L_io + L_mem + a["dequant_depth"] + (a["fadd_latency"] + 2) + a["write_depth"] + L_io
+        fill = L_io + L_mem + a["dequant_depth"] + (a["fadd_latency"] + 2) + a["write_depth"] + L_io \
+            + (L_mem if u.has_remap else 0)
         bottleneck = max(stages, key=stages.get)
         cycles = stages[bottleneck] + fill
         units.append({"unit": u.name, "memory": u.plan.memory, "channel": u.plan.channel,
@@ -174,22 +194,27 @@ def markdown(rep: dict) -> str:
     for k, v in rep["assumptions"].items():
         L.append(f"| {k} | {v} | {rep['assumption_notes'].get(k, '')} |")
     L += ["", "## Units", "",
-          "| unit | tables on | I/O on | offsets | ids | tokens | fetch | dequant | pool | write | fill | "
-          "cycles/batch | cycles/query | bottleneck |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "| unit | tables on | I/O on | offsets | ids | tokens | remap | fetch | dequant | pool | write | fill | "
+          "cycles/batch | cycles/query | bottleneck |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for u in rep["units"]:
         st = u["stage_cycles"]
         where = "on-chip" if u["memory"] == "onchip" else f"{u['memory'].upper()}[{u['channel']}]"
+        remap = f"{st['remap']:.0f}" if "remap" in st else "-"
         L.append(f"| {u['unit']} | {where} | {u['io']} | {st['offsets']:.0f} | {st['ids']:.0f} | "
-                 f"{st['tokens']:.0f} | {st['fetch']:.0f} | "
+                 f"{st['tokens']:.0f} | {remap} | {st['fetch']:.0f} | "
                  f"{st['dequant']:.0f} | {st['pool']:.0f} | {st['write']:.0f} | {u['fill_cycles']:.0f} | "
                  f"{u['cycles_per_batch']:.0f} | {u['cycles_per_query']:.1f} | {u['bottleneck']} |")
     L += ["", "## Tables", "", "| table | feature | unit | memory | format | beats/row | rows fetched | "
-          "padding ids | bytes read | fetch cycles/row |", "|---|---|---|---|---|---|---|---|---|---|"]
+          "padding ids | pruned ids (rows stored) | row bytes read | fetch cycles/row |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for u in rep["units"]:
         for t in u["tables"]:
             mem = "on-chip" if t["memory"] == "onchip" else f"{t['memory'].upper()}[{t['channel']}]"
+            pr = t.get("pruned")
+            pruned = f"{pr['ids_pruned']} ({pr['stored_rows']} of {pr['logical_rows']})" if pr else "-"
             L.append(f"| {t['table']} | {t['feature']} | {u['unit']} | {mem} | {t['format']} | "
-                     f"{t['beats_per_row']} | {t['rows_fetched']} | {t['ids_padding']} | {t['bytes_read']} | "
+                     f"{t['beats_per_row']} | {t['rows_fetched']} | {t['ids_padding']} | {pruned} | "
+                     f"{t['bytes_read']} | "
                      f"{t['fetch_cycles_per_row']:.2f} |")
     L += ["", "## Channels", "", "| channel | bytes | achieved GB/s | peak GB/s | utilization | bound cycles |",
           "|---|---|---|---|---|---|"]

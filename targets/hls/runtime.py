@@ -121,7 +121,9 @@ def reference_pooled(g, ks, feats: dict, batch: int) -> dict:
         table = effective_table(g.params[g.node(t.table_value).attr("name")], g.type_of(t.table_value),
                                 t.plan.fmt, t.plan.dim)
         pad = None if t.pad < 0 else t.pad
-        per[t.id] = _bag(table, Jagged(ids, off, True), t.mode, pad, w if t.psw else None, t.plan.feature)
+        remap = g.params[g.node(t.remap_value).attr("name")] if t.pruned else None
+        per[t.id] = _bag(table, Jagged(ids, off, True), t.mode, pad, w if t.psw else None, t.plan.feature,
+                         remap=remap)
     out = {}
     for node in dict.fromkeys(t.plan.node for t in ks.tables):
         parts = sorted((t.plan.pos, t.id) for t in ks.tables if t.plan.node == node)

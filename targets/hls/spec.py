@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from xrec.ir import Graph
-from xrec.passes.place_tables import Plan, TablePlan, UnitPlan, gather_nodes, node_features
+from xrec.passes.place_tables import BEAT_BYTES, Plan, TablePlan, UnitPlan, gather_nodes, node_features
 
 KERNEL = "xrec_gather"
 MODE_RUN = 0
@@ -31,6 +31,16 @@ class TableSpec:
     psw_value: str | None
     onchip_offset: int = 0   # word offset in the on-chip load image
     image: tuple[str, int, int] = ("", 0, 0)   # (file relative to the artifact, byte offset, bytes)
+    # pruned tables (compiler pass prune_embeddings): the table parameter holds only the kept rows and an
+    # int32 remap [plan.rows] maps a logical id to its row there (-1: pruned, pools as a zero row)
+    remap_value: str | None = None
+    phys_rows: int = -1      # rows of the stored (compact) table; plan.rows when not pruned
+    remap_onchip_offset: int = 0                     # word offset of the remap in the on-chip image
+    remap_image: tuple[str, int, int] = ("", 0, 0)   # the remap's int32 bytes in the artifact
+
+    def __post_init__(self):
+        if self.phys_rows < 0:
+            self.phys_rows = self.plan.rows
 
     @property
     def id(self) -> int:
@@ -45,8 +55,27 @@ class TableSpec:
         return self.plan.memory == "onchip"
 
     @property
+    def pruned(self) -> bool:
+        return self.remap_value is not None
+
+    @property
+    def remap_arg(self) -> str:
+        return f"remap_{self.plan.id}"
+
+    @property
     def words(self) -> int:
-        return self.plan.rows * self.plan.beats
+        """512-bit words of the stored table (the compact table of a pruned one)."""
+        return self.phys_rows * self.plan.beats
+
+    @property
+    def remap_words(self) -> int:
+        """512-bit words of the remap (16 int32 entries per word), 0 when not pruned."""
+        return -(-self.plan.rows // 16) if self.pruned else 0
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes the table occupies in its memory: rows in whole beats, plus its remap (whole beats)."""
+        return (self.words + self.remap_words) * BEAT_BYTES
 
 
 @dataclass
@@ -74,6 +103,10 @@ class UnitSpec:
     def has_psw(self) -> bool:
         return any(t.psw for t in self.tables)
 
+    @property
+    def has_remap(self) -> bool:
+        return any(t.pruned for t in self.tables)
+
     def chunk_offsets(self) -> list[int]:
         out, c = [], 0
         for t in self.tables:
@@ -92,7 +125,7 @@ class UnitSpec:
 class Arg:
     name: str
     ctype: str
-    kind: str               # table | onchip_src | bag_off | ids | psw | out | scalar
+    kind: str               # table | remap | onchip_src | bag_off | ids | psw | out | scalar
     bundle: str = ""
     bank: str = ""          # v++ sp= target (HBM[k] / DDR[k])
     unit: int = -1
@@ -117,7 +150,7 @@ class KernelSpec:
 
     @property
     def onchip_words(self) -> int:
-        return sum(t.words for t in self.onchip)
+        return sum(t.words + t.remap_words for t in self.onchip)
 
     def arg(self, name: str) -> Arg:
         for a in self.args:
@@ -167,23 +200,32 @@ def kernel_spec(g: Graph, plan: Plan, fadd_latency: int = 4, outstanding: int = 
         if f.rows != tp.rows or f.dim != tp.dim:
             raise ValueError(f"placement plan is stale: feature {f.feature!r} is {f.rows}x{f.dim} in the graph but "
                              f"{tp.rows}x{tp.dim} in the plan; rerun place_tables")
-        if f.remap is not None:
-            raise NotImplementedError(f"feature {f.feature!r} reads a pruned table (remap); the hls target does not "
-                                      "gather pruned tables yet: compile without pruning")
+        phys = int(g.type_of(f.table).shape[0])
+        if f.remap is not None and int(g.type_of(f.remap).shape[0]) != f.rows:
+            raise ValueError(f"feature {f.feature!r}: its remap has {g.type_of(f.remap).shape[0]} entries for a "
+                             f"table of {f.rows} logical rows; rerun prune_embeddings")
         padn = -1 if f.padding_idx is None else int(f.padding_idx) % f.rows
         lanes = choose_lanes(tp.chunks, tp.pooling, fadd_latency)
-        tables.append(TableSpec(tp, f.mode, padn, bool(f.has_psw), lanes, f.table, f.jagged, f.psw))
+        tables.append(TableSpec(tp, f.mode, padn, bool(f.has_psw), lanes, f.table, f.jagged, f.psw,
+                                remap_value=f.remap, phys_rows=phys))
     off = 0
     for t in tables:
         if t.onchip:
             t.onchip_offset = off
             off += t.words
+            if t.pruned:
+                t.remap_onchip_offset = off
+                off += t.remap_words
     units = [UnitSpec(u, [tables[i] for i in u.tables]) for u in plan.units]
     ks = KernelSpec(plan, tables, units, fadd_latency, outstanding)
     args = []
     for t in ks.offchip:
         args.append(Arg(t.arg, "const xrec_word_t*", "table", f"{t.plan.memory}{t.plan.channel}",
                         _bank(t.plan.memory, t.plan.channel)))
+    for t in ks.offchip:     # a pruned table's remap lives next to its rows, read through a 32-bit port
+        if t.pruned:
+            args.append(Arg(t.remap_arg, "const int*", "remap", f"{t.plan.memory}{t.plan.channel}_remap",
+                            _bank(t.plan.memory, t.plan.channel)))
     if ks.onchip:
         init_bank = _bank("ddr", 0) if any(c.memory == "ddr" for c in plan.channels) else _bank("hbm", 0)
         args.append(Arg("onchip_src", "const xrec_word_t*", "onchip_src", "init", init_bank))
@@ -206,3 +248,31 @@ def value_bytes(t: TableSpec) -> int:
     """Bytes of a row before its scale and bias (quantized formats), else 0."""
     f, d = t.plan.fmt, t.plan.dim
     return {"int8": d, "int4": (d + 1) // 2, "int2": (d + 3) // 4}.get(f, 0)
+
+
+def memory_use(ks: KernelSpec) -> dict[str, int]:
+    """Bytes the kernel really stores per memory ({"hbm3": ..., "ddr0": ..., "onchip": ...}): table
+    images (compact tables for pruned ones) plus remaps.
+
+    The placement pass sizes a table as ``rows x beats x 64`` with its logical rows; a pruned table
+    stores fewer rows but also its remap, so the two can differ (see ``check_capacity``)."""
+    out: dict[str, int] = {}
+    for t in ks.tables:
+        key = "onchip" if t.onchip else f"{t.plan.memory}{t.plan.channel}"
+        out[key] = out.get(key, 0) + t.stored_bytes
+    return out
+
+
+def check_capacity(ks: KernelSpec) -> None:
+    """Fail if what the kernel stores (compact tables + remaps) overflows a channel or the on-chip budget."""
+    use = memory_use(ks)
+    cap = {f"{c.memory}{c.index}": c.capacity for c in ks.plan.channels}
+    cap["onchip"] = ks.plan.onchip_budget
+    for key, used in sorted(use.items()):
+        if used > cap.get(key, 0):
+            feats = [t.plan.feature for t in ks.tables
+                     if ("onchip" if t.onchip else f"{t.plan.memory}{t.plan.channel}") == key]
+            raise ValueError(f"hls target: {key} holds {used:,} bytes of tables and remaps ({', '.join(feats)}) "
+                             f"but has room for {cap.get(key, 0):,}; the placement counted pruned tables by "
+                             "their logical rows without their remaps. Give that memory more room "
+                             "(hbm_channel_bytes, ddr_bank_bytes, uram_bytes/bram_bytes) or prune more rows")
