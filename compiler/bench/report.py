@@ -296,7 +296,8 @@ def _table_width(header: list[str], body: list[list[str]]) -> int:
 # ------------------------------------------------------------------ markdown
 def _md_table(header: list[str], body: list[list[str]]) -> str:
     esc = [[c.replace("|", "\\|") for c in row] for row in body]
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in esc]
     return "\n".join(out)
 

@@ -98,6 +98,7 @@ def test_text_and_page_show_size_and_speed_by_variant_and_the_timing_mode(varian
                             "1e-03|eager|", "0.800", "3.200"]
     page = report.markdown_page(variant_doc)
     assert "### Size and speed by variant" in page
+    assert "| system | variant | weights.bin | % of fp32 | max \\|diff\\| vs eager | allowed |" in page
     assert ("| xrec-cpu-int4 | int4 | 0.50 MiB | 12.5% | 1.20e-02 ! | 1.0e-02 + 1e-03\\|eager\\| | 0.700 | 2.800 |"
             in page)
     assert "timing mode warm: each turn 5 calls back to back, the first untimed" in page
