@@ -193,6 +193,65 @@ inline bool x_rows_alias(long ldx) {
   return most > MR / 2;
 }
 
+// Blocking: row blocks of MC rows, column blocks of NC, K blocks of KC. Per
+// (row block, column block) the MC x NC block of Y stays in L2 across the K
+// blocks; per K block the MC x KC slice of X stays in L2 across the panels and
+// the KC x 32 slice of a panel (128 KB) in L2 across the MC / MR tiles. A long
+// K block amortises a tile's fixed cost (accumulator set-up, the Y
+// read-modify-write and epilogue, the W stream's restart): on Zen 4 (1 MB L2)
+// KC 512 measured 1.02-1.07x over 256 (128: 0.92-0.98x) and KC 1024 another
+// 1.02-1.07x on the DLRM shapes at M = 512 / 2048; the 256 x 32 slice (32 KB)
+// did not stay in L1 next to X anyway.
+// xp null: tiles read X in place; else each MC x KC block of X is first copied
+// into xp (row stride XP_LD; MC <= MC_PACKED, KC <= KC_BLOCK).
+inline void linear_blocks(const float* X, long M, int K, long ldx, const float* packed,
+                          const float* bias, Act act, float* Y, long ldy, int n0, int n1,
+                          long MC, int KC, float* xp) {
+  constexpr int NC = 8 * NR;
+  for (long m0 = 0; m0 < M; m0 += MC) {
+    const long mc = min_l(MC, M - m0);
+    for (int nc0 = n0; nc0 < n1; nc0 += NC) {
+      const int nc1 = min_i(n1, nc0 + NC);
+      for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kc = min_i(KC, K - k0);
+        const bool first = k0 == 0, last = k0 + kc == K;
+        const float* xb = X + m0 * ldx + k0;
+        long ldb = ldx;
+        if (xp) {
+          for (long r = 0; r < mc; ++r)
+            std::memcpy(xp + r * XP_LD, X + (m0 + r) * ldx + k0, (size_t)kc * sizeof(float));
+          xb = xp;
+          ldb = XP_LD;
+        }
+        for (int c0 = nc0; c0 < nc1; c0 += NR) {
+          const int ncols = min_i(NR, nc1 - c0);
+          const float* Wp = packed + ((size_t)(c0 / NR) * K + k0) * NR;
+          const float* b = bias ? bias + c0 : nullptr;
+          long r = 0;
+          for (; r + MR <= mc; r += MR)
+            tile<MR>(xb + r * ldb, ldb, Wp, kc, Y + (m0 + r) * ldy + c0, ldy, ncols,
+                     first, last, b, act);
+          if (r < mc)
+            tile_rows<MR - 1>((int)(mc - r), xb + r * ldb, ldb, Wp, kc,
+                              Y + (m0 + r) * ldy + c0, ldy, ncols, first, last, b, act);
+        }
+      }
+    }
+  }
+}
+
+// X rows whose stride maps a tile's rows onto few L1 sets (x_rows_alias, e.g.
+// ldx = 1024 floats: all MR rows 4 KB apart) are copied per block into a stack
+// buffer whose row stride (KC_BLOCK + 16 floats) spreads them over the sets.
+// Not inlined: the 97.5 KB frame exists only in calls that copy (an always
+// present frame measured ~5% on the 13->512 layer at M = 64).
+__attribute__((noinline)) inline void linear_blocks_copied(
+    const float* X, long M, int K, long ldx, const float* packed, const float* bias, Act act,
+    float* Y, long ldy, int n0, int n1) {
+  alignas(64) float xp[MC_PACKED * XP_LD];
+  linear_blocks(X, M, K, ldx, packed, bias, act, Y, ldy, n0, n1, MC_PACKED, KC_BLOCK, xp);
+}
+
 }  // namespace gemm
 
 inline int linear_n_block() { return gemm::NR; }
@@ -243,56 +302,14 @@ inline void linear(const float* X, long M, int K, long ldx, const float* packed,
     for (int c = n0; c < n1; ++c) linear_narrow(X, M, K, ldx, packed, bias, act, Y, ldy, c);
     return;
   }
-  // Blocking: row blocks of MC rows, column blocks of NC, K blocks of KC. Per
-  // (row block, column block) the MC x NC block of Y stays in L2 across the K
-  // blocks; per K block the MC x KC slice of X stays in L2 across the panels and
-  // the KC x 32 slice of a panel (128 KB) in L2 across the MC / MR tiles. A long
-  // K block amortises a tile's fixed cost (accumulator set-up, the Y
-  // read-modify-write and epilogue, the W stream's restart): on Zen 4 (1 MB L2)
-  // KC 512 measured 1.02-1.07x over 256 (128: 0.92-0.98x) and KC 1024 another
-  // 1.02-1.07x on the DLRM shapes at M = 512 / 2048; the 256 x 32 slice (32 KB)
-  // did not stay in L1 next to X anyway.
   // Small M (one tile of rows): no K blocking, panels in order, so the packed
   // weights are read as one sequential stream (GEMV-like; they dominate traffic).
-  const int KC = M <= MR ? K : KC_BLOCK;
-  constexpr int NC = 8 * NR;
-  // X rows whose stride maps a tile's rows onto few L1 sets (e.g. ldx = 1024
-  // floats: all MR rows 4 KB apart) are copied per K block into xp, whose row
-  // stride (KC_BLOCK + 16 floats) spreads them over the sets; then row blocks
-  // are MC_PACKED rows (the copy's size on the stack).
-  const bool pack_x = M > MR && x_rows_alias(ldx);
-  const long MC = pack_x ? MC_PACKED : MC_BLOCK;
-  alignas(64) float xp[MC_PACKED * XP_LD];
-  for (long m0 = 0; m0 < M; m0 += MC) {
-    const long mc = min_l(MC, M - m0);
-    for (int nc0 = n0; nc0 < n1; nc0 += NC) {
-      const int nc1 = min_i(n1, nc0 + NC);
-      for (int k0 = 0; k0 < K; k0 += KC) {
-        const int kc = min_i(KC, K - k0);
-        const bool first = k0 == 0, last = k0 + kc == K;
-        const float* xb = X + m0 * ldx + k0;
-        long ldb = ldx;
-        if (pack_x) {
-          for (long r = 0; r < mc; ++r)
-            std::memcpy(xp + r * XP_LD, X + (m0 + r) * ldx + k0, (size_t)kc * sizeof(float));
-          xb = xp;
-          ldb = XP_LD;
-        }
-        for (int c0 = nc0; c0 < nc1; c0 += NR) {
-          const int ncols = min_i(NR, nc1 - c0);
-          const float* Wp = packed + ((size_t)(c0 / NR) * K + k0) * NR;
-          const float* b = bias ? bias + c0 : nullptr;
-          long r = 0;
-          for (; r + MR <= mc; r += MR)
-            tile<MR>(xb + r * ldb, ldb, Wp, kc, Y + (m0 + r) * ldy + c0, ldy, ncols,
-                     first, last, b, act);
-          if (r < mc)
-            tile_rows<MR - 1>((int)(mc - r), xb + r * ldb, ldb, Wp, kc,
-                              Y + (m0 + r) * ldy + c0, ldy, ncols, first, last, b, act);
-        }
-      }
-    }
-  }
+  if (M <= MR)
+    linear_blocks(X, M, K, ldx, packed, bias, act, Y, ldy, n0, n1, MC_BLOCK, K, nullptr);
+  else if (x_rows_alias(ldx))
+    linear_blocks_copied(X, M, K, ldx, packed, bias, act, Y, ldy, n0, n1);
+  else
+    linear_blocks(X, M, K, ldx, packed, bias, act, Y, ldy, n0, n1, MC_BLOCK, KC_BLOCK, nullptr);
 }
 
 }  // namespace XREC_ISA_NS
