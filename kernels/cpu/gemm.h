@@ -181,8 +181,13 @@ constexpr long MC_PACKED = 2 * MR;
 constexpr long XP_LD = KC_BLOCK + 16;  // 4160 bytes: consecutive rows 65 lines apart
 
 // True when the X rows of one MR-row tile crowd into few sets of a 64-set L1
-// (4 KB period: Zen 4's 32 KB 8-way, Intel's 48 KB 12-way): more than MR / 2
-// rows on one set means the tile's X lines evict each other every k.
+// (4 KB period: Zen 4's 32 KB 8-way, Intel's 48 KB 12-way): more than 6 rows on
+// one set (of 8 ways, next to the W and Y lines) evict each other every k. On
+// AVX-512 (MR = 12) that is ldx a multiple of 1024 floats (12 rows on one set;
+// 1024->1024 at M = 512: 77% -> 83% of the FMA probe with the copy); ldx = 512
+// (6 rows per set) measured no gain from copying. Never with MR <= 6 (AVX2,
+// scalar), where copying only shrank the row blocks (AVX2 512->256: x0.89).
+constexpr int MAX_X_ROWS_PER_SET = 6;
 inline bool x_rows_alias(long ldx) {
   int count[64] = {0};
   int most = 0;
@@ -190,7 +195,7 @@ inline bool x_rows_alias(long ldx) {
     const int set = (int)((((long)r * ldx * (long)sizeof(float)) & 4095) >> 6);
     if (++count[set] > most) most = count[set];
   }
-  return most > MR / 2;
+  return most > MAX_X_ROWS_PER_SET;
 }
 
 // Blocking: row blocks of MC rows, column blocks of NC, K blocks of KC. Per
