@@ -64,8 +64,8 @@ class TableSpec:
 
     @property
     def words(self) -> int:
-        """512-bit words of the stored table (the compact table of a pruned one)."""
-        return self.phys_rows * self.plan.beats
+        """512-bit words of the stored table (the compact table of a pruned one; one zero row if it keeps none)."""
+        return max(1, self.phys_rows) * self.plan.beats
 
     @property
     def remap_words(self) -> int:

@@ -59,9 +59,15 @@ def int8_error_bound(table: np.ndarray) -> np.ndarray:
 
 
 def image(table: np.ndarray, ttype: TensorType, fmt: str, dim: int, beats: int) -> np.ndarray:
-    """The table as stored on the card: uint8 [rows, beats * 64]."""
+    """The table as stored on the card: uint8 [rows, beats * 64].
+
+    A table without rows (a pruned table that keeps none) is stored as one zero row, so that no memory
+    port or on-chip array of the kernel is empty; its remap sends every id to -1, so the row is never read.
+    """
     arr, _ = encode(table, ttype, fmt)
     rows = arr.shape[0]
+    if rows == 0:
+        return np.zeros((1, beats * BEAT_BYTES), np.uint8)
     body = np.ascontiguousarray(arr).view(np.uint8).reshape(rows, -1)
     if body.shape[1] != row_bytes(fmt, dim):
         raise ValueError(f"{fmt} rows of dim {dim} should be {row_bytes(fmt, dim)} bytes, got {body.shape[1]}")
