@@ -270,28 +270,36 @@ BAG_CASES = [  # (rows, dim, pooling)
 
 def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, formats=("f32", "i8"),
                prefetch_sweep=(), cases=None):
+    """f32 vs F.embedding_bag, i8 vs FBGEMM's embedding_bag_byte_rowwise_offsets, i4 vs
+    embedding_bag_4bit_rowwise_offsets (sum pooling, same ids and memory)."""
     rows = []
     cases = cases or ([BAG_CASES[1], BAG_CASES[6]] if quick else BAG_CASES)
     tables = {}
     for R, D, L in cases:
         g = np.random.default_rng(R + D)
         if (R, D) not in tables:
+            tables = {}                          # keep one set alive at a time (memory)
             tf = huge_array((R, D), np.float32, hugepages)
             for s in range(0, R, 65536):
                 tf[s:s + 65536] = g.standard_normal((min(65536, R - s), D), dtype=np.float32)
-            tq = huge_array((R, D + 8), np.uint8, hugepages)
-            tq[:] = torch.ops.quantized.embedding_bag_byte_prepack(torch.from_numpy(tf)).numpy() if R * D <= 64 << 20 \
-                else _prepack_chunks(tf)
-            tables = {(R, D): (tf, tq)}          # keep one pair alive at a time (memory)
-        tf, tq = tables[(R, D)]
+            tq = t4 = None
+            if "i8" in formats:
+                tq = huge_array((R, D + 8), np.uint8, hugepages)
+                tq[:] = _prepack_chunks(tf, torch.ops.quantized.embedding_bag_byte_prepack, D + 8)
+            if "i4" in formats:
+                t4 = huge_array((R, (D + 1) // 2 + 4), np.uint8, hugepages)
+                t4[:] = _prepack_chunks(tf, torch.ops.quantized.embedding_bag_4bit_prepack, (D + 1) // 2 + 4)
+            tables = {(R, D): (tf, tq, t4)}
+        tf, tq, t4 = tables[(R, D)]
+        g = np.random.default_rng(R + D + L + batch)
         idx = g.integers(0, R, batch * L).astype(np.int64)
         off = np.arange(0, batch * L + 1, L, dtype=np.int64)
         out = np.empty((batch, D), np.float32)
         ti, to = torch.from_numpy(idx), torch.from_numpy(off)
         for fmt in formats:
-            table = tf if fmt == "f32" else tq
+            table = {"f32": tf, "i8": tq, "i4": t4}[fmt]
             row_bytes = table.shape[1] * table.itemsize
-            f = 0 if fmt == "f32" else 2
+            f = {"f32": 0, "i8": 2, "i4": 3}[fmt]
             mine = with_base("ours", lambda L, table=table, row_bytes=row_bytes, f=f: (lambda r: (L or lib).b_bag(
                 ptr(table), R, D, row_bytes, f, 0, ptr(idx), ptr(off), batch, None, ptr(out), threads, r, 0, -1)))
             sweep = [Timed(f"ours_pf{d}", lambda r, table=table, row_bytes=row_bytes, f=f, d=d: lib.b_bag(
@@ -306,8 +314,9 @@ def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, form
                 tor = Timed("torch", py_timer(lambda: F.embedding_bag(ti, tt, to, mode="sum", include_last_offset=True)))
                 ref = F.embedding_bag(ti, tt, to, mode="sum", include_last_offset=True).numpy()
             else:
-                tt = torch.from_numpy(tq)
-                op = torch.ops.quantized.embedding_bag_byte_rowwise_offsets
+                tt = torch.from_numpy(table)
+                op = (torch.ops.quantized.embedding_bag_byte_rowwise_offsets if fmt == "i8"
+                      else torch.ops.quantized.embedding_bag_4bit_rowwise_offsets)
                 tor = Timed("torch", py_timer(lambda: op(tt, ti, to, False, 0, False, None, None, True)))
                 ref = op(tt, ti, to, False, 0, False, None, None, True).numpy()
             torch.set_num_threads(threads)
@@ -333,10 +342,10 @@ def bench_bags(lib, threads, samples, target, quick, hugepages, batch=2048, form
     return rows
 
 
-def _prepack_chunks(tf):
-    out = np.empty((tf.shape[0], tf.shape[1] + 8), np.uint8)
+def _prepack_chunks(tf, prepack, width):
+    out = np.empty((tf.shape[0], width), np.uint8)
     for s in range(0, tf.shape[0], 1 << 16):
-        out[s:s + (1 << 16)] = torch.ops.quantized.embedding_bag_byte_prepack(torch.from_numpy(tf[s:s + (1 << 16)])).numpy()
+        out[s:s + (1 << 16)] = prepack(torch.from_numpy(tf[s:s + (1 << 16)])).numpy()
     return out
 
 
@@ -446,7 +455,8 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=7)
     ap.add_argument("--target-ms", type=float, default=10.0, help="time per sample")
     ap.add_argument("--quick", action="store_true", help="a few representative shapes only")
-    ap.add_argument("--formats", default="f32,i8")
+    ap.add_argument("--formats", default="f32,i8,i4", help="bag row formats: f32, i8, i4")
+    ap.add_argument("--bag-batches", default="2048", help="batch sizes of the bag cases")
     ap.add_argument("--no-hugepages", action="store_true")
     ap.add_argument("--prefetch-sweep", default="", help="also time these prefetch distances, e.g. 0,4,8,16,32")
     ap.add_argument("--bag-cases", default="", help="subset of rows:dim:pooling, e.g. 1000000:64:20,4096:64:1")
@@ -479,10 +489,11 @@ def main(argv=None):
                                 only_shapes)
         if "bag" in only:
             cases = [tuple(int(v) for v in c.split(":")) for c in a.bag_cases.split(",") if c]
-            rows += bench_bags(lib, t, a.samples, target, a.quick, not a.no_hugepages,
-                               formats=tuple(a.formats.split(",")),
-                               prefetch_sweep=[int(d) for d in a.prefetch_sweep.split(",") if d],
-                               cases=cases or None)
+            for bb in (int(b) for b in a.bag_batches.split(",")):
+                rows += bench_bags(lib, t, a.samples, target, a.quick, not a.no_hugepages, batch=bb,
+                                   formats=tuple(a.formats.split(",")),
+                                   prefetch_sweep=[int(d) for d in a.prefetch_sweep.split(",") if d],
+                                   cases=cases or None)
         if "stage" in only:
             rows += bench_stage(lib, t, a.samples, target, a.stage_model, a.stage_max_rows,
                                 [int(b) for b in a.stage_batches.split(",")], not a.no_hugepages)
