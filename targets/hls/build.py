@@ -234,4 +234,10 @@ def _readme(ks, opts: dict, b: dict, g) -> str:
         licence_note(opts["include_dir"]), "",
         "hls_stream.h on that include path is xrec's own C-sim model (aborts on a read from an empty stream).",
         ""]
+    pruned = [t for t in ks.tables if t.pruned]
+    if pruned:
+        lines += [f"Pruned tables ({len(pruned)}): each stores its kept rows and an int32 remap (logical id -> "
+                  "row, -1 = pruned) next to them (argument `remap_<table>`, same bank; on-chip tables: "
+                  "`xrec_remap_<table>`, loaded with the rows); a remap stage looks ids up before the row burst, "
+                  "pruned ids fetch nothing and pool as zero rows.", ""]
     return "\n".join(lines)

@@ -309,3 +309,18 @@ def test_compile_with_prune_targets_hls(tmp_path):
     assert "onchip" in where and where - {"onchip"}
     for args in edge_case_inputs(model, batches=(1, 9)):
         torch.testing.assert_close(cm(*args), ref(*args), **TOL)
+
+
+def test_compact_table_and_remap_that_overflow_their_channel_fail_the_build(tmp_path):
+    """The placement sizes a pruned table by its logical rows; what the card stores is the compact rows plus
+    the remap. Keeping 299 of 300 rows needs 299 + 19 words, more than the 300 planned: a clear error."""
+    tables = [T(300, 16, "sum")]
+    g = bag_graph(tables, name="tight")
+    gp = _prune(g, {"indices[0]": np.arange(299)})
+    opts = {**FAST, "hbm_channels": 1, "hbm_channel_bytes": 300 * 64, "ddr_banks": 0, "onchip_units": 0}
+    with pytest.raises(ValueError, match=r"hbm0 holds 20,352 bytes of tables and remaps \(indices\[0\]\) but has "
+                                         r"room for 19,200.*hbm_channel_bytes"):
+        xrec.compile(gp, target="hls", options=opts, out=tmp_path / "tight.xrec")
+    cm = xrec.compile(gp, target="hls", options={**opts, "hbm_channel_bytes": 320 * 64}, out=tmp_path / "ok.xrec")
+    flat = make_flat(gp, tables, 5, seed=1)
+    np.testing.assert_allclose(cm.run_flat(flat)[0], run_graph(gp, flat)[0], rtol=1e-5, atol=1e-6)
