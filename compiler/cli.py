@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .passes.quantize_embeddings import QUANTIZE_CHOICES
 from .progress import say, step
 
 
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model")
     model_opts(sp)
     sp.add_argument("-o", "--output", default=None, help="artifact directory (default MODEL.xrec)")
-    sp.add_argument("--quantize", choices=["fp16", "bf16", "int8", "int4", "int2", "mixed"], default=None,
+    sp.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
                     help="embedding-table precision (row-wise, FBGEMM layouts); 'mixed' picks per table")
     sp.add_argument("--budget-mb", type=float, default=None, help="memory budget for --quantize mixed")
     sp.add_argument("--max-auc-drop", type=float, default=None,

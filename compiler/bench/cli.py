@@ -17,12 +17,14 @@ import argparse
 import os
 import sys
 
+from ..passes.quantize_embeddings import QUANTIZE_CHOICES
+
 DEFAULT_BATCHES = "1,64,512,2048"
 DEFAULT_BASELINES = ("eager,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
                      "tvm,tvm-gather")
 KERNELS = ("embedding-bag", "linear", "interaction")
 DEFAULT_MODE, DEFAULT_BURST = "warm", 5
-VARIANTS = ("fp32", "fp16", "bf16", "int8", "int4", "int2", "mixed")   # = systems.VARIANTS (no torch here)
+VARIANTS = ("fp32",) + QUANTIZE_CHOICES       # bench variants: uncompressed + every compile --quantize choice
 
 
 def _ints(text: str) -> list[int]:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
+from .cli import VARIANTS
+
 
 class Unavailable(Exception):
     """This system cannot run here or on this model; the message says why."""
@@ -325,7 +327,6 @@ def _tvm(gather: bool) -> Callable[[ModelContext], Prepared]:
 
 
 # --------------------------------------------------------------------------- xrec
-VARIANTS = ("fp32", "fp16", "bf16", "int8", "int4", "int2", "mixed")
 
 
 def parse_variants(text: str | None) -> list[str]:

@@ -15,6 +15,7 @@ from ..ir.types import DType
 from . import register_pass
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4", "int2")
+QUANTIZE_CHOICES = PRECISIONS[1:] + ("mixed",)   # what `quantize=` / `--quantize` accept (fp32 = no compression)
 _LAYOUT = {"int8": "rowwise_i8", "int4": "rowwise_i4", "int2": "rowwise_i2"}
 BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4, "int2": 2}
 
