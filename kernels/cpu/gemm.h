@@ -183,10 +183,11 @@ constexpr long XP_LD = KC_BLOCK + 16;  // 4160 bytes: consecutive rows 65 lines 
 // True when the X rows of one MR-row tile crowd into few sets of a 64-set L1
 // (4 KB period: Zen 4's 32 KB 8-way, Intel's 48 KB 12-way): more than 6 rows on
 // one set (of 8 ways, next to the W and Y lines) evict each other every k. On
-// AVX-512 (MR = 12) that is ldx a multiple of 1024 floats (12 rows on one set;
-// 1024->1024 at M = 512: 77% -> 83% of the FMA probe with the copy); ldx = 512
-// (6 rows per set) measured no gain from copying. Never with MR <= 6 (AVX2,
-// scalar), where copying only shrank the row blocks (AVX2 512->256: x0.89).
+// AVX-512 (MR = 12) that is ldx within a few floats of a multiple of 1024 (12
+// rows on one set; 1024->1024 at M = 512: 77% -> 83% of the FMA probe with the
+// copy, when K blocks were 256); ldx = 512 (6 rows per set) measured no gain
+// from copying. Never with MR <= 6 (AVX2, scalar), where copying only shrank
+// the row blocks (AVX2 512->256: x0.89).
 constexpr int MAX_X_ROWS_PER_SET = 6;
 inline bool x_rows_alias(long ldx) {
   int count[64] = {0};
@@ -200,13 +201,13 @@ inline bool x_rows_alias(long ldx) {
 
 // Blocking: row blocks of MC rows, column blocks of NC, K blocks of KC. Per
 // (row block, column block) the MC x NC block of Y stays in L2 across the K
-// blocks; per K block the MC x KC slice of X stays in L2 across the panels and
-// the KC x 32 slice of a panel (128 KB) in L2 across the MC / MR tiles. A long
-// K block amortises a tile's fixed cost (accumulator set-up, the Y
-// read-modify-write and epilogue, the W stream's restart): on Zen 4 (1 MB L2)
-// KC 512 measured 1.02-1.07x over 256 (128: 0.92-0.98x) and KC 1024 another
-// 1.02-1.07x on the DLRM shapes at M = 512 / 2048; the 256 x 32 slice (32 KB)
-// did not stay in L1 next to X anyway.
+// blocks; per K block the MC x KC slice of X (384 KB on AVX-512) stays in L2
+// across the panels and the KC x 32 slice of a panel (128 KB) in L2 across the
+// MC / MR tiles. A long K block amortises a tile's fixed cost (accumulator
+// set-up, the Y read-modify-write and epilogue, the W stream's restart): on
+// Zen 4 (1 MB L2) KC 512 measured 1.02-1.07x over 256 (128: 0.92-0.98x) and KC
+// 1024 another 1.02-1.07x on the DLRM shapes at M = 512 / 2048; the 256 x 32
+// slice (32 KB) did not stay in L1 next to X anyway.
 // xp null: tiles read X in place; else each MC x KC block of X is first copied
 // into xp (row stride XP_LD; MC <= MC_PACKED, KC <= KC_BLOCK).
 inline void linear_blocks(const float* X, long M, int K, long ldx, const float* packed,
