@@ -60,8 +60,11 @@ def _bag(table: np.ndarray, jag: Jagged, mode: str, padding_idx, psw, feature: s
         vals = gather_rows(table, ttype, dim, idx)
     else:
         phys = remap[idx].astype(np.int64)
-        vals = gather_rows(table, ttype, dim, np.maximum(phys, 0))
-        vals[phys < 0] = 0.0
+        if table.shape[0] == 0:        # every row pruned: nothing to gather
+            vals = np.zeros((len(idx), D), np.float32)
+        else:
+            vals = gather_rows(table, ttype, dim, np.maximum(phys, 0))
+            vals[phys < 0] = 0.0
     if psw is not None:
         vals = vals * psw.astype(np.float32)[:, None]
     vals, seg_k = vals[keep], seg[keep]

@@ -78,6 +78,18 @@ def test_frequency_plan_keeps_the_most_read_rows_and_norm_plan_the_largest():
     assert norms[nplan["indices[0]"]].min() >= np.median(norms) - 1e-6
 
 
+def test_a_table_pruned_to_no_rows_pools_zeros_and_still_checks_ids():
+    from xrec.ir.interpreter import Jagged, _bag
+    remap = np.full(40, -1, np.int32)
+    idx, off = np.array([0, 39, 5]), np.array([0, 2, 2, 3])
+    for mode in ("sum", "mean", "max"):
+        got = _bag(np.zeros((0, 8), np.float32), Jagged(idx, off, True), mode, None, None, "f", remap=remap)
+        np.testing.assert_array_equal(got, np.zeros((3, 8), np.float32))
+    with pytest.raises(IndexError, match="index 40 at position 1"):
+        _bag(np.zeros((0, 8), np.float32), Jagged(np.array([1, 40]), np.array([0, 2]), True), "sum", None, None,
+             "f", remap=remap)
+
+
 def test_compile_with_pruning_reports_it_and_refuses_targets_without_support():
     m = zoo_model("dlrm-small", max_rows=3000)
     cm = xrec.compile(m, zoo.example_inputs(m), target="reference", quantize="int8", prune=("frequency", 0.5),
