@@ -126,10 +126,15 @@ class TablePlan:
     memory: str          # "hbm" | "ddr" | "onchip"
     channel: int         # channel index (for onchip: on-chip unit number)
     unit: int            # gather unit that reads it
+    stored_rows: int = -1  # a pruned table: rows of its compact table (its int32 remap is stored too); -1: not pruned
 
     @property
     def image_bytes(self) -> int:
-        return self.rows * self.beats * BEAT_BYTES
+        """Bytes stored in its memory: the rows in whole beats (one zero row for a table that keeps
+        none), plus a pruned table's remap (16 int32 entries per beat)."""
+        if self.stored_rows < 0:
+            return self.rows * self.beats * BEAT_BYTES
+        return (max(1, self.stored_rows) * self.beats + -(-self.rows // 16)) * BEAT_BYTES
 
     @property
     def pooling(self) -> float:
@@ -352,7 +357,9 @@ def make_plan(g: Graph, cfg: MemoryConfig) -> Plan:
     raw = []
     for n in gather_nodes(g):
         for pos, f in enumerate(node_features(g, n)):
-            raw.append((n.name, pos, f.feature, f.rows, f.dim, table_format(cfg.row_format, g.type_of(f.table))))
+            stored = int(g.type_of(f.table).shape[0]) if f.remap is not None else -1
+            raw.append((n.name, pos, f.feature, f.rows, f.dim, table_format(cfg.row_format, g.type_of(f.table)),
+                        stored))
     pooling, source = _pooling(g, [r[2] for r in raw], cfg)
     for p, r in zip(pooling, raw):
         if not p > 0:
@@ -364,7 +371,8 @@ def make_plan(g: Graph, cfg: MemoryConfig) -> Plan:
                       for i in range(cfg.ddr_banks)])
     ids = list(range(len(raw)))
     beats = [row_beats(r[5], r[4]) for r in raw]
-    size = [r[3] * b * BEAT_BYTES for r, b in zip(raw, beats)]
+    size = [TablePlan(0, "", 0, "", r[3], r[4], r[5], b, 0, 0, "", 0, 0, r[6]).image_bytes
+            for r, b in zip(raw, beats)]
     load = [p * b * BEAT_BYTES for p, b in zip(pooling, beats)]
     where: dict[int, tuple[str, int]] = {}
 
@@ -397,7 +405,8 @@ def make_plan(g: Graph, cfg: MemoryConfig) -> Plan:
             free = (f"the most room left is {cap[roomiest] - used[roomiest]:,} bytes in "
                     f"{roomiest[0].upper()}[{roomiest[1]}]") if roomiest else "the card has no HBM or DDR"
             raise ValueError(
-                f"place_tables: table of feature {raw[t][2]!r} ({size[t]:,} bytes as {raw[t][5]} rows) fits no "
+                f"place_tables: table of feature {raw[t][2]!r} ({size[t]:,} bytes as {raw[t][5]} rows"
+                f"{', compact table + remap' if raw[t][6] >= 0 else ''}) fits no "
                 f"memory channel (HBM channels hold {cfg.hbm_channel_bytes:,} bytes each, DDR banks "
                 f"{cfg.ddr_bank_bytes:,}; {free}); give the target more memory (hbm_channel_bytes, "
                 "ddr_bank_bytes) or store narrower rows (quantize_rows='int8')")
@@ -437,7 +446,7 @@ def make_plan(g: Graph, cfg: MemoryConfig) -> Plan:
     tables = tuple(TablePlan(id=t, node=raw[t][0], pos=raw[t][1], feature=raw[t][2], rows=raw[t][3],
                              dim=raw[t][4], fmt=raw[t][5], beats=beats[t], chunks=chunks[t],
                              pooling_milli=int(round(pooling[t] * 1000)), memory=where[t][0],
-                             channel=where[t][1], unit=unit_of[t]) for t in ids)
+                             channel=where[t][1], unit=unit_of[t], stored_rows=raw[t][6]) for t in ids)
     return Plan(config_key=cfg.key(), channels=channels, onchip_budget=cfg.onchip_bytes,
                 pooling_source=source, tables=tables, units=tuple(units))
 

@@ -74,7 +74,8 @@ class TableSpec:
 
     @property
     def stored_bytes(self) -> int:
-        """Bytes the table occupies in its memory: rows in whole beats, plus its remap (whole beats)."""
+        """Bytes the table occupies in its memory: rows in whole beats, plus its remap (whole beats);
+        the placement plan sized it the same way (TablePlan.image_bytes)."""
         return (self.words + self.remap_words) * BEAT_BYTES
 
 
@@ -254,8 +255,8 @@ def memory_use(ks: KernelSpec) -> dict[str, int]:
     """Bytes the kernel really stores per memory ({"hbm3": ..., "ddr0": ..., "onchip": ...}): table
     images (compact tables for pruned ones) plus remaps.
 
-    The placement pass sizes a table as ``rows x beats x 64`` with its logical rows; a pruned table
-    stores fewer rows but also its remap, so the two can differ (see ``check_capacity``)."""
+    The placement pass sizes tables the same way (``TablePlan.image_bytes``); ``check_capacity``
+    verifies that the plan and the kernel agree."""
     out: dict[str, int] = {}
     for t in ks.tables:
         key = "onchip" if t.onchip else f"{t.plan.memory}{t.plan.channel}"
@@ -265,6 +266,11 @@ def memory_use(ks: KernelSpec) -> dict[str, int]:
 
 def check_capacity(ks: KernelSpec) -> None:
     """Fail if what the kernel stores (compact tables + remaps) overflows a channel or the on-chip budget."""
+    for t in ks.tables:
+        if t.stored_bytes != t.plan.image_bytes:
+            raise ValueError(f"hls target: table of feature {t.plan.feature!r} stores {t.stored_bytes:,} bytes but "
+                             f"the placement plan sized it as {t.plan.image_bytes:,}; the plan is stale: rerun "
+                             "place_tables (recompile the model)")
     use = memory_use(ks)
     cap = {f"{c.memory}{c.index}": c.capacity for c in ks.plan.channels}
     cap["onchip"] = ks.plan.onchip_budget
@@ -273,6 +279,5 @@ def check_capacity(ks: KernelSpec) -> None:
             feats = [t.plan.feature for t in ks.tables
                      if ("onchip" if t.onchip else f"{t.plan.memory}{t.plan.channel}") == key]
             raise ValueError(f"hls target: {key} holds {used:,} bytes of tables and remaps ({', '.join(feats)}) "
-                             f"but has room for {cap.get(key, 0):,}; the placement counted pruned tables by "
-                             "their logical rows without their remaps. Give that memory more room "
+                             f"but has room for {cap.get(key, 0):,}. Give that memory more room "
                              "(hbm_channel_bytes, ddr_bank_bytes, uram_bytes/bram_bytes) or prune more rows")

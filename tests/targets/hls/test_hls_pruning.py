@@ -37,7 +37,7 @@ TOL = {"rtol": 1e-4, "atol": 1e-6}
 
 # on chip, HBM and DDR; sum / mean / max, padding, weights, int32 ids, one- and multi-lane pooling
 TABLES = [
-    T(300, 64, "sum"),                              # 0: > an HBM channel -> DDR; pruned
+    T(300, 64, "sum"),                              # 0: pruned, its compact table + remap > an HBM channel -> DDR
     T(200, 16, "mean", pad=5),                      # 1: pruned, the padding id 5 is a pruned id
     T(100, 10, "max"),                              # 2: pruned to a single row
     T(50, 1, "sum", psw=True, index=DType.I32),     # 3: pruned, weighted
@@ -45,8 +45,8 @@ TABLES = [
     T(80, 17, "mean", pooling=20),                  # 5: pruned, partial-sum lanes
     T(60, 16, "max", pooling=8),                    # 6: pruned, lanes
 ]
-OPTS = {**FAST, "uram_bytes": 20000, "bram_bytes": 0, "onchip_units": 2, "hbm_channels": 2,
-        "hbm_channel_bytes": 50000, "ddr_banks": 1, "pooling": [3, 3, 3, 3, 3, 20, 8]}
+OPTS = {**FAST, "uram_bytes": 12000, "bram_bytes": 0, "onchip_units": 2, "hbm_channels": 2,
+        "hbm_channel_bytes": 30000, "ddr_banks": 1, "pooling": [3, 3, 3, 3, 3, 20, 8]}
 
 
 def _keep() -> dict:
@@ -312,14 +312,14 @@ def test_compile_with_prune_targets_hls(tmp_path):
 
 
 def test_compact_table_and_remap_that_overflow_their_channel_fail_the_build(tmp_path):
-    """The placement sizes a pruned table by its logical rows; what the card stores is the compact rows plus
-    the remap. Keeping 299 of 300 rows needs 299 + 19 words, more than the 300 planned: a clear error."""
+    """A pruned table stores its compact rows plus its remap: keeping 299 of 300 rows needs 299 + 19 words,
+    more than a 300-word channel. The placement sizes it so and fails with a clear error."""
     tables = [T(300, 16, "sum")]
     g = bag_graph(tables, name="tight")
     gp = _prune(g, {"indices[0]": np.arange(299)})
     opts = {**FAST, "hbm_channels": 1, "hbm_channel_bytes": 300 * 64, "ddr_banks": 0, "onchip_units": 0}
-    with pytest.raises(ValueError, match=r"hbm0 holds 20,352 bytes of tables and remaps \(indices\[0\]\) but has "
-                                         r"room for 19,200.*hbm_channel_bytes"):
+    with pytest.raises(ValueError, match=r"feature 'indices\[0\]' \(20,352 bytes as fp32 rows, compact table \+ "
+                                         r"remap\) fits no memory channel.*hbm_channel_bytes"):
         xrec.compile(gp, target="hls", options=opts, out=tmp_path / "tight.xrec")
     cm = xrec.compile(gp, target="hls", options={**opts, "hbm_channel_bytes": 320 * 64}, out=tmp_path / "ok.xrec")
     flat = make_flat(gp, tables, 5, seed=1)
