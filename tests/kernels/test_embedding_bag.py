@@ -193,7 +193,7 @@ def test_int8_rowwise_matches_torch_quantized_byte_op(bag_lib, dim, weighted):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("dim", [36, 64, 128])
+@pytest.mark.parametrize("dim", [32, 36, 64, 128, 256])   # 32/64/128/256: AVX-512's even/odd int4 layout
 def test_int4_rowwise_matches_torch_quantized_4bit_op(bag_lib, dim, weighted):
     lib = _setup(bag_lib)
     w = torch.randn(60, dim, generator=torch.Generator().manual_seed(dim + 1))
@@ -231,7 +231,7 @@ def make_i4(rows, dim, seed):
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
-@pytest.mark.parametrize("dim", [13, 36, 64])
+@pytest.mark.parametrize("dim", [13, 32, 36, 64, 160])   # 160: a split 128-column chunk, then a split 32
 def test_quantized_rows_in_every_mode_match_torch_on_the_dequantized_table(bag_lib, mode, dim):
     lib = _setup(bag_lib)
     w = torch.randn(40, dim, generator=torch.Generator().manual_seed(19))
