@@ -200,6 +200,7 @@ struct Ctx {
   int prefetch;            // ids ahead (0: none)
   int64_t range_end;       // offsets[b1]: prefetch stays below it
   const int32_t* remap;    // pruned table: logical id -> row (-1: pruned, a zero row); null: none
+  int lines;               // most cache lines a row spans (row_lines)
   int64_t off_at(long b) const {
     return off64 ? ((const int64_t*)off)[b] : (int64_t)((const int32_t*)off)[b];
   }
@@ -214,10 +215,27 @@ struct Ctx {
 // touch mispredicted its exit about every other row): the lines at p + 64 k
 // for k < bytes / 64 rounded up, then the row's last byte (another line, or
 // the one just requested, when the row is not a multiple of 64 bytes).
-XREC_BAG_INLINE void prefetch_row(const uint8_t* p, int64_t bytes) {
-  int64_t k = 0;
-  for (; k < bytes; k += 64) _mm_prefetch((const char*)(p + k), _MM_HINT_T0);
-  if (bytes & 63) _mm_prefetch((const char*)(p + bytes - 1), _MM_HINT_T0);
+//
+// `lines` (Ctx::row_lines) is the most lines any row of the table spans, known from
+// the table's base address and row size: rows of 72 bytes in a 64-byte aligned
+// table start at offsets 0, 8, ..., 56 of a line, so each spans at most 2 lines,
+// and p, p + 71 cover them (not p, p + 64, p + 71).
+XREC_BAG_INLINE void prefetch_row(const uint8_t* p, int64_t bytes, int lines) {
+  // straight-line for rows of up to 4 lines (a loop measured x0.93 on one-id bags)
+  _mm_prefetch((const char*)p, _MM_HINT_T0);
+  if (lines >= 3) _mm_prefetch((const char*)(p + 64), _MM_HINT_T0);
+  if (lines >= 4) _mm_prefetch((const char*)(p + 128), _MM_HINT_T0);
+  for (int k = 3; k < lines - 1; ++k) _mm_prefetch((const char*)(p + 64 * k), _MM_HINT_T0);
+  if (lines >= 2) _mm_prefetch((const char*)(p + bytes - 1), _MM_HINT_T0);
+}
+
+// The most 64-byte lines a row of `bytes` bytes spans in a table at `base`: rows start
+// at line offsets (base mod g) + multiples of g, g = gcd(bytes, 64).
+inline int row_lines(const void* base, int64_t bytes) {
+  int64_t g = 64;
+  while (bytes % g) g >>= 1;
+  const int64_t max_off = (int64_t)((uintptr_t)base % (uintptr_t)g) + 64 - g;
+  return (int)((max_off + bytes + 63) / 64);
 }
 
 // Prefetches the row of the id at position i (i < range_end). With a remap the
@@ -229,10 +247,10 @@ XREC_BAG_INLINE void prefetch_at(const Ctx& c, int64_t i) {
     const int64_t j = i + c.prefetch;
     if (j < c.range_end) _mm_prefetch((const char*)(c.remap + c.id_at(j)), _MM_HINT_T0);
     const int64_t r = c.remap[id];
-    if (r >= 0) prefetch_row(c.table + r * c.row_bytes, c.row_bytes);
+    if (r >= 0) prefetch_row(c.table + r * c.row_bytes, c.row_bytes, c.lines);
     return;
   }
-  prefetch_row(c.table + id * c.row_bytes, c.row_bytes);
+  prefetch_row(c.table + id * c.row_bytes, c.row_bytes, c.lines);
 }
 
 // Accumulates one row into acc (NV vectors). Quantized rows use
@@ -305,7 +323,10 @@ XREC_BAG_INLINE void max_row(simd::vf* acc, const uint8_t* row, int dim, int c0,
 // Pools columns [c0, c0 + ncols) of bags [b0, b1); NV vectors hold the columns
 // (ncols in ((NV-1)*W, NV*W]), accumulated in registers over each bag's ids.
 // SPLIT: int4 rows in the even/odd register layout (AVX-512, ncols == NV * 16, NV even).
-template <RowFormat FMT, int NV, int COMB, bool PRUNED, bool SPLIT = false>
+// IW: id width, 32 or 64 bits, or 0 = read c.idx64 at run time (fewer instances:
+// only the plain-sum instances of unpruned tables get both widths; the run-time
+// switch costs registers that the hot loop then spills).
+template <RowFormat FMT, int NV, int COMB, bool PRUNED, bool SPLIT = false, int IW = 0>
 inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int c0, int ncols,
                       bool do_prefetch) {
   constexpr int W = simd::W;
@@ -318,7 +339,11 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
   const int32_t* idx32 = (const int32_t*)c.idx;
   const int64_t* idx64 = (const int64_t*)c.idx;
   const bool i64 = c.idx64;
-  auto id_at = [idx32, idx64, i64](int64_t i) -> int64_t { return i64 ? idx64[i] : (int64_t)idx32[i]; };
+  auto id_at = [idx32, idx64, i64](int64_t i) -> int64_t {
+    if constexpr (IW == 64) return idx64[i];
+    else if constexpr (IW == 32) return (int64_t)idx32[i];
+    else return i64 ? idx64[i] : (int64_t)idx32[i];
+  };
   // Pruned tables: a logical id reads row remap[id]; -1 is a zero row (skipped by
   // sum, counted by mean, a 0 candidate for max). Unpruned: the row is the id.
   // (PRUNED is a template parameter: with run-time checks the unpruned loop
@@ -331,6 +356,7 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
   const int64_t rb = c.row_bytes;
   const uint8_t* table = c.table;
   const int64_t pf = do_prefetch ? c.prefetch : 0;
+  const int lines = c.lines;
   const int64_t pad = c.pad;
   const bool max_mode = COMB == COMB_ANY && c.mode == POOL_MAX;
   const int64_t pf_end = c.range_end - pf;   // prefetch idx[i + pf] while i < pf_end
@@ -351,8 +377,8 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
             prefetch_at(c, i + pf);
             prefetch_at(c, i + 1 + pf);
           } else {
-            prefetch_row(table + id_at(i + pf) * rb, rb);
-            prefetch_row(table + id_at(i + 1 + pf) * rb, rb);
+            prefetch_row(table + id_at(i + pf) * rb, rb, lines);
+            prefetch_row(table + id_at(i + 1 + pf) * rb, rb, lines);
           }
         }
         const int64_t id0 = id_at(i), id1 = id_at(i + 1);
@@ -371,7 +397,7 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
     for (; i < e; ++i) {
       if (pf && i < pf_end) {
         if constexpr (PRUNED) prefetch_at(c, i + pf);
-        else prefetch_row(table + id_at(i + pf) * rb, rb);
+        else prefetch_row(table + id_at(i + pf) * rb, rb, lines);
       }
       const int64_t id = id_at(i);
       if (id == pad) continue;
@@ -421,25 +447,35 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
 constexpr int NV_MAX = 8;   // vectors of accumulators per column chunk
 
 // Instances for NV in {1, 2, 3, 4, 8} only (compile time of the generated code).
+template <RowFormat FMT, int NV, int COMB, bool PRUNED, bool SPLIT = false>
+inline void pool_cols_iw(const Ctx& c, long b0, long b1, float* out, long ldo, int c0, int ncols, bool do_prefetch) {
+  if constexpr (COMB == COMB_SUM && !PRUNED) {
+    if (c.idx64) pool_cols<FMT, NV, COMB, PRUNED, SPLIT, 64>(c, b0, b1, out, ldo, c0, ncols, do_prefetch);
+    else pool_cols<FMT, NV, COMB, PRUNED, SPLIT, 32>(c, b0, b1, out, ldo, c0, ncols, do_prefetch);
+  } else {
+    pool_cols<FMT, NV, COMB, PRUNED, SPLIT, 0>(c, b0, b1, out, ldo, c0, ncols, do_prefetch);
+  }
+}
+
 template <RowFormat FMT, int COMB, bool PRUNED>
 inline void pool_nv(int nv, const Ctx& c, long b0, long b1, float* out, long ldo, int c0, int ncols,
                     bool do_prefetch) {
   if constexpr (FMT == ROW_I4 && kSplitI4) {
     if (ncols == nv * simd::W) {   // whole 32-column pairs: the split int4 layout
       switch (nv) {
-        case 2: pool_cols<FMT, 2, COMB, PRUNED, true>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); return;
-        case 4: pool_cols<FMT, 4, COMB, PRUNED, true>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); return;
-        case NV_MAX: pool_cols<FMT, NV_MAX, COMB, PRUNED, true>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); return;
+        case 2: pool_cols_iw<FMT, 2, COMB, PRUNED, true>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); return;
+        case 4: pool_cols_iw<FMT, 4, COMB, PRUNED, true>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); return;
+        case NV_MAX: pool_cols_iw<FMT, NV_MAX, COMB, PRUNED, true>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); return;
         default: break;
       }
     }
   }
   switch (nv) {
-    case 1: pool_cols<FMT, 1, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
-    case 2: pool_cols<FMT, 2, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
-    case 3: pool_cols<FMT, 3, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
-    case 4: pool_cols<FMT, 4, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
-    default: pool_cols<FMT, NV_MAX, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    case 1: pool_cols_iw<FMT, 1, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    case 2: pool_cols_iw<FMT, 2, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    case 3: pool_cols_iw<FMT, 3, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    case 4: pool_cols_iw<FMT, 4, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
+    default: pool_cols_iw<FMT, NV_MAX, COMB, PRUNED>(c, b0, b1, out, ldo, c0, ncols, do_prefetch); break;
   }
 }
 
@@ -524,6 +560,7 @@ inline void run(const BagFeature& f, long b0, long b1, float* out, long ldo) {
   c.prefetch = f.prefetch_distance >= 0 ? f.prefetch_distance : default_prefetch(f);
   c.range_end = c.off_at(b1);
   c.remap = f.remap;
+  c.lines = bag::row_lines(f.table, f.row_bytes);
   if (c.prefetch > 0) {
     // The loop prefetches `prefetch` ids ahead; the first ones are requested here,
     // all at once, so they arrive in parallel.
