@@ -45,7 +45,10 @@
 //     packed weights and tables to 64 bytes.
 // 10. Stack use (for thread stack sizes): dot_interaction keeps a packed sample
 //     and its Gram matrix on the stack (96 KB); linear with n1 - n0 <= 2 copies
-//     the weight column to the stack (64 KB). Nothing is heap-allocated.
+//     the weight column to the stack (64 KB); linear on AVX-512 with more than 12
+//     rows and an input row stride within a few floats of a multiple of 1024 (4 KB
+//     L1 aliasing) copies X blocks to the stack (97.5 KB); AVX2/scalar never do.
+//     Nothing is heap-allocated.
 // 11. Threading advice: split linear by rows when each thread gets >= 64 rows,
 //     else by column blocks (multiples of linear_n_block()); a layer with
 //     N <= 2 by rows. Split bags and interaction rows evenly.
