@@ -46,6 +46,48 @@ static int dtype_of(const Py_buffer& b) {
   return -1;
 }
 
+// ctx unpacked, and the two C calls every path makes (output shapes, then run with the
+// GIL released); each returns false with the model's error raised as a Python exception.
+struct Ctx {
+  xrec_model* model;
+  run_fn runf;
+  shapes_fn shapesf;
+  err_fn errf;
+  long n_out;
+  PyObject* empty;
+  PyObject* out_dtypes;
+  PyObject* input_error;
+
+  bool parse(PyObject* ctx) {
+    model = (xrec_model*)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 0));
+    runf = (run_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 1));
+    shapesf = (shapes_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 2));
+    errf = (err_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 3));
+    n_out = PyLong_AsLong(PyTuple_GET_ITEM(ctx, 4));
+    empty = PyTuple_GET_ITEM(ctx, 5);
+    out_dtypes = PyTuple_GET_ITEM(ctx, 6);
+    input_error = PyTuple_GET_ITEM(ctx, 7);
+    return !PyErr_Occurred();
+  }
+  bool raise(int rc) const {
+    PyErr_SetString(rc == XREC_ERR_INPUT ? input_error : PyExc_RuntimeError, errf());
+    return false;
+  }
+  bool output_shapes(const xrec_tensor* in, int n, int64_t* dims) const {
+    const int rc = shapesf(model, in, n, dims);
+    return rc == XREC_OK || raise(rc);
+  }
+  bool run(xrec_tensor* ts, int n) const {   // ts: n inputs, then the outputs
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = runf(model, ts, n, ts + n, (int)n_out);
+    Py_END_ALLOW_THREADS
+    return rc == XREC_OK || raise(rc);
+  }
+  int out_ndim(long k) const { return (int)PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(out_dtypes, k), 0)); }
+  int out_dtype(long k) const { return (int)PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(out_dtypes, k), 2)); }
+};
+
 struct Buffers {
   std::vector<Py_buffer> v;
   size_t n = 0;
@@ -59,16 +101,9 @@ static PyObject* run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyErr_SetString(PyExc_TypeError, "run(ctx, inputs)");
     return nullptr;
   }
-  PyObject* ctx = args[0];
-  xrec_model* model = (xrec_model*)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 0));
-  run_fn runf = (run_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 1));
-  shapes_fn shapesf = (shapes_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 2));
-  err_fn errf = (err_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 3));
-  const long n_out = PyLong_AsLong(PyTuple_GET_ITEM(ctx, 4));
-  PyObject* empty = PyTuple_GET_ITEM(ctx, 5);
-  PyObject* out_dtypes = PyTuple_GET_ITEM(ctx, 6);
-  PyObject* input_error = PyTuple_GET_ITEM(ctx, 7);
-  if (PyErr_Occurred()) return nullptr;
+  Ctx c;
+  if (!c.parse(args[0])) return nullptr;
+  const long n_out = c.n_out;
 
   PyObject* seq = PySequence_Fast(args[1], "inputs must be a sequence");
   if (!seq) return nullptr;
@@ -78,7 +113,6 @@ static PyObject* run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   bufs.v.resize(n + n_out);
   std::vector<xrec_tensor> ts(n + n_out);
   PyObject* result = nullptr;
-  int rc;
   std::vector<int64_t> dims(n_out * XREC_MAX_DIMS + 1);
   for (Py_ssize_t i = 0; i < n; ++i) {
     if (PyObject_GetBuffer(items[i], &bufs.v[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) goto done;
@@ -94,19 +128,15 @@ static PyObject* run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     }
     for (int d = 0; d < b.ndim; ++d) t.shape[d] = b.shape[d];
   }
-  rc = shapesf(model, ts.data(), (int)n, dims.data());
-  if (rc != XREC_OK) {
-    PyErr_SetString(rc == XREC_ERR_INPUT ? input_error : PyExc_RuntimeError, errf());
-    goto done;
-  }
+  if (!c.output_shapes(ts.data(), (int)n, dims.data())) goto done;
   result = PyList_New(n_out);
   if (!result) goto done;
   for (long k = 0; k < n_out; ++k) {
-    PyObject* dt = PyTuple_GET_ITEM(out_dtypes, k);
-    const int nd = (int)PyLong_AsLong(PyTuple_GET_ITEM(dt, 0));
+    const int nd = c.out_ndim(k);
     PyObject* shape = PyTuple_New(nd);
     for (int d = 0; d < nd; ++d) PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(dims[k * XREC_MAX_DIMS + d]));
-    PyObject* arr = PyObject_CallFunctionObjArgs(empty, shape, PyTuple_GET_ITEM(dt, 1), nullptr);
+    PyObject* arr = PyObject_CallFunctionObjArgs(c.empty, shape, PyTuple_GET_ITEM(PyTuple_GET_ITEM(c.out_dtypes, k), 1),
+                                                 nullptr);
     Py_DECREF(shape);
     if (!arr) goto fail;
     PyList_SET_ITEM(result, k, arr);
@@ -115,17 +145,11 @@ static PyObject* run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     bufs.n = n + k + 1;
     xrec_tensor& t = ts[n + k];
     t.data = b.buf;
-    t.dtype = (int)PyLong_AsLong(PyTuple_GET_ITEM(dt, 2));
+    t.dtype = c.out_dtype(k);
     t.ndim = nd;
     for (int d = 0; d < nd; ++d) t.shape[d] = dims[k * XREC_MAX_DIMS + d];
   }
-  Py_BEGIN_ALLOW_THREADS
-  rc = runf(model, ts.data(), (int)n, ts.data() + n, (int)n_out);
-  Py_END_ALLOW_THREADS
-  if (rc != XREC_OK) {
-    PyErr_SetString(rc == XREC_ERR_INPUT ? input_error : PyExc_RuntimeError, errf());
-    goto fail;
-  }
+  if (!c.run(ts.data(), (int)n)) goto fail;
   goto done;
 fail:
   Py_CLEAR(result);
@@ -191,16 +215,10 @@ static PyObject* call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyErr_SetString(PyExc_TypeError, "call(ctx, args, n_inputs)");
     return nullptr;
   }
-  PyObject* ctx = args[0];
+  Ctx c;
   const long n_expected = PyLong_AsLong(args[2]);
-  xrec_model* model = (xrec_model*)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 0));
-  run_fn runf = (run_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 1));
-  shapes_fn shapesf = (shapes_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 2));
-  err_fn errf = (err_fn)PyLong_AsVoidPtr(PyTuple_GET_ITEM(ctx, 3));
-  const long n_out = PyLong_AsLong(PyTuple_GET_ITEM(ctx, 4));
-  PyObject* out_dtypes = PyTuple_GET_ITEM(ctx, 6);
-  PyObject* input_error = PyTuple_GET_ITEM(ctx, 7);
-  if (PyErr_Occurred()) return nullptr;
+  if (!c.parse(args[0])) return nullptr;
+  const long n_out = c.n_out;
 
   std::vector<at::Tensor> in;
   in.reserve(n_expected > 0 ? n_expected : 8);
@@ -215,7 +233,7 @@ static PyObject* call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       if (!x.device().is_cpu()) x = x.cpu();                  // as Tensor.cpu() on the general path
       if (!x.is_contiguous()) x = x.contiguous();
       if (x.dim() > XREC_MAX_DIMS) {
-        PyErr_Format(input_error, "input %zu has %d dims; at most %d", i, (int)x.dim(), XREC_MAX_DIMS);
+        PyErr_Format(c.input_error, "input %zu has %d dims; at most %d", i, (int)x.dim(), XREC_MAX_DIMS);
         return nullptr;
       }
       xrec_tensor& t = ts[i];
@@ -224,15 +242,10 @@ static PyObject* call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       t.ndim = (int)x.dim();
       for (int d = 0; d < t.ndim; ++d) t.shape[d] = x.size(d);
     }
-    int rc = shapesf(model, ts.data(), (int)n, dims.data());
-    if (rc != XREC_OK) {
-      PyErr_SetString(rc == XREC_ERR_INPUT ? input_error : PyExc_RuntimeError, errf());
-      return nullptr;
-    }
+    if (!c.output_shapes(ts.data(), (int)n, dims.data())) return nullptr;
     for (long k = 0; k < n_out; ++k) {
-      PyObject* dt = PyTuple_GET_ITEM(out_dtypes, k);
-      const int nd = (int)PyLong_AsLong(PyTuple_GET_ITEM(dt, 0));
-      const int xd = (int)PyLong_AsLong(PyTuple_GET_ITEM(dt, 2));
+      const int nd = c.out_ndim(k);
+      const int xd = c.out_dtype(k);
       c10::ScalarType st;
       if (!torch_dtype_of(xd, &st)) {
         PyErr_Format(PyExc_RuntimeError, "output %ld: dtype code %d has no torch dtype", k, xd);
@@ -245,13 +258,7 @@ static PyObject* call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       t.ndim = nd;
       for (int d = 0; d < nd; ++d) t.shape[d] = dims[k * XREC_MAX_DIMS + d];
     }
-    Py_BEGIN_ALLOW_THREADS
-    rc = runf(model, ts.data(), (int)n, ts.data() + n, (int)n_out);
-    Py_END_ALLOW_THREADS
-    if (rc != XREC_OK) {
-      PyErr_SetString(rc == XREC_ERR_INPUT ? input_error : PyExc_RuntimeError, errf());
-      return nullptr;
-    }
+    if (!c.run(ts.data(), (int)n)) return nullptr;
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
     return nullptr;
