@@ -335,7 +335,7 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
   // halves the add dependency chain and keeps two rows in flight.
   constexpr bool TWO = COMB == COMB_SUM && NV * 2 <= (W == 16 ? 16 : 6);
   const int tail = ncols - (NV - 1) * W;
-  // Id width is a run-time switch (not a template parameter: fewer instances to compile).
+  // Id width: the template's IW, or a run-time switch where IW is 0 (see pool_cols_iw).
   const int32_t* idx32 = (const int32_t*)c.idx;
   const int64_t* idx64 = (const int64_t*)c.idx;
   const bool i64 = c.idx64;
