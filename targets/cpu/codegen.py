@@ -16,6 +16,12 @@ from xrec.targets.cstyle import CodeWriter, CStyle
 from .plan import (TILE_MAX, Apply, BagStep, BmmStep, Const, FMStep, GatherStep, InteractionStep, LayerNormStep,
                    LinearStep, Load, LoopStep, Program, ReduceStep, View)
 
+# Linear layers with at least this many bytes of weights split their columns over the
+# threads when the whole batch is one tile (batch <= 16): at batch 1 such a layer streams
+# its weights from memory, which one thread cannot do at full bandwidth (dlrm-v2: 64 MB of
+# dense weights). Smaller layers stay on one thread (a fork/join costs a few us).
+SPLIT_COLUMNS_BYTES = 1 << 20
+
 ACT = {"none": "ACT_NONE", "relu": "ACT_RELU", "sigmoid": "ACT_SIGMOID", "tanh": "ACT_TANH",
        "gelu": "ACT_GELU", "gelu_tanh": "ACT_GELU_TANH", "silu": "ACT_SILU"}
 XDT = {DType.F32: "XREC_F32", DType.F16: "XREC_F16", DType.F64: "XREC_F64", DType.I32: "XREC_I32",
@@ -279,6 +285,7 @@ class Codegen:
             w.line("kc::BagFeature bags[kNumBags > 0 ? kNumBags : 1];")
             w.line("int64_t nnz[kNumBags > 0 ? kNumBags : 1];")
             w.line("long B;")
+            w.line("int col_threads;   // > 1: one tile for the whole batch; big layers split their columns")
         w.lines[-1] += ";"
         names = ", ".join(cstr(b.feature) for b in p.bags) or "nullptr"
         w.line(f"static const char* const kBagFeature[] = {{{names}}};")
@@ -334,8 +341,20 @@ class Codegen:
 
     def _step_LinearStep(self, w, s: LinearStep):
         bias = s.bias or "nullptr"
-        w.line(f"xk::linear({s.x}, {s.rows}, {s.K}, {s.ldx}, {s.weight}, {s.N}, {bias}, kc::{ACT[s.act]}, "
-               f"{s.y}, {s.ldy}, 0, {s.N});")
+        call = (f"xk::linear({s.x}, {s.rows}, {s.K}, {s.ldx}, {s.weight}, {s.N}, {bias}, kc::{ACT[s.act]}, "
+                f"{s.y}, {s.ldy}, ")
+        if int(s.K) * int(s.N) * 4 < SPLIT_COLUMNS_BYTES:
+            w.line(call + f"0, {s.N});")
+            return
+        # a big layer at a small batch streams its weights from memory: every thread takes
+        # a share of the columns (one thread alone cannot draw the memory bandwidth)
+        with w.block("if (C.col_threads > 1)"):
+            w.line("#pragma omp parallel for num_threads(C.col_threads) schedule(static, 1)")
+            with w.block("for (int p = 0; p < C.col_threads; ++p)"):
+                w.line(call + f"gen::col_split({s.N}, xk::linear_n_block(), p, C.col_threads), "
+                       f"gen::col_split({s.N}, xk::linear_n_block(), p + 1, C.col_threads));")
+        with w.block("else"):
+            w.line(call + f"0, {s.N});")
 
     def _step_BagStep(self, w, s: BagStep):
         cols = ", ".join(str(c) for _, c, _, _, _ in s.features)
@@ -573,6 +592,7 @@ class Codegen:
             w.line(f"const long ntiles = (S.{B} + T - 1) / T;")
             w.line("const int nt = ntiles < M->threads ? (int)ntiles : M->threads;")
             w.line("for (int t = 0; t < nt; ++t) ctx->errors[t].code = 0;")
+            w.line("C.col_threads = nt <= 1 ? M->threads : 1;")
             with w.block("if (nt <= 1)"):
                 w.line("// small batch: every tile on the calling thread, no thread team")
                 with w.block("for (long t = 0; t < ntiles && !ctx->errors[0].code; ++t)"):

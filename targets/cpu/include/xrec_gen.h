@@ -106,6 +106,14 @@ inline long tile_rows(long B, int threads, long tile_max) {
   return t < tile_max ? t : tile_max;
 }
 
+// Column p of T (p = 0..T) of a layer's N columns split into T parts of whole
+// nb-column panels: part p is [col_split(p), col_split(p + 1)).
+inline int col_split(int N, int nb, int p, int T) {
+  const long blocks = (N + nb - 1) / nb;
+  const long c = blocks * p / T * nb;
+  return c < N ? (int)c : N;
+}
+
 inline void* alloc_aligned(size_t bytes) {
   bytes = (bytes + 63) / 64 * 64;
   if (bytes == 0) bytes = 64;
