@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import operator
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -80,7 +81,7 @@ def _decompose_unknown(ep):
     decomp = {op: table[op] for op in unknown if op in table}
     if not decomp:
         return ep
-    return ep.run_decompositions(decomp)
+    return _run_decompositions(ep, decomp)
 
 
 def _symbol_names(ep, user_inputs: list[str], flat_names: list[str]) -> dict[str, sympy.Symbol]:
@@ -132,6 +133,14 @@ def _symbol_names(ep, user_inputs: list[str], flat_names: list[str]) -> dict[str
     return out
 
 
+def _run_decompositions(ep, table: dict):
+    with warnings.catch_warnings():
+        # torch 2.13's run_decompositions deep-copies its own LeafSpec and warns about it: not the user's to fix
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)
+        return ep.run_decompositions(table)
+
+
 def import_model(model: torch.nn.Module, example_inputs: Sequence[Any] | tuple,
                  example_kwargs: dict | None = None, name: str | None = None) -> Graph:
     """Trace ``model`` on ``example_inputs`` and return verified xrec IR."""
@@ -139,7 +148,7 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any] | tuple,
     kwargs = dict(example_kwargs or {})
     model = model.eval()
     ep = _export(model, args, kwargs)
-    ep = ep.run_decompositions({})
+    ep = _run_decompositions(ep, {})
     ep = _decompose_unknown(ep)
     return import_exported(ep, name or getattr(model, "xrec_name", None) or type(model).__name__,
                            _flat_input_names(model, args, kwargs))
