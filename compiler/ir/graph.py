@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -44,6 +44,25 @@ class FeatureInputs:
     jagged: str
     psw: str | None
     remap: str | None
+
+
+class MlpLayer(NamedTuple):
+    weight: Any          # the [N, K] weight: its IR value name (or its array, see mlp_layers)
+    bias: Any            # the [N] bias, None without one
+    act: str             # activation after the layer ("none", "relu", ...)
+
+
+def mlp_layers(node: "Node", values: Sequence | None = None) -> list[MlpLayer]:
+    """The layers of an MLP node, whose inputs are x, then per layer its weight and (if it has one) bias.
+
+    With ``values`` (the node's evaluated inputs, in input order) the layers hold those instead of
+    the IR value names."""
+    ins = node.inputs if values is None else values
+    out, pos = [], 1
+    for act, hb in zip(node.attr("acts"), node.attr("has_bias")):
+        out.append(MlpLayer(ins[pos], ins[pos + 1] if hb else None, act))
+        pos += 2 if hb else 1
+    return out
 
 
 def feature_inputs(node: "Node") -> list[FeatureInputs]:

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .bind import Binder
-from .graph import Graph, Node, feature_inputs
+from .graph import Graph, Node, feature_inputs, mlp_layers
 from .ops import Op
 from .quant import LAYOUT_BITS, bf16_to_f32, dequantize_rows
 from .types import DType, JaggedType, TensorType, eval_dim
@@ -176,12 +176,9 @@ def i_linear(it, n, args, b):
 
 
 def i_mlp(it, n, args, b):
-    x, pos = args[0], 1
-    for act, hb in zip(n.attr("acts"), n.attr("has_bias")):
-        w = args[pos]
-        bias = args[pos + 1] if hb else None
+    x = args[0]
+    for w, bias, act in mlp_layers(n, args):
         x = _act(act, _linear(x, w, bias)).astype(args[0].dtype)
-        pos += 2 if hb else 1
     return x
 
 

@@ -23,7 +23,7 @@ import re
 import numpy as np
 import sympy
 
-from xrec.ir import Graph, Node, Op, feature_inputs
+from xrec.ir import Graph, Node, Op, feature_inputs, mlp_layers
 from xrec.ir.interpreter import IMPLS, Interpreter
 from xrec.ir.ops import ELEMENTWISE, REDUCE
 from xrec.ir.printer import print_node
@@ -689,11 +689,7 @@ class Lowerer:
                                 writes=self._w(out) if li == len(calls) - 1 else set(), temps=temps, **c))
 
     def op_mlp(self, n: Node):
-        acts, has_bias = n.attr("acts"), n.attr("has_bias")
-        layers, pos = [], 1
-        for act, hb in zip(acts, has_bias):
-            layers.append((n.inputs[pos], n.inputs[pos + 1] if hb else None, act))
-            pos += 2 if hb else 1
+        layers = mlp_layers(n)
         out = self.out_view(n)
         self._linear_chain(n, n.inputs[0], layers, out)
         self._set(n, out)

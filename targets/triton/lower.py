@@ -23,7 +23,7 @@ import heapq
 import numpy as np
 import sympy
 
-from xrec.ir import Graph, Op, feature_inputs
+from xrec.ir import Graph, Op, feature_inputs, mlp_layers
 from xrec.ir.rules import embedding_row_dim, slice_length
 from xrec.ir.types import DType, canon_dim, dims_equal
 
@@ -600,11 +600,7 @@ class Lowerer:
             variants=variants, batch=M, note=note, interp=interp))
 
     def _emit_mlp(self, n):
-        acts, has_bias = n.attr("acts"), n.attr("has_bias")
-        pos, layers = 1, []
-        for a, hb in zip(acts, has_bias):
-            layers.append((n.inputs[pos], n.inputs[pos + 1] if hb else None, a))
-            pos += 2 if hb else 1
+        layers = mlp_layers(n)
         if not self._linear_ok(n.inputs[0], [w for w, b, _ in layers] + [b for _, b, _ in layers if b]):
             return False
         x = self.rows(n.inputs[0])

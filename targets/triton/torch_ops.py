@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xrec.ir import Op
+from xrec.ir import Op, mlp_layers
 from xrec.ir.types import DType, eval_dim
 
 _TORCH_DTYPES = {DType.F32: torch.float32, DType.F16: torch.float16, DType.BF16: torch.bfloat16,
@@ -69,10 +69,9 @@ def run_node(n, args: list, jagged: list, binds: dict, device, graph=None) -> to
     if op is Op.MATMUL:
         return torch.matmul(args[0], args[1])
     if op is Op.MLP:
-        x, pos = args[0], 1
-        for a, hb in zip(n.attr("acts"), n.attr("has_bias")):
-            x = act(a, F.linear(x, args[pos], args[pos + 1] if hb else None))
-            pos += 2 if hb else 1
+        x = args[0]
+        for w, bias, a in mlp_layers(n, args):
+            x = act(a, F.linear(x, w, bias))
         return x.to(out_dt)
     if op is Op.DOT_INTERACTION:
         t = args[0]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from xrec.ir import Node
+from xrec.ir import Node, mlp_layers
 
 from . import layout as L
 from .context import Ctx, unsupported
@@ -84,11 +84,7 @@ def _dense_chain(c: Ctx, n: Node, x_name: str, layers: list[tuple[str, str | Non
 
 
 def lower_mlp(c: Ctx, n: Node) -> Value:
-    layers, pos = [], 1
-    for act, hb in zip(n.attr("acts"), n.attr("has_bias")):
-        layers.append((n.inputs[pos], n.inputs[pos + 1] if hb else None, act))
-        pos += 2 if hb else 1
-    return _dense_chain(c, n, n.inputs[0], layers)
+    return _dense_chain(c, n, n.inputs[0], mlp_layers(n))
 
 
 def lower_linear(c: Ctx, n: Node) -> Value:
