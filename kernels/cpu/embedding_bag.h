@@ -56,9 +56,9 @@ XREC_BAG_INLINE RowParams row_params(const uint8_t* row, int dim) {
   if constexpr (FMT == ROW_I8) {
     std::memcpy(&p.scale, row + dim, 4);
     std::memcpy(&p.bias, row + dim + 4, 4);
-  } else if constexpr (FMT == ROW_I4) {
+  } else if constexpr (FMT == ROW_I4 || FMT == ROW_I2) {
     uint16_t h[2];
-    std::memcpy(h, row + (dim + 1) / 2, 4);
+    std::memcpy(h, row + (FMT == ROW_I4 ? (dim + 1) / 2 : (dim + 3) / 4), 4);
     p.scale = half_to_float(h[0]);
     p.bias = half_to_float(h[1]);
   }
@@ -81,6 +81,22 @@ XREC_BAG_INLINE simd::vf dec_raw(const uint8_t* row, int c, int n) {
     const uint16_t* r = (const uint16_t*)row + c;
     const __m256i h = TAIL ? _mm256_maskz_loadu_epi16(m, r) : _mm256_loadu_si256((const __m256i*)r);
     return _mm512_maskz_cvtph_ps((__mmask16)0xFFFF, h);
+  } else if constexpr (FMT == ROW_BF16) {   // bf16 = the top 16 bits of an fp32
+    const uint16_t* r = (const uint16_t*)row + c;
+    const __m256i h = TAIL ? _mm256_maskz_loadu_epi16(m, r) : _mm256_loadu_si256((const __m256i*)r);
+    const __mmask16 all = (__mmask16)0xFFFF;
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16));
+  } else if constexpr (FMT == ROW_I2) {     // 4 bytes, 4 codes each (low bits first)
+    const uint8_t* r = row + c / 4;
+    int32_t w4 = 0;
+    if (!TAIL) std::memcpy(&w4, r, 4);
+    const __m128i b = TAIL ? _mm_maskz_loadu_epi8((__mmask16)((1u << ((n + 3) / 4)) - 1u), r) : _mm_cvtsi32_si128(w4);
+    const __mmask16 all = (__mmask16)0xFFFF;
+    const __m128i rep = _mm_shuffle_epi8(b, _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+    const __m512i sh = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
+    const __m512i q = _mm512_maskz_and_epi32(all, _mm512_maskz_srlv_epi32(all, _mm512_maskz_cvtepu8_epi32(all, rep), sh),
+                                             _mm512_set1_epi32(3));
+    return _mm512_maskz_cvtepi32_ps(all, q);
   } else {
     __m128i q;
     if constexpr (FMT == ROW_I8) {
@@ -134,6 +150,19 @@ XREC_BAG_INLINE simd::vf dec_raw(const uint8_t* row, int c, int n) {
     const uint8_t* r = row + 2 * c;
     const __m128i h = TAIL ? load_partial(r, 2 * n) : _mm_loadu_si128((const __m128i*)r);
     return _mm256_cvtph_ps(h);
+  } else if constexpr (FMT == ROW_BF16) {
+    const uint8_t* r = row + 2 * c;
+    const __m128i h = TAIL ? load_partial(r, 2 * n) : _mm_loadu_si128((const __m128i*)r);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else if constexpr (FMT == ROW_I2) {     // 2 bytes, 4 codes each (low bits first)
+    const uint8_t* r = row + c / 4;
+    int32_t w2 = 0;
+    std::memcpy(&w2, r, TAIL ? (n + 3) / 4 : 2);
+    const __m128i rep = _mm_shuffle_epi8(_mm_cvtsi32_si128(w2),
+                                         _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+    const __m256i q = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_cvtepu8_epi32(rep), _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)), _mm256_set1_epi32(3));
+    return _mm256_cvtepi32_ps(q);
   } else {
     __m128i q;
     if constexpr (FMT == ROW_I8) {
@@ -167,8 +196,17 @@ XREC_BAG_INLINE simd::vf dec_raw(const uint8_t* row, int c, int n) {
     uint16_t h;
     std::memcpy(&h, row + 2 * c, 2);
     return half_to_float(h);
+  } else if constexpr (FMT == ROW_BF16) {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * c, 2);
+    const uint32_t bits = (uint32_t)h << 16;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
   } else if constexpr (FMT == ROW_I8) {
     return (float)row[c];
+  } else if constexpr (FMT == ROW_I2) {
+    return (float)((row[c >> 2] >> ((c & 3) * 2)) & 0x3);
   } else {
     return (float)((row[c >> 1] >> ((c & 1) * 4)) & 0xF);
   }
@@ -261,7 +299,7 @@ XREC_BAG_INLINE void prefetch_at(const Ctx& c, int64_t i) {
 template <RowFormat FMT, int NV, bool WEIGHTED, bool SPLIT = false>
 XREC_BAG_INLINE void add_row(simd::vf* acc, float& bsum, const uint8_t* row, int dim, int c0, int tail, float w) {
   constexpr int W = simd::W;
-  constexpr bool Q = FMT == ROW_I8 || FMT == ROW_I4;
+  constexpr bool Q = FMT == ROW_I8 || FMT == ROW_I4 || FMT == ROW_I2;
   if constexpr (Q) {
     const RowParams p = row_params<FMT>(row, dim);
     const simd::vf s = simd::set1(WEIGHTED ? p.scale * w : p.scale);
@@ -296,7 +334,7 @@ XREC_BAG_INLINE void add_row(simd::vf* acc, float& bsum, const uint8_t* row, int
 template <RowFormat FMT, int NV, bool SPLIT = false>
 XREC_BAG_INLINE void max_row(simd::vf* acc, const uint8_t* row, int dim, int c0, int tail, const float* w) {
   constexpr int W = simd::W;
-  constexpr bool Q = FMT == ROW_I8 || FMT == ROW_I4;
+  constexpr bool Q = FMT == ROW_I8 || FMT == ROW_I4 || FMT == ROW_I2;
   const RowParams p = row_params<FMT>(row, dim);
   const simd::vf s = simd::set1(p.scale), bb = simd::set1(p.bias);
   if constexpr (SPLIT) {
@@ -420,7 +458,7 @@ inline void pool_cols(const Ctx& c, long b0, long b1, float* out, long ldo, int 
     if constexpr (TWO) {
       for (int j = 0; j < NV; ++j) acc[j] = simd::add(acc[j], acc2[j]);
     }
-    if constexpr (FMT == ROW_I8 || FMT == ROW_I4) {
+    if constexpr (FMT == ROW_I8 || FMT == ROW_I4 || FMT == ROW_I2) {
       if (!max_mode) {
         const simd::vf bv = simd::set1(bsum + bsum2);
         for (int j = 0; j < NV; ++j) acc[j] = simd::add(acc[j], bv);
@@ -512,6 +550,8 @@ inline void pool_format(const BagFeature& f, const Ctx& c, long b0, long b1, flo
       case ROW_F16: pool<ROW_F16, COMB_ANY, true>(c, b0, b1, out, ldo); break;
       case ROW_I8: pool<ROW_I8, COMB_ANY, true>(c, b0, b1, out, ldo); break;
       case ROW_I4: pool<ROW_I4, COMB_ANY, true>(c, b0, b1, out, ldo); break;
+      case ROW_BF16: pool<ROW_BF16, COMB_ANY, true>(c, b0, b1, out, ldo); break;
+      case ROW_I2: pool<ROW_I2, COMB_ANY, true>(c, b0, b1, out, ldo); break;
     }
     return;
   }
@@ -529,6 +569,8 @@ inline void pool_format(const BagFeature& f, const Ctx& c, long b0, long b1, flo
       break;
     case ROW_F16: pool<ROW_F16, COMB_ANY>(c, b0, b1, out, ldo); break;
     case ROW_I4: pool<ROW_I4, COMB_ANY>(c, b0, b1, out, ldo); break;
+    case ROW_BF16: pool<ROW_BF16, COMB_ANY>(c, b0, b1, out, ldo); break;
+    case ROW_I2: pool<ROW_I2, COMB_ANY>(c, b0, b1, out, ldo); break;
   }
 }
 

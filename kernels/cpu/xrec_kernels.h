@@ -93,8 +93,10 @@ inline void linear(const float* X, long M, int K, long ldx, const float* packed,
 //   ROW_F16: dim halves                          row_bytes = 2*dim
 //   ROW_I8:  dim uint8, then fp32 scale, fp32 bias   row_bytes = dim + 8
 //   ROW_I4:  ceil(dim/2) bytes (low nibble first), then fp16 scale, fp16 bias
+//   ROW_BF16: dim bfloat16 (uint16 bit patterns)  row_bytes = 2*dim
+//   ROW_I2:  ceil(dim/4) bytes (low bits first), then fp16 scale, fp16 bias
 // value = q * scale + bias for the quantized rows.
-enum RowFormat : int { ROW_F32 = 0, ROW_F16 = 1, ROW_I8 = 2, ROW_I4 = 3 };
+enum RowFormat : int { ROW_F32 = 0, ROW_F16 = 1, ROW_I8 = 2, ROW_I4 = 3, ROW_BF16 = 4, ROW_I2 = 5 };
 enum PoolMode : int { POOL_SUM = 0, POOL_MEAN = 1, POOL_MAX = 2 };
 
 struct BagFeature {

@@ -73,12 +73,14 @@ def row_format(table: TensorType, dim: int, n: Node) -> tuple[str, int]:
             return "ROW_F32", 4 * dim
         if table.dtype is DType.F16:
             return "ROW_F16", 2 * dim
+        if table.dtype is DType.BF16:
+            return "ROW_BF16", 2 * dim
         raise unsupported(n, f"embedding table of dtype {table.dtype.value}: the cpu bag kernel reads fp32, fp16, "
-                             "row-wise int8 and int4 rows")
-    fmt = {"rowwise_i8": "ROW_I8", "rowwise_i4": "ROW_I4"}.get(table.layout)
+                             "bf16 and row-wise int8/int4/int2 rows")
+    fmt = {"rowwise_i8": "ROW_I8", "rowwise_i4": "ROW_I4", "rowwise_i2": "ROW_I2"}.get(table.layout)
     if fmt is None:
-        raise unsupported(n, f"embedding table layout {table.layout!r}: the cpu bag kernel reads fp32, fp16, "
-                             "rowwise_i8 and rowwise_i4 rows")
+        raise unsupported(n, f"embedding table layout {table.layout!r}: the cpu bag kernel reads fp32, fp16, bf16, "
+                             "rowwise_i8, rowwise_i4 and rowwise_i2 rows")
     width = int(table.shape[1])
     if width != row_bytes(table.layout, dim):
         raise unsupported(n, f"{table.layout} table {table} does not match dim {dim}")

@@ -262,7 +262,7 @@ class BagFeatureInfo:
     num_rows: int
     dim: int
     row_bytes: int
-    fmt: str                 # ROW_F32 | ROW_F16 | ROW_I8 | ROW_I4
+    fmt: str                 # ROW_F32 | ROW_F16 | ROW_BF16 | ROW_I8 | ROW_I4 | ROW_I2
     mode: str                # POOL_SUM | POOL_MEAN | POOL_MAX
     padding_idx: int
     remap: str | None = None  # Weights member of a pruned table's int32 remap [num_rows] (num_rows: logical rows)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 P = ctypes.c_void_p
-FMT = {"f32": 0, "f16": 1, "i8": 2, "i4": 3}
+FMT = {"f32": 0, "f16": 1, "i8": 2, "i4": 3, "bf16": 4, "i2": 5}
 MODE = {"sum": 0, "mean": 1, "max": 2}
 ERR = {"ok": 0, "index": 1, "decreasing": 2, "offsets_range": 3}
 
@@ -207,11 +207,55 @@ def test_int4_rowwise_matches_torch_quantized_4bit_op(bag_lib, dim, weighted):
     assert_close(got, want)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dim", [16, 36, 64, 100])     # FBGEMM's 2-bit prepack takes multiples of 4
+def test_int2_rowwise_matches_torch_quantized_2bit_op(bag_lib, dim, weighted):
+    lib = _setup(bag_lib)
+    w = torch.randn(60, dim, generator=torch.Generator().manual_seed(dim + 2))
+    packed = torch.ops.quantized.embedding_bag_2bit_prepack(w).numpy()
+    assert packed.shape == (60, (dim + 3) // 4 + 4), "FBGEMM 2-bit row layout changed: dim/4 bytes + fp16 scale + bias"
+    idx, off = make_bags(60, LENGTHS, seed=27, idx_dtype=np.int32, off_dtype=np.int64)
+    psw = np.random.default_rng(28).random(len(idx)).astype(np.float32) if weighted else None
+    got, st = run_bag(lib, packed, dim, "i2", "sum", idx, off, psw=psw)
+    assert st[0] == 0
+    want = _quant_ref(torch.ops.quantized.embedding_bag_2bit_rowwise_offsets, packed, idx, off, "sum", psw)
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("dim", [5, 16, 36, 64, 200])
+def test_bf16_rows_match_torch_on_the_same_bf16_values(bag_lib, mode, dim):
+    lib = _setup(bag_lib)
+    w = torch.randn(50, dim, generator=torch.Generator().manual_seed(dim + 3)).to(torch.bfloat16)
+    bits = w.view(torch.int16).numpy().view(np.uint16)
+    idx, off = make_bags(50, LENGTHS, seed=29)
+    psw = np.random.default_rng(30).random(len(idx)).astype(np.float32) if mode == "sum" else None
+    got, st = run_bag(lib, bits, dim, "bf16", mode, idx, off, psw=psw, padding_idx=int(idx[0]))
+    assert st[0] == 0
+    assert_close(got, torch_bag(w.float().numpy(), idx, off, mode, psw=psw, padding_idx=int(idx[0])))
+
+
 def dequant_i8(packed, dim):
     q = packed[:, :dim].astype(np.float32)
     s = packed[:, dim:dim + 4].copy().view(np.float32)
     b = packed[:, dim + 4:dim + 8].copy().view(np.float32)
     return q * s + b
+
+
+def make_i2(rows, dim, seed):
+    """A 2-bit row-wise table in the contract's layout (any dim: FBGEMM's prepack needs multiples of 4)."""
+    g = np.random.default_rng(seed)
+    nb = (dim + 3) // 4
+    q = g.integers(0, 4, (rows, nb * 4)).astype(np.uint8)
+    q[:, dim:] = 0
+    packed = np.zeros((rows, nb + 4), np.uint8)
+    packed[:, :nb] = q[:, 0::4] | (q[:, 1::4] << 2) | (q[:, 2::4] << 4) | (q[:, 3::4] << 6)
+    scale = g.random(rows).astype(np.float16) + np.float16(0.01)
+    bias = g.standard_normal(rows).astype(np.float16)
+    packed[:, nb:nb + 2] = scale.view(np.uint8).reshape(rows, 2)
+    packed[:, nb + 2:nb + 4] = bias.view(np.uint8).reshape(rows, 2)
+    deq = q[:, :dim].astype(np.float32) * scale.astype(np.float32)[:, None] + bias.astype(np.float32)[:, None]
+    return packed, deq
 
 
 def make_i4(rows, dim, seed):
@@ -237,8 +281,9 @@ def test_quantized_rows_in_every_mode_match_torch_on_the_dequantized_table(bag_l
     w = torch.randn(40, dim, generator=torch.Generator().manual_seed(19))
     p8 = torch.ops.quantized.embedding_bag_byte_prepack(w).numpy()
     p4, deq4 = make_i4(40, dim, seed=20)
+    p2, deq2 = make_i2(40, dim, seed=22)
     idx, off = make_bags(40, LENGTHS, seed=21)
-    for fmt, packed, deq in [("i8", p8, dequant_i8(p8, dim)), ("i4", p4, deq4)]:
+    for fmt, packed, deq in [("i8", p8, dequant_i8(p8, dim)), ("i4", p4, deq4), ("i2", p2, deq2)]:
         got, st = run_bag(lib, packed, dim, fmt, mode, idx, off, padding_idx=int(idx[0]))
         assert st[0] == 0
         assert_close(got, torch_bag(deq, idx, off, mode, padding_idx=int(idx[0])))

@@ -119,7 +119,7 @@ def test_odd_dims_source_is_readable(odd_compiled):
 
 
 # ---------------------------------------------------------------- quantized and fp16 tables
-@pytest.mark.parametrize("fmt", ["rowwise_i8", "rowwise_i4", "f16"])
+@pytest.mark.parametrize("fmt", ["rowwise_i8", "rowwise_i4", "rowwise_i2", "f16", "bf16"])
 def test_table_row_formats(tmp_path, fmt):
     """The bag kernel's row formats, through an IR whose tables are quantized (vs the IR interpreter)."""
     from xrec.api import lower
@@ -141,6 +141,10 @@ def test_table_row_formats(tmp_path, fmt):
             if fmt == "f16":
                 params[n.attr("name")] = arr.astype(np.float16)
                 n = n.with_(type=TensorType(arr.shape, DType.F16))
+            elif fmt == "bf16":
+                from xrec.ir.quant import bf16_bits
+                params[n.attr("name")] = bf16_bits(arr)
+                n = n.with_(type=TensorType(arr.shape, DType.BF16))
             else:
                 q = quantize_rows(arr, fmt)
                 params[n.attr("name")] = q
@@ -155,7 +159,7 @@ def test_table_row_formats(tmp_path, fmt):
         np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("quantize", ["int8", "int4", "fp16"])
+@pytest.mark.parametrize("quantize", ["int8", "int4", "int2", "fp16", "bf16"])
 def test_quantized_tables_from_the_compression_pipeline(tmp_path, quantize):
     """xrec.compile(..., quantize=...) on cpu: the generated code equals the IR interpreter on the same IR."""
     from xrec.ir.interpreter import run_graph

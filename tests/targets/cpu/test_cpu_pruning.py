@@ -209,14 +209,16 @@ def test_compile_with_prune_targets_cpu():
         torch.testing.assert_close(cm(*args), ref(*args), **TOL)
 
 
+@pytest.mark.parametrize("formats", [{"i0": "int8", "i1": "int4", "i2": "fp16"},
+                                     {"i0": "int2", "i1": "bf16", "i2": "int2"}])
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
-def test_pruned_tables_on_every_isa_path(tmp_path, isa):
-    """int8 sum, int4 mean and fp16 max pruned tables through each ISA build equal the reference target."""
+def test_pruned_tables_on_every_isa_path(tmp_path, isa, formats):
+    """Pruned tables of every row format (sum, mean and max) through each ISA build equal the reference target."""
     from xrec.targets.cpu.isa import supported
     if not supported(isa):
         pytest.skip(f"this CPU cannot run {isa}")
     keep = np.array([0, 2, 3, 6, 10, 17, 39])
-    _, gp = _bags_graph(keep, {"i0": "int8", "i1": "int4", "i2": "fp16"})
+    _, gp = _bags_graph(keep, formats)
     cm = xrec.compile(gp, target="cpu", options={"isa": isa}, out=tmp_path / "bags.xrec")
     ref = xrec.compile(gp, target="reference")
     rng = np.random.default_rng(7)
