@@ -192,33 +192,26 @@ def test_int8_rowwise_matches_torch_quantized_byte_op(bag_lib, dim, weighted):
     assert_close(got, want)
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("dim", [32, 36, 64, 128, 256])   # 32/64/128/256: AVX-512's even/odd int4 layout
-def test_int4_rowwise_matches_torch_quantized_4bit_op(bag_lib, dim, weighted):
-    lib = _setup(bag_lib)
-    w = torch.randn(60, dim, generator=torch.Generator().manual_seed(dim + 1))
-    packed = torch.ops.quantized.embedding_bag_4bit_prepack(w).numpy()
-    assert packed.shape == (60, dim // 2 + 4), "FBGEMM 4-bit row layout changed: dim/2 bytes + fp16 scale + fp16 bias"
-    idx, off = make_bags(60, LENGTHS, seed=17, idx_dtype=np.int32, off_dtype=np.int32)
-    psw = np.random.default_rng(18).random(len(idx)).astype(np.float32) if weighted else None
-    got, st = run_bag(lib, packed, dim, "i4", "sum", idx, off, psw=psw)
-    assert st[0] == 0
-    want = _quant_ref(torch.ops.quantized.embedding_bag_4bit_rowwise_offsets, packed, idx, off, "sum", psw)
-    assert_close(got, want)
+# FBGEMM's sub-byte ops: (bits, prepack, pooling op, format, offsets dtype). 4-bit dims 32/64/128/256 take
+# AVX-512's even/odd int4 layout; the 2-bit prepack takes only multiples of 4.
+SUB_BYTE = {4: ("embedding_bag_4bit_prepack", "embedding_bag_4bit_rowwise_offsets", "i4", np.int32),
+            2: ("embedding_bag_2bit_prepack", "embedding_bag_2bit_rowwise_offsets", "i2", np.int64)}
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("dim", [16, 36, 64, 100])     # FBGEMM's 2-bit prepack takes multiples of 4
-def test_int2_rowwise_matches_torch_quantized_2bit_op(bag_lib, dim, weighted):
+@pytest.mark.parametrize("bits,dim", [(4, d) for d in (32, 36, 64, 128, 256)] + [(2, d) for d in (16, 36, 64, 100)])
+def test_int4_and_int2_rowwise_match_torch_quantized_ops(bag_lib, bits, dim, weighted):
     lib = _setup(bag_lib)
-    w = torch.randn(60, dim, generator=torch.Generator().manual_seed(dim + 2))
-    packed = torch.ops.quantized.embedding_bag_2bit_prepack(w).numpy()
-    assert packed.shape == (60, (dim + 3) // 4 + 4), "FBGEMM 2-bit row layout changed: dim/4 bytes + fp16 scale + bias"
-    idx, off = make_bags(60, LENGTHS, seed=27, idx_dtype=np.int32, off_dtype=np.int64)
-    psw = np.random.default_rng(28).random(len(idx)).astype(np.float32) if weighted else None
-    got, st = run_bag(lib, packed, dim, "i2", "sum", idx, off, psw=psw)
+    prepack, op, fmt, off_dtype = SUB_BYTE[bits]
+    w = torch.randn(60, dim, generator=torch.Generator().manual_seed(dim + bits))
+    packed = getattr(torch.ops.quantized, prepack)(w).numpy()
+    per = 8 // bits
+    assert packed.shape == (60, (dim + per - 1) // per + 4), f"FBGEMM {bits}-bit row layout changed: codes + fp16 scale, bias"
+    idx, off = make_bags(60, LENGTHS, seed=17 + bits, idx_dtype=np.int32, off_dtype=off_dtype)
+    psw = np.random.default_rng(18 + bits).random(len(idx)).astype(np.float32) if weighted else None
+    got, st = run_bag(lib, packed, dim, fmt, "sum", idx, off, psw=psw)
     assert st[0] == 0
-    want = _quant_ref(torch.ops.quantized.embedding_bag_2bit_rowwise_offsets, packed, idx, off, "sum", psw)
+    want = _quant_ref(getattr(torch.ops.quantized, op), packed, idx, off, "sum", psw)
     assert_close(got, want)
 
 
@@ -242,30 +235,17 @@ def dequant_i8(packed, dim):
     return q * s + b
 
 
-def make_i2(rows, dim, seed):
-    """A 2-bit row-wise table in the contract's layout (any dim: FBGEMM's prepack needs multiples of 4)."""
+def make_packed(rows, dim, bits, seed):
+    """A 4- or 2-bit row-wise table in the contract's layout, for any dim (FBGEMM's prepack ops take only
+    even dims / multiples of 4): codes low bits first, then fp16 scale and fp16 bias. Returns (packed, dequantized)."""
     g = np.random.default_rng(seed)
-    nb = (dim + 3) // 4
-    q = g.integers(0, 4, (rows, nb * 4)).astype(np.uint8)
+    per = 8 // bits
+    nb = (dim + per - 1) // per
+    q = g.integers(0, 1 << bits, (rows, nb * per)).astype(np.uint8)
     q[:, dim:] = 0
     packed = np.zeros((rows, nb + 4), np.uint8)
-    packed[:, :nb] = q[:, 0::4] | (q[:, 1::4] << 2) | (q[:, 2::4] << 4) | (q[:, 3::4] << 6)
-    scale = g.random(rows).astype(np.float16) + np.float16(0.01)
-    bias = g.standard_normal(rows).astype(np.float16)
-    packed[:, nb:nb + 2] = scale.view(np.uint8).reshape(rows, 2)
-    packed[:, nb + 2:nb + 4] = bias.view(np.uint8).reshape(rows, 2)
-    deq = q[:, :dim].astype(np.float32) * scale.astype(np.float32)[:, None] + bias.astype(np.float32)[:, None]
-    return packed, deq
-
-
-def make_i4(rows, dim, seed):
-    """A 4-bit row-wise table in the contract's layout (also for odd dims, which torch lacks)."""
-    g = np.random.default_rng(seed)
-    nb = (dim + 1) // 2
-    q = g.integers(0, 16, (rows, nb * 2)).astype(np.uint8)
-    q[:, dim:] = 0
-    packed = np.zeros((rows, nb + 4), np.uint8)
-    packed[:, :nb] = q[:, 0::2] | (q[:, 1::2] << 4)
+    for k in range(per):
+        packed[:, :nb] |= q[:, k::per] << (bits * k)
     scale = g.random(rows).astype(np.float16) + np.float16(0.01)
     bias = g.standard_normal(rows).astype(np.float16)
     packed[:, nb:nb + 2] = scale.view(np.uint8).reshape(rows, 2)
@@ -280,8 +260,8 @@ def test_quantized_rows_in_every_mode_match_torch_on_the_dequantized_table(bag_l
     lib = _setup(bag_lib)
     w = torch.randn(40, dim, generator=torch.Generator().manual_seed(19))
     p8 = torch.ops.quantized.embedding_bag_byte_prepack(w).numpy()
-    p4, deq4 = make_i4(40, dim, seed=20)
-    p2, deq2 = make_i2(40, dim, seed=22)
+    p4, deq4 = make_packed(40, dim, 4, seed=20)
+    p2, deq2 = make_packed(40, dim, 2, seed=22)
     idx, off = make_bags(40, LENGTHS, seed=21)
     for fmt, packed, deq in [("i8", p8, dequant_i8(p8, dim)), ("i4", p4, deq4), ("i2", p2, deq2)]:
         got, st = run_bag(lib, packed, dim, fmt, mode, idx, off, padding_idx=int(idx[0]))
