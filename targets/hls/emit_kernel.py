@@ -486,61 +486,43 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
             w.line("raw_s.write(r);")
             w.line(f"XREC_UCOUNT({uid}, ids_read, 1);")
     w.line()
+    def stage(head: str, lines: list[str]) -> None:
+        """One DATAFLOW process: for each query of the batch, one call per table of the unit."""
+        with w.block(f"{S.kernel_prefix} void {n}_{head})"):
+            with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
+                w.line(S.loop_tripcount(1, 65536, 256))
+                for line in lines:
+                    w.line(line)
+        w.line()
+
     # tokens: per bag, ids -> row tokens
-    with w.block(f"{S.kernel_prefix} void {n}_tokens(int batch, hls::stream<int>& cnt_s, "
-                 f"hls::stream<xrec_raw_t>& raw_s, hls::stream<xrec_tok_t>& id_s)"):
-        with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
-            w.line(S.loop_tripcount(1, 65536, 256))
-            for t in u.tables:
-                w.line(f"xrec_tokens_bag(cnt_s.read(), {t.id}, {t.plan.rows}, {t.pad}, raw_s, id_s);"
-                       f"   // table {t.id}")
-            w.line(f"XREC_UCOUNT({uid}, bags, {F});")
-    w.line()
+    stage("tokens(int batch, hls::stream<int>& cnt_s, hls::stream<xrec_raw_t>& raw_s, hls::stream<xrec_tok_t>& id_s",
+          [f"xrec_tokens_bag(cnt_s.read(), {t.id}, {t.plan.rows}, {t.pad}, raw_s, id_s);   // table {t.id}"
+           for t in u.tables] + [f"XREC_UCOUNT({uid}, bags, {F});"])
     # remap: pruned tables' ids -> rows of their compact tables (only in units with a pruned table)
     if u.has_remap:
         rsrcs = ", ".join(rparams)
-        with w.block(f"{S.kernel_prefix} void {n}_remap({rsrcs + ', ' if rsrcs else ''}int batch, "
-                     f"hls::stream<xrec_tok_t>& in_s, hls::stream<xrec_tok_t>& out_s)"):
-            with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
-                w.line(S.loop_tripcount(1, 65536, 256))
-                for t in u.tables:
-                    if t.pruned:
-                        src = f"xrec_remap_{t.id}" if t.onchip else t.remap_arg
-                        w.line(f"xrec_remap_bag({t.id}, {src}, {t.phys_rows}, in_s, out_s);   // table {t.id}: "
-                               f"{t.plan.rows} ids -> {t.phys_rows} rows")
-                    else:
-                        w.line(f"xrec_pass_bag(in_s, out_s);   // table {t.id}")
-        w.line()
+        stage(f"remap({rsrcs + ', ' if rsrcs else ''}int batch, hls::stream<xrec_tok_t>& in_s, "
+              "hls::stream<xrec_tok_t>& out_s",
+              [f"xrec_remap_bag({t.id}, {f'xrec_remap_{t.id}' if t.onchip else t.remap_arg}, {t.phys_rows}, in_s, "
+               f"out_s);   // table {t.id}: {t.plan.rows} ids -> {t.phys_rows} rows" if t.pruned
+               else f"xrec_pass_bag(in_s, out_s);   // table {t.id}" for t in u.tables])
     # fetch
     srcs = ", ".join(tparams)
-    with w.block(f"{S.kernel_prefix} void {n}_fetch({srcs + ', ' if srcs else ''}int batch, "
-                 f"hls::stream<xrec_tok_t>& id_s, hls::stream<xrec_row_t<{MB}> >& row_s, "
-                 f"hls::stream<xrec_ctl_t>& ctl_s)"):
-        with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
-            w.line(S.loop_tripcount(1, 65536, 256))
-            for t in u.tables:
-                src = f"xrec_onchip_{t.id}" if t.onchip else t.arg
-                w.line(f"xrec_fetch_bag_b{t.plan.beats}<{MB}>({t.id}, {src}, id_s, row_s, ctl_s);")
-    w.line()
+    stage(f"fetch({srcs + ', ' if srcs else ''}int batch, hls::stream<xrec_tok_t>& id_s, "
+          f"hls::stream<xrec_row_t<{MB}> >& row_s, hls::stream<xrec_ctl_t>& ctl_s",
+          [f"xrec_fetch_bag_b{t.plan.beats}<{MB}>({t.id}, {f'xrec_onchip_{t.id}' if t.onchip else t.arg}, id_s, "
+           "row_s, ctl_s);" for t in u.tables])
     # dequant
-    with w.block(f"{S.kernel_prefix} void {n}_dequant(int batch, hls::stream<xrec_row_t<{MB}> >& row_s, "
-                 f"hls::stream<xrec_ctl_t>& ctl_in, hls::stream<xrec_ctl_t>& ctl_out, "
-                 f"hls::stream<xrec_vec_t>& vec_s)"):
-        with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
-            w.line(S.loop_tripcount(1, 65536, 256))
-            for t in u.tables:
-                w.line(f"xrec_dequant_bag<XREC_{t.plan.fmt.upper()}, {value_bytes(t)}, {t.plan.chunks}, {MB}>"
-                       f"({uid}, row_s, ctl_in, ctl_out, vec_s);   // table {t.id}")
-    w.line()
+    stage(f"dequant(int batch, hls::stream<xrec_row_t<{MB}> >& row_s, hls::stream<xrec_ctl_t>& ctl_in, "
+          "hls::stream<xrec_ctl_t>& ctl_out, hls::stream<xrec_vec_t>& vec_s",
+          [f"xrec_dequant_bag<XREC_{t.plan.fmt.upper()}, {value_bytes(t)}, {t.plan.chunks}, {MB}>"
+           f"({uid}, row_s, ctl_in, ctl_out, vec_s);   // table {t.id}" for t in u.tables])
     # pool
-    with w.block(f"{S.kernel_prefix} void {n}_pool(int batch, hls::stream<xrec_ctl_t>& ctl_s, "
-                 f"hls::stream<xrec_vec_t>& vec_s, hls::stream<xrec_vec_t>& out_s)"):
-        with w.block(f"{n.upper()}_QUERIES: for (int b = 0; b < batch; b++)"):
-            w.line(S.loop_tripcount(1, 65536, 256))
-            for t in u.tables:
-                w.line(f"xrec_pool_bag_c{t.plan.chunks}_l{t.lanes}<XREC_{t.mode.upper()}, "
-                       f"{'true' if t.psw else 'false'}>({uid}, ctl_s, vec_s, out_s);   // table {t.id}")
-    w.line()
+    stage("pool(int batch, hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s, "
+          "hls::stream<xrec_vec_t>& out_s",
+          [f"xrec_pool_bag_c{t.plan.chunks}_l{t.lanes}<XREC_{t.mode.upper()}, "
+           f"{'true' if t.psw else 'false'}>({uid}, ctl_s, vec_s, out_s);   // table {t.id}" for t in u.tables])
     # write
     with w.block(f"{S.kernel_prefix} void {n}_write(hls::stream<xrec_vec_t>& out_s, xrec_word_t* out, int batch)"):
         with w.block(f"{n.upper()}_WRITE: for (int i = 0; i < batch * {u.outch}; i++)"):
