@@ -756,7 +756,7 @@ class Lowerer:
         out = self.out_view(n)
         if not self._is_matrix(out, int(n.type.shape[1])) or out.dims != (int(n.type.shape[1]),):
             raise AssertionError("internal: embedding group output must be a row block")
-        feats, pos, col = [], 0, 0
+        feats, col = [], 0
         first = len(self.bags)
         for fi in feature_inputs(n):
             f = fi.feature
@@ -771,11 +771,10 @@ class Lowerer:
 
     def op_embedding_bag(self, n: Node):
         out = self.out_view(n)
-        table, jag = n.inputs[:2]
         fi = feature_inputs(n)[0]
         dim = int(n.type.shape[1])
-        rows = int(self.g.type_of(fi.remap).shape[0]) if fi.remap else int(self.g.type_of(table).shape[0])
-        k = self._bag_feature(n, table, jag, fi.psw, n.attr("mode"), n.attr("padding_idx", None), dim, rows,
+        rows = int(self.g.type_of(fi.remap or fi.table).shape[0])    # logical rows: a pruned table's remap length
+        k = self._bag_feature(n, fi.table, fi.jagged, fi.psw, n.attr("mode"), n.attr("padding_idx", None), dim, rows,
                               fi.remap)
         ptr, ld, _ = self._matrix_parts(out)
         self.add(BagStep(node=n.name, text=print_node(self.g, n), group=k,
