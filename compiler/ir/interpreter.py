@@ -13,7 +13,8 @@ import numpy as np
 from .bind import Binder
 from .graph import Graph, Node, feature_inputs, mlp_layers
 from .ops import Op
-from .quant import LAYOUT_BITS, bf16_to_f32, dequantize_rows
+from . import formats
+from .quant import decode_rows
 from .types import DType, JaggedType, TensorType, eval_dim
 
 
@@ -33,12 +34,10 @@ class Jagged:
 
 
 def gather_rows(table: np.ndarray, ttype: TensorType, dim: int, idx: np.ndarray) -> np.ndarray:
-    """float32 rows ``idx`` of a table in any of the IR's table formats (see quant.py)."""
-    if ttype.layout in LAYOUT_BITS:
-        return dequantize_rows(table[idx], ttype.layout, dim)
-    if ttype.dtype is DType.BF16:
-        return bf16_to_f32(table[idx])
-    return table[idx].astype(np.float32)
+    """float32 rows ``idx`` of a table in any of the IR's row formats (see formats.py)."""
+    if not ttype.layout and ttype.dtype not in (DType.F16, DType.BF16):
+        return table[idx].astype(np.float32)       # f32 (and f64 tables of a user's f64 model)
+    return decode_rows(formats.of_type(ttype), table[idx], dim)
 
 
 def _bag(table: np.ndarray, jag: Jagged, mode: str, padding_idx, psw, feature: str = "",

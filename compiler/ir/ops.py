@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import enum
 
+from .formats import ACTIVATIONS  # noqa: F401  (defined with their codes beside the row formats)
+
 
 class Op(enum.Enum):
     # values entering the graph
@@ -77,4 +79,3 @@ SPARSE = frozenset({Op.JAGGED, Op.EMBEDDING, Op.EMBEDDING_BAG, Op.EMBEDDING_BAG_
 SOURCES = frozenset({Op.INPUT, Op.PARAM, Op.FULL})
 RECOMMENDATION = frozenset({Op.DOT_INTERACTION, Op.CROSS_LAYER, Op.FM, Op.MLP,
                             Op.EMBEDDING_BAG_GROUP})
-ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu")

@@ -1,8 +1,10 @@
-"""Row-wise quantized embedding tables, byte-compatible with FBGEMM.
+"""Numpy encode/decode of embedding rows, byte-compatible with FBGEMM.
 
-A quantized table is a PARAM of dtype u8 and shape [rows, row_bytes] with a
-layout tag; each row holds the quantized values followed by that row's scale
-and bias (value = q * scale + bias):
+The formats themselves (bits, row bytes, scale/bias layout, codes) are defined
+once in :mod:`xrec.ir.formats`; this module holds their numpy encoders and
+decoders. A quantized table is a PARAM of dtype u8 and shape [rows, row_bytes]
+with a layout tag; each row holds the quantized values followed by that row's
+scale and bias (value = q * scale + bias):
 
   layout        values                         scale, bias     row_bytes
   rowwise_i8    dim x uint8                    fp32, fp32      dim + 8       (embedding_bag_byte_prepack)
@@ -13,21 +15,50 @@ and bias (value = q * scale + bias):
 
 fp16 tables are plain f16 [rows, dim]; bf16 tables are bf16 [rows, dim]
 stored as uint16 bit patterns (numpy has no bfloat16).
+
+``encode_rows(fmt, table)`` / ``decode_rows(fmt, rows, dim)`` cover every
+format; adding a format adds one branch to each.
 """
 from __future__ import annotations
 
 import numpy as np
 
-LAYOUT_BITS = {"rowwise_i8": 8, "rowwise_i4": 4, "rowwise_i2": 2}
+from . import formats
+from .formats import RowFormat
+
+LAYOUT_BITS = {f.layout: f.bits for f in formats.FORMATS if f.layout}
 _EPS = 1e-8
 
 
 def row_bytes(layout: str, dim: int) -> int:
-    bits = LAYOUT_BITS[layout]
-    if bits == 8:
-        return dim + 8
-    per_byte = 8 // bits
-    return (dim + per_byte - 1) // per_byte + 4
+    """Bytes of one row of a quantized table with layout tag ``layout`` (see formats.RowFormat.row_bytes)."""
+    return formats.by_layout(layout).row_bytes(dim)
+
+
+def encode_rows(fmt: RowFormat | str, table: np.ndarray) -> np.ndarray:
+    """A float32 [rows, dim] table stored in row format ``fmt`` (the PARAM array of ``fmt.table_type``)."""
+    fmt = formats.by_name(fmt) if isinstance(fmt, str) else fmt
+    if fmt.name == "fp32":
+        return np.ascontiguousarray(table, dtype=np.float32)
+    if fmt.name == "fp16":
+        return np.ascontiguousarray(table, dtype=np.float16)
+    if fmt.name == "bf16":
+        return bf16_bits(table)
+    if fmt.quantized:
+        return quantize_rows(table, fmt.layout)
+    raise NotImplementedError(f"no numpy encoder for row format {fmt.name}")
+
+
+def decode_rows(fmt: RowFormat | str, rows: np.ndarray, dim: int) -> np.ndarray:
+    """float32 [n, dim] values of ``rows`` (any subset of a table's rows) stored in format ``fmt``."""
+    fmt = formats.by_name(fmt) if isinstance(fmt, str) else fmt
+    if fmt.quantized:
+        return dequantize_rows(rows, fmt.layout, dim)
+    if fmt.name == "bf16":
+        return bf16_to_f32(rows)
+    if fmt.name in ("fp32", "fp16"):
+        return np.asarray(rows).astype(np.float32)
+    raise NotImplementedError(f"no numpy decoder for row format {fmt.name}")
 
 
 def quantize_rows(table: np.ndarray, layout: str) -> np.ndarray:

@@ -1,7 +1,7 @@
 """quantize_embeddings: store embedding tables in fewer bits (row-wise, FBGEMM's formats).
 
 Precision per table: "fp32" (unchanged), "fp16", "bf16", "int8", "int4", "int2"
-(row-wise scale and bias, see xrec/ir/quant.py). Pooled outputs stay f32: the
+(row-wise scale and bias; the formats are defined in xrec/ir/formats.py). Pooled outputs stay f32: the
 kernels dequantize in registers. A table shared by several features is
 quantized once.
 """
@@ -10,30 +10,24 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..ir import Graph, GraphBuilder, Op, TensorType, feature_inputs
-from ..ir.quant import bf16_bits, quantize_rows
+from ..ir import formats
+from ..ir.quant import encode_rows
 from ..ir.types import DType
 from . import register_pass
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4", "int2")
+# every row format, widest first (fp32, fp16, bf16, int8, int4, int2)
+PRECISIONS = tuple(sorted(formats.FORMAT_NAMES, key=lambda name: -formats.by_name(name).bits))
 QUANTIZE_CHOICES = PRECISIONS[1:] + ("mixed",)   # what `quantize=` / `--quantize` accept (fp32 = no compression)
-_LAYOUT = {"int8": "rowwise_i8", "int4": "rowwise_i4", "int2": "rowwise_i2"}
-BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4, "int2": 2}
+BITS = {name: formats.by_name(name).bits for name in PRECISIONS}
 
 
 def encode_table(table, precision: str):
-    """(array, TensorType) of a float32 [rows, dim] table stored at ``precision``."""
-    import numpy as np
-    if precision == "fp32":
+    """(array, TensorType) of a float32 [rows, dim] table stored at ``precision`` (a row format name)."""
+    fmt = formats.by_name(precision)
+    if fmt.name == "fp32":
         return table, TensorType(table.shape, DType.F32)
-    if precision == "fp16":
-        a = np.ascontiguousarray(table, dtype=np.float16)
-        return a, TensorType(a.shape, DType.F16)
-    if precision == "bf16":
-        a = bf16_bits(table)
-        return a, TensorType(a.shape, DType.BF16)
-    layout = _LAYOUT[precision]
-    a = quantize_rows(table, layout)
-    return a, TensorType(a.shape, DType.U8, layout)
+    a = encode_rows(fmt, table)
+    return a, TensorType(a.shape, fmt.dtype, fmt.layout)
 
 
 def _plan_for(feature: str, precision) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 
 from xrec.ir import Graph, Node, Op
 from xrec.ir.graph import FeatureInputs, feature_inputs
-from xrec.ir.quant import LAYOUT_BITS
+from xrec.ir import formats
 from xrec.ir.types import DType
 
 from . import layout as L
@@ -22,17 +22,17 @@ def table_rows(c: Ctx, n: Node, table_name: str, ids: Value, dim: int) -> Value:
     """
     b = c.b
     ttype = c.g.type_of(table_name)
-    if ttype.layout in LAYOUT_BITS:
-        bits = LAYOUT_BITS[ttype.layout]
+    if ttype.layout in formats.QUANTIZED_LAYOUTS:
+        fmt = formats.by_layout(ttype.layout)
+        bits = fmt.bits
         packed = b.gather_rows(c.weight(n, table_name, {}), ids)           # [..., row_bytes] u8
         lead = packed.shape[:-1]
         last = packed.rank - 1
+        nbytes, sfx, sfx_bytes = fmt.scale_offset(dim), ELEM[fmt.scale_bias.value], fmt.scale_bias.itemsize
         if bits == 8:
-            nbytes, sfx, sfx_bytes = dim, "f32", 4
             q = b.slice_dim(packed, last, 0, dim)
         else:
             per = 8 // bits
-            nbytes, sfx, sfx_bytes = -(-dim // per), "f16", 2
             vals = b.slice_dim(packed, last, 0, nbytes)
             mask = b.full((1 << bits) - 1, vals.shape, "ui8")
             parts = []
@@ -50,7 +50,7 @@ def table_rows(c: Ctx, n: Node, table_name: str, ids: Value, dim: int) -> Value:
         return b.binary("add", b.binary("multiply", q, scale), bias)
     if ttype.layout:
         raise unsupported(n, f"table %{table_name} has layout {ttype.layout!r}; the xla target reads plain "
-                             f"f32/f16/bf16 tables and {', '.join(LAYOUT_BITS)}")
+                             f"f32/f16/bf16 tables and {', '.join(formats.QUANTIZED_LAYOUTS)}")
     if ttype.dtype is DType.F32:
         t = L.transform(dtype=c.lay.compute_elem)       # bf16 option: tables stored in bf16
     elif ttype.dtype is DType.BF16:
