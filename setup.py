@@ -1,6 +1,7 @@
 """xrec: one import namespace ``xrec`` mapped onto the design card's folders.
 
 compiler/ -> xrec            (frontend, IR, passes, pipeline, CLI, zoo, runtime)
+bench/    -> xrec.bench      (the `xrec bench` harness; bench/suites, results, serving are not modules)
 targets/  -> xrec.targets    (one code generator per target)
 kernels/  -> xrec.kernels    (hand-written kernel templates)
 csrc/     -> xrec._csrc      (C++ runtime sources, shipped as package data)
@@ -18,6 +19,7 @@ def mapped(prefix, folder):
 
 package_dir = {}
 package_dir.update(mapped("xrec", "compiler"))
+package_dir.update(mapped("xrec.bench", "bench"))
 package_dir.update(mapped("xrec.targets", "targets"))
 package_dir.update(mapped("xrec.kernels", "kernels"))
 # data-only packages: shipped when their folder exists
@@ -44,7 +46,7 @@ setup(
     packages=list(package_dir),
     package_dir=package_dir,
     package_data={**{k: ["*", "**/*"] for k in ("xrec._csrc", "xrec._hls") if k in package_dir},
-                  "xrec.bench": ["*.c"], "xrec.kernels": ["cpu/*.h"], "xrec.targets.cpu": ["include/*.h", "*.cpp"]},
+                  "xrec.bench": ["*.c", "*.cpp"], "xrec.kernels": ["cpu/*.h"], "xrec.targets.cpu": ["include/*.h", "*.cpp"]},
     install_requires=["torch>=2.6,<2.15", "numpy>=1.24", "sympy>=1.12"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["xrec=xrec.cli:main"]},

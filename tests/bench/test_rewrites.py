@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from xrec.bench.kernels import DotInteraction
+from xrec.bench.kernel_bench import DotInteraction
 from xrec.bench.rewrites import (GatherBag, RewriteError, dynamic_shapes_for, flatten_pair_index,
                                  replace_embedding_bags)
 

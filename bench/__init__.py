@@ -7,13 +7,13 @@ systems alike. See bench/README.md for the method.
 
 Modules (import only what you need; optional systems load lazily):
 
-* :mod:`.harness`   interleaved timing and statistics
+* :mod:`.timing`    interleaved timing and statistics (the one timing core)
 * :mod:`.systems`   one adapter per system (eager, TorchScript, inductor, ONNX
                     Runtime, TVM, xrec targets) -> a callable, or a reason
 * :mod:`.rewrites`  the model rewrites a practitioner applies before export
 * :mod:`.machine`   CPU model, ISA, cores, caches, memory, background load
 * :mod:`.roofline`  stream / gather / FMA probes (probes.c, built with g++)
-* :mod:`.modelbench` the model benchmark, :mod:`.kernels` the kernel suites
+* :mod:`.model_bench` the model benchmark, :mod:`.kernel_bench` the kernel suites
 * :mod:`.report`    table, JSON, markdown page; :mod:`.plot` the PNG charts
 * :mod:`.cli`       ``xrec bench``
 """

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import SCHEMA
-from .harness import check_mode, measure, summarize
+from .timing import check_mode, measure, summarize
 from .machine import LoadMonitor, machine_info
 from .systems import ModelContext, StageError, Unavailable, outputs_to_tensor, quiet, xrec_system
 
@@ -327,7 +327,7 @@ def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], thr
                      command: list[str] | None = None, mode: str = "warm", burst: int = 5) -> dict:
     """Run one kernel suite; returns the result document (rows keyed by ``config``).
 
-    ``mode`` / ``burst``: see :func:`xrec.bench.harness.measure`."""
+    ``mode`` / ``burst``: see :func:`xrec.bench.timing.measure`."""
     from xrec.config import knobs
     if kernel not in _FRACTION_KEY:
         raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(_FRACTION_KEY)}")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from xrec import zoo
-from xrec.bench.kernels import EmbeddingBags
+from xrec.bench.kernel_bench import EmbeddingBags
 from xrec.zoo.common import FeatureSpec, ZooSpec
 
 TABLES = 4

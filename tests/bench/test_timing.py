@@ -1,4 +1,4 @@
-"""The timing harness: interleaving order, statistics, budgets. No timing asserts."""
+"""The timing core: interleaving order, statistics, budgets. No timing asserts."""
 from __future__ import annotations
 
 import time
@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from xrec.bench.harness import BudgetExceeded, measure, percentile, schedule, summarize, time_budget
+from xrec.bench.timing import BudgetExceeded, measure, percentile, schedule, summarize, time_budget
 
 
 def test_schedule_rotates_the_first_system_every_round():

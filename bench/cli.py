@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from ..passes.quantize_embeddings import QUANTIZE_CHOICES
+from xrec.passes.quantize_embeddings import QUANTIZE_CHOICES
 
 DEFAULT_BATCHES = "1,64,512,2048"
 DEFAULT_BASELINES = ("eager,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
@@ -213,7 +213,7 @@ def run(args) -> int:
             print(f"error: give MODEL or --kernel, not both (got {args.model!r} and --kernel {args.kernel})",
                   file=sys.stderr)
             return 2
-        from .kernels import run_kernel_bench
+        from .kernel_bench import run_kernel_bench
         doc = run_kernel_bench(args.kernel, targets=targets, batches=args.batch or [512], threads=threads,
                                reps=args.reps, warmup=args.warmup, seed=args.seed, gap_ms=args.gap_ms,
                                dims=args.dims, pooling=args.pooling, rows=args.rows, tables=args.tables,
@@ -225,7 +225,7 @@ def run(args) -> int:
             print("error: xrec bench needs a MODEL (see `xrec models`) or --kernel NAME or --render F.json",
                   file=sys.stderr)
             return 2
-        from .modelbench import run_model_bench
+        from .model_bench import run_model_bench
         doc = run_model_bench(args.model, targets=targets, baselines=baselines,
                               batches=args.batch or _ints(DEFAULT_BATCHES), threads=threads, reps=args.reps,
                               warmup=args.warmup, max_rows=args.max_rows, seed=args.seed,

@@ -1,7 +1,6 @@
 """pytest-benchmark suites of xrec (not part of `pytest tests`; see bench/README.md).
 
-    .venv/bin/python -m pytest bench/test_embedding_bag.py bench/test_linear.py \
-        bench/test_interaction.py bench/test_models.py --benchmark-autosave
+    .venv/bin/python -m pytest bench/suites --benchmark-autosave
 
 Options: --bench-threads N (default: all cores), --bench-rows N (rows per
 embedding table, default 1000000), --bench-batch B (default 512),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xrec.bench.kernels import DotInteraction
+from xrec.bench.kernel_bench import DotInteraction
 
 VECTORS = 27
 

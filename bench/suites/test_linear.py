@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xrec.bench.kernels import _zoo_linear_shapes
+from xrec.bench.kernel_bench import _zoo_linear_shapes
 
 SHAPES = _zoo_linear_shapes(["dlrm-small"])
 

@@ -48,7 +48,7 @@ class StageError(Exception):
 @contextlib.contextmanager
 def stage(name: str):
     """Name the stage an exception came from (Unavailable and budget overruns pass through)."""
-    from .harness import BudgetExceeded
+    from .timing import BudgetExceeded
     try:
         yield
     except (Unavailable, StageError, BudgetExceeded, KeyboardInterrupt):

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from xrec.bench import modelbench, report, systems
+from xrec.bench import model_bench, report, systems
 from xrec.bench.systems import Prepared, System
 
 FAST = dict(targets=[], batches=[1, 3], threads=1, reps=2, warmup=1, max_rows=50, gap_ms=0.0, roofline=False)
@@ -54,11 +54,11 @@ def extra_systems(monkeypatch):
            "refuses": System("refuses", "unavailable", "baseline", refuses),
            "rewraps": System("rewraps", "re-wraps errors", "baseline", rewraps)}
     monkeypatch.setattr(systems, "BASELINES", {**systems.BASELINES, **new})
-    monkeypatch.setattr(modelbench, "BASELINES", systems.BASELINES)
+    monkeypatch.setattr(model_bench, "BASELINES", systems.BASELINES)
 
 
 def test_every_system_and_batch_gets_a_row_or_a_reason(extra_systems):
-    doc = modelbench.run_model_bench("two-tower", baselines=["eager", "sleepy", "wrong", "broken", "refuses",
+    doc = model_bench.run_model_bench("two-tower", baselines=["eager", "sleepy", "wrong", "broken", "refuses",
                                                                    "rewraps"],
                                      max_call_s=0.5, **FAST)
     report.validate(doc)
@@ -82,7 +82,7 @@ def test_model_work_counts_matmul_flops_and_embedding_bytes():
     from xrec import zoo
     src = resolve("dlrm-small", max_rows=50)
     args = zoo.make_inputs(src.module, 4, seed=0)
-    w = modelbench.model_work(src, args)
+    w = model_bench.model_work(src, args)
     mlp = [(13, 512), (512, 256), (256, 64), (415, 512), (512, 256), (256, 1)]
     bmm = 27 * 27 * 64
     assert w["flops"] == 2 * 4 * (sum(k * n for k, n in mlp) + bmm)
@@ -91,7 +91,7 @@ def test_model_work_counts_matmul_flops_and_embedding_bytes():
 
 # ------------------------------------------------------------------ compression variants
 def test_each_variant_is_its_own_system_with_its_size_and_checked_against_its_own_tolerance():
-    doc = modelbench.run_model_bench("dlrm-small", targets=["reference"], baselines=["eager"], batches=[1, 3],
+    doc = model_bench.run_model_bench("dlrm-small", targets=["reference"], baselines=["eager"], batches=[1, 3],
                                      threads=1, reps=2, warmup=0, max_rows=50, gap_ms=0.0, roofline=False,
                                      variants=["fp32", "int8", "int4"], calib_samples=256, mode="cold")
     report.validate(doc)
@@ -112,9 +112,9 @@ def test_each_variant_is_its_own_system_with_its_size_and_checked_against_its_ow
     assert rows[("eager", 1)]["variant"] is None and rows[("eager", 1)].get("weights_bytes") is None
     # fp32 keeps the bench tolerance; int4 differs from eager by more than it, by design, and is
     # checked against the drift its artifact declares instead
-    assert rows[("xrec-reference", 3)]["check_tol"]["atol"] == modelbench.CHECK_ATOL
+    assert rows[("xrec-reference", 3)]["check_tol"]["atol"] == model_bench.CHECK_ATOL
     int4 = rows[("xrec-reference-int4", 3)]
-    assert int4["max_abs_diff_vs_eager"] > modelbench.CHECK_ATOL
+    assert int4["max_abs_diff_vs_eager"] > model_bench.CHECK_ATOL
     assert int4["check_tol"]["atol"] == doc["systems"]["xrec-reference-int4"]["info"]["tolerances"]["atol"]
     assert "int4" in int4["check_tol"]["from"]
     table = report.format_text(doc)
@@ -133,11 +133,11 @@ def fake_variants(monkeypatch):
                              "tolerances": {"rtol": 1e-5, "atol": 0.01}})
         return System(systems.xrec_system_name(target, variant), f"fake {variant}", "xrec", prepare, target,
                       variant or "fp32")
-    monkeypatch.setattr(modelbench, "xrec_system", fake_xrec_system)
+    monkeypatch.setattr(model_bench, "xrec_system", fake_xrec_system)
 
 
 def test_a_compressed_variant_is_a_mismatch_only_beyond_its_artifact_tolerance(fake_variants):
-    doc = modelbench.run_model_bench("two-tower", baselines=[], variants=["fp32", "int8", "int4"],
+    doc = model_bench.run_model_bench("two-tower", baselines=[], variants=["fp32", "int8", "int4"],
                                      **{**FAST, "targets": ["cpu"], "mode": "cold"})
     rows = {(r["system"], r["batch"]): r for r in doc["rows"]}
     assert rows[("xrec-cpu-int8", 1)]["check"] == "ok"              # 0.005 > fp32 atol, < its own 0.01
@@ -151,7 +151,7 @@ def test_a_compressed_variant_is_a_mismatch_only_beyond_its_artifact_tolerance(f
 
 
 def test_warm_mode_gives_reps_times_burst_minus_one_samples_and_is_recorded():
-    doc = modelbench.run_model_bench("two-tower", baselines=["eager"], **{**FAST, "mode": "warm", "burst": 3})
+    doc = model_bench.run_model_bench("two-tower", baselines=["eager"], **{**FAST, "mode": "warm", "burst": 3})
     assert doc["settings"]["mode"] == "warm" and doc["settings"]["burst"] == 3
     assert {r["n"] for r in doc["rows"]} == {2 * 2}
     assert "warm (bursts of 3, first untimed)" in report.format_text(doc)
@@ -165,12 +165,12 @@ def test_a_slow_system_in_warm_mode_gets_just_enough_bursts_for_three_samples_an
 
         def fn(*args):
             calls.append(time.perf_counter())
-            time.sleep(modelbench.SLOW_CALL_S + 0.05)
+            time.sleep(model_bench.SLOW_CALL_S + 0.05)
             return m(*args)
         return Prepared(fn)
     monkeypatch.setitem(systems.BASELINES, "slow", System("slow", "slow", "baseline", slow))
-    monkeypatch.setattr(modelbench, "BASELINES", systems.BASELINES)
-    doc = modelbench.run_model_bench("two-tower", baselines=["slow"], system_budget_s=0.1,
+    monkeypatch.setattr(model_bench, "BASELINES", systems.BASELINES)
+    doc = model_bench.run_model_bench("two-tower", baselines=["slow"], system_budget_s=0.1,
                                      **{**FAST, "batches": [1], "reps": 5, "warmup": 2, "mode": "warm",
                                         "burst": 3})
     row = doc["rows"][0]

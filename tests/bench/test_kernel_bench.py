@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from xrec.bench import kernels, report
+from xrec.bench import kernel_bench, report
 
 needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++ to build the roofline probes")
 TINY = dict(targets=["reference"], threads=1, reps=2, warmup=1, gap_ms=0.0, roofline=False)
@@ -14,7 +14,7 @@ TINY = dict(targets=["reference"], threads=1, reps=2, warmup=1, gap_ms=0.0, roof
 
 @needs_cxx
 def test_embedding_bag_suite_measures_torch_xrec_and_the_gather_probe():
-    doc = kernels.run_kernel_bench("embedding-bag", batches=[3], dims=[5], pooling=[1, 4], rows=[50], tables=2,
+    doc = kernel_bench.run_kernel_bench("embedding-bag", batches=[3], dims=[5], pooling=[1, 4], rows=[50], tables=2,
                                    formats=["fp32", "int8"], zipf=1.05, **TINY)
     report.validate(doc)
     assert doc["fraction_key"] == "fraction_of_probe"
@@ -34,7 +34,7 @@ def test_embedding_bag_suite_measures_torch_xrec_and_the_gather_probe():
 
 def test_embedding_bags_module_is_the_cat_of_pooled_tables():
     w = [torch.randn(10, 3), torch.randn(6, 2)]
-    m = kernels.EmbeddingBags(w)
+    m = kernel_bench.EmbeddingBags(w)
     idx = [torch.tensor([1, 2, 9]), torch.tensor([5])]
     off = [torch.tensor([0, 2, 3]), torch.tensor([0, 0, 1])]
     want = torch.cat([torch.stack([w[0][1] + w[0][2], w[0][9]]), torch.stack([torch.zeros(2), w[1][5]])], dim=1)
@@ -42,7 +42,7 @@ def test_embedding_bags_module_is_the_cat_of_pooled_tables():
 
 
 def test_interaction_suite_runs_torch_and_xrec():
-    doc = kernels.run_kernel_bench("interaction", batches=[2, 5], dims=[4], num_vectors=4, **TINY)
+    doc = kernel_bench.run_kernel_bench("interaction", batches=[2, 5], dims=[4], num_vectors=4, **TINY)
     report.validate(doc)
     rows = {(r["system"], r["batch"]): r for r in doc["rows"]}
     assert set(rows) == {(s, b) for s in ("torch", "xrec-reference") for b in (2, 5)}
@@ -52,11 +52,11 @@ def test_interaction_suite_runs_torch_and_xrec():
 
 
 def test_linear_suite_uses_zoo_shapes_and_roofline_fraction(monkeypatch):
-    monkeypatch.setattr(kernels, "_zoo_linear_shapes", lambda models: [(5, 3)])
+    monkeypatch.setattr(kernel_bench, "_zoo_linear_shapes", lambda models: [(5, 3)])
     monkeypatch.setattr("xrec.bench.roofline.machine_ceilings",
                         lambda threads: {"threads": threads, "stream_read_GBps": 10.0, "gather_GBps": 1.0,
                                          "fma_peak_GFLOPs": 50.0})
-    doc = kernels.run_kernel_bench("linear", batches=[4], models=["x"], **{**TINY, "roofline": True})
+    doc = kernel_bench.run_kernel_bench("linear", batches=[4], models=["x"], **{**TINY, "roofline": True})
     report.validate(doc)
     for r in doc["rows"]:
         assert r["status"] == "ok" and r["check"] == "ok"
@@ -66,5 +66,5 @@ def test_linear_suite_uses_zoo_shapes_and_roofline_fraction(monkeypatch):
 
 
 def test_zoo_linear_shapes_are_the_distinct_linear_layers():
-    shapes = kernels._zoo_linear_shapes(["dlrm-small"])
+    shapes = kernel_bench._zoo_linear_shapes(["dlrm-small"])
     assert shapes == [(13, 512), (512, 256), (256, 64), (415, 512), (256, 1)]

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from . import SCHEMA
-from .harness import (BudgetExceeded, calls_per_turn, check_mode, measure, samples_per_turn, summarize,
+from .timing import (BudgetExceeded, calls_per_turn, check_mode, measure, samples_per_turn, summarize,
                       time_budget)
 from .machine import LoadMonitor, machine_info
 from .systems import (BASELINES, ModelContext, Prepared, StageError, System, Unavailable,
@@ -129,7 +129,7 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
 
     ``variants``: compression variants of every xrec target (default ["fp32"]);
     ``budget_mb`` / ``max_auc_drop`` / ``calib_samples`` go to ``xrec.compile`` for them.
-    ``mode`` / ``burst``: see :func:`xrec.bench.harness.measure`.
+    ``mode`` / ``burst``: see :func:`xrec.bench.timing.measure`.
     """
     from xrec.config import knobs
     from xrec.models import resolve
