@@ -2,6 +2,7 @@
 #include "xrec_runtime.h"
 
 #include <dlfcn.h>
+#include <unistd.h>
 
 namespace xrec {
 
@@ -59,7 +60,10 @@ std::unique_ptr<Model> Model::open(const std::string& dir, const LoadOptions& op
           xrec_model_input_shape, xrec_model_num_outputs, xrec_model_output_dtype, xrec_model_output_ndim,
           xrec_model_output_shapes, xrec_model_isa, xrec_model_name};
 #else
-  const std::string lib = dir + "/lib/libxrec_model.so";
+  // a cpu artifact's library, or a triton artifact's (its C ABI takes host memory too)
+  std::string lib = dir + "/lib/libxrec_model.so";
+  if (access(lib.c_str(), F_OK) != 0 && access((dir + "/lib/libxrec_model_cuda.so").c_str(), F_OK) == 0)
+    lib = dir + "/lib/libxrec_model_cuda.so";
   m->dl_ = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!m->dl_) {
     const char* e = dlerror();

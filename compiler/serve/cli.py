@@ -76,9 +76,19 @@ def _check_artifact(path: Path) -> str | None:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as e:
         return f"{path}/manifest.json is unreadable: {e}"
-    if manifest.get("target") != "cpu":
-        return (f"{path} was compiled for target '{manifest.get('target')}'; the server runs cpu artifacts: "
-                f"xrec compile MODEL --target cpu -o {path.name}")
+    target = manifest.get("target")
+    if target == "triton":
+        c_abi = manifest.get("target_info", {}).get("c_abi") or {}
+        if not (path / "lib" / "libxrec_model_cuda.so").is_file():
+            return (f"{path} is a triton artifact without its C library (compiled with -O aot=false?); the server "
+                    f"needs it: xrec compile MODEL --target triton -o {path.name}")
+        if c_abi.get("runs_in_c") is False:
+            return (f"{path}: this triton artifact cannot run from C ({c_abi.get('why_not')}); the server needs "
+                    "a model whose every step has a kernel, or a cpu artifact")
+        return None
+    if target != "cpu":
+        return (f"{path} was compiled for target '{target}'; the server runs cpu artifacts (and triton ones on a "
+                f"machine with an NVIDIA GPU): xrec compile MODEL --target cpu -o {path.name}")
     return None
 
 

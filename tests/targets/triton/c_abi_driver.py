@@ -49,6 +49,8 @@ def main(argv) -> int:
     p.add_argument("out")
     p.add_argument("--fake-cuda")
     p.add_argument("--isa")
+    p.add_argument("--host-io", action="store_true",
+                   help="on a GPU: pass host memory (numpy arrays) instead of CUDA tensors")
     a = p.parse_args(argv)
     if a.fake_cuda:
         ctypes.CDLL(a.fake_cuda, mode=ctypes.RTLD_GLOBAL)
@@ -73,7 +75,7 @@ def main(argv) -> int:
     res["isa"] = lib.xrec_model_isa(m).decode()
     data = np.load(a.inputs)
     arrays = [np.ascontiguousarray(data[f"arr_{k}"]) for k in range(len(data.files))]
-    on_gpu = not a.fake_cuda
+    on_gpu = not a.fake_cuda and not a.host_io
     if on_gpu:
         import torch
         dev = [torch.from_numpy(x).cuda() for x in arrays]

@@ -7,6 +7,10 @@
  * Module loads log "M ELF" (a cubin) or "M PTX". $FAKE_CUDA_SM is the compute capability
  * (default 90). $FAKE_CUDA_POKE="symbol:arg:value" makes that kernel store int32 `value` at
  * the address passed as argument `arg` (to play a kernel that reports a bad id).
+ * cuPointerGetAttribute(MEMORY_TYPE) calls every pointer device memory, unless
+ * $FAKE_CUDA_TRACK_HOST is set: then only cuMemAlloc'ed blocks are device memory, anything else
+ * is host memory unknown to CUDA (as pageable memory is), and copies log "H <bytes>" (to the
+ * device) and "D <bytes>" (to the host).
  *
  * Built with -Wl,-soname,libcuda.so.1 and loaded first (RTLD_GLOBAL), a later
  * dlopen("libcuda.so.1") finds it.
@@ -106,15 +110,51 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   return 0;
 }
 
+#define MAX_BLOCKS 4096
+static CUdeviceptr g_block[MAX_BLOCKS];
+static size_t g_block_n[MAX_BLOCKS];
+
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
   void* m = NULL;
   if (posix_memalign(&m, 256, n ? n : 1)) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
   *p = (CUdeviceptr)(uintptr_t)m;
+  for (int i = 0; i < MAX_BLOCKS; ++i)
+    if (!g_block[i]) { g_block[i] = *p; g_block_n[i] = n; break; }
   return 0;
 }
-CUresult cuMemFree_v2(CUdeviceptr p) { free((void*)(uintptr_t)p); return 0; }
-CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) { memcpy((void*)(uintptr_t)d, h, n); return 0; }
-CUresult cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) { memcpy(h, (void*)(uintptr_t)d, n); return 0; }
+CUresult cuMemFree_v2(CUdeviceptr p) {
+  for (int i = 0; i < MAX_BLOCKS; ++i)
+    if (g_block[i] == p) g_block[i] = 0;
+  free((void*)(uintptr_t)p);
+  return 0;
+}
+CUresult cuPointerGetAttribute(void* data, int attr, CUdeviceptr p) {
+  if (attr != 2) return 1;                                     /* only CU_POINTER_ATTRIBUTE_MEMORY_TYPE */
+  if (getenv("FAKE_CUDA_TRACK_HOST")) {
+    int dev = 0;
+    for (int i = 0; i < MAX_BLOCKS; ++i)
+      if (g_block[i] && p >= g_block[i] && p < g_block[i] + (g_block_n[i] ? g_block_n[i] : 1)) dev = 1;
+    if (!dev) return 1;                                        /* CUDA_ERROR_INVALID_VALUE: not CUDA memory */
+  }
+  *(unsigned int*)data = 2;                                    /* CU_MEMORYTYPE_DEVICE */
+  return 0;
+}
+static void log_copy(char dir, size_t n) {
+  char line[64];
+  if (!getenv("FAKE_CUDA_TRACK_HOST")) return;
+  snprintf(line, sizeof line, "%c %zu", dir, n);
+  logf_line(line);
+}
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) {
+  memcpy((void*)(uintptr_t)d, h, n);
+  log_copy('H', n);
+  return 0;
+}
+CUresult cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) {
+  memcpy(h, (void*)(uintptr_t)d, n);
+  log_copy('D', n);
+  return 0;
+}
 CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) {
   memmove((void*)(uintptr_t)d, (void*)(uintptr_t)s, n);
   return 0;

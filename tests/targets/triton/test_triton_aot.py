@@ -94,11 +94,14 @@ def _flat(args):
     return [dense.numpy()] + [i.numpy() for i in idx] + [o.numpy() for o in off]
 
 
-def _drive(path: Path, args, tmp_path: Path, fake: Path | None = None, env: dict | None = None, isa: str | None = None):
+def _drive(path: Path, args, tmp_path: Path, fake: Path | None = None, env: dict | None = None, isa: str | None = None,
+           host_io: bool = False):
     np.savez(tmp_path / "in.npz", *_flat(args))
     cmd = [sys.executable, str(HERE / "c_abi_driver.py"), str(path), str(tmp_path / "in.npz"), str(tmp_path / "o.json")]
     if fake:
         cmd += ["--fake-cuda", str(fake)]
+    if host_io:
+        cmd += ["--host-io"]
     if isa:
         cmd += ["--isa", isa]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
@@ -154,6 +157,36 @@ def test_c_entry_point_launches_the_programs_kernels_with_its_grids_and_argument
             else:                                                  # one consistent base per buffer
                 assert bases.setdefault(buf.name, base) == base, (s.note, a.name)
     assert bases["weights"] % 256 == 0
+
+
+def test_c_entry_point_stages_host_tensors_through_device_buffers(artifact, fake_cuda, tmp_path):
+    """Host memory (what xrec-server passes) is copied in and out; kernels see only device memory."""
+    m, cm, prog = artifact
+    log = tmp_path / "launches.log"
+    args = zoo.make_inputs(m, 5, seed=3)
+    res = _drive(cm.path, args, tmp_path, fake_cuda, _fake_env(cm, prog, log, FAKE_CUDA_TRACK_HOST="1"))
+    assert res["load_error"] == "" and res["run_rc"] == 0, res
+    lines = log.read_text().splitlines()
+    flat = _flat(args)
+    to_dev = [int(ln.split()[1]) for ln in lines if ln.startswith("H ")]
+    for x in flat:                                             # every input copied in, with its own size
+        assert x.nbytes in to_dev
+    to_host = [int(ln.split()[1]) for ln in lines if ln.startswith("D ")]
+    assert 5 * 1 * 4 in to_host                                # the [5, 1] float output copied back
+    host = set(res["inputs"]) | set(res["outputs"])
+    launches = [ln for ln in lines if ln.startswith("L ")]
+    assert launches
+    for ln in launches:                                        # L symbol gx gy gz threads shared args...
+        assert not host & {int(v) for v in ln.split()[7:]}, ln  # no kernel got a host address
+
+
+def test_c_entry_point_uses_device_pointers_as_they_are(artifact, fake_cuda, tmp_path):
+    m, cm, prog = artifact
+    log = tmp_path / "launches.log"
+    res = _drive(cm.path, zoo.make_inputs(m, 5, seed=3), tmp_path, fake_cuda, _fake_env(cm, prog, log))
+    assert res["run_rc"] == 0, res
+    dense_args = {int(ln.split()[7]) for ln in log.read_text().splitlines() if ln.startswith("L linear")}
+    assert res["inputs"][0] in dense_args                       # the first layer reads the caller's dense
 
 
 @pytest.mark.parametrize("sm,isa,want", [(80, None, ("sm_80", "ELF")), (89, None, ("sm_80", "ELF")),
@@ -228,6 +261,18 @@ def test_c_entry_point_on_a_gpu_matches_pytorch(artifact, tmp_path):
     for batch in (1, 64, 2048):
         args = zoo.make_inputs(m, batch, seed=batch)
         res = _drive(cm.path, args, tmp_path)
+        assert res["load_error"] == "" and res["run_rc"] == 0, res
+        with torch.no_grad():
+            want = m(*args).numpy()
+        np.testing.assert_allclose(np.array(res["output_values"][0], np.float32), want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_c_entry_point_on_a_gpu_takes_host_memory_too(artifact, tmp_path):
+    m, cm, _ = artifact
+    for batch in (1, 64):
+        args = zoo.make_inputs(m, batch, seed=batch)
+        res = _drive(cm.path, args, tmp_path, host_io=True)
         assert res["load_error"] == "" and res["run_rc"] == 0, res
         with torch.no_grad():
             want = m(*args).numpy()
