@@ -26,12 +26,25 @@ Options (``xrec.compile(..., options={...})``):
   bounds_check  bool                     kernels record out-of-range ids / bad offsets (default: knob)
   aot           bool                     compile cubins + C launcher at build (default True)
   archs         list of int              SM versions for the cubins (default [80, 90])
+  cuda_graphs   bool                     on a GPU, replay the whole program as one CUDA graph per batch
+                                         size (captured on first use; ids and offsets of any length
+                                         reach the kernels through pointer tables, so id counts do not
+                                         re-capture); default True
 """
 from __future__ import annotations
 
 from .. import Capabilities, Target, register_target
 
 DEFAULT_ARCHS = (80, 90)
+
+
+def _bool(v) -> bool:
+    """An option value given as a bool or as text (-O cuda_graphs=false)."""
+    if isinstance(v, str):
+        if v.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(f"target 'triton': expected a boolean (true/false), got {v!r}")
+        return v.lower() in ("1", "true", "yes", "on")
+    return bool(v)
 
 
 class TritonTarget(Target):
@@ -57,10 +70,11 @@ class TritonTarget(Target):
         out = {"mode": opts.pop("mode", "auto"), "precision": opts.pop("precision", "ieee"),
                "bounds_check": bool(opts.pop("bounds_check", knobs.bounds_check)),
                "aot": bool(opts.pop("aot", True)),
-               "archs": [int(a) for a in opts.pop("archs", DEFAULT_ARCHS)]}
+               "archs": [int(a) for a in opts.pop("archs", DEFAULT_ARCHS)],
+               "cuda_graphs": _bool(opts.pop("cuda_graphs", True))}
         if opts:
             raise ValueError(f"target 'triton' got unknown options {sorted(opts)}; it takes mode, precision, "
-                             "bounds_check, aot, archs")
+                             "bounds_check, aot, archs, cuda_graphs")
         if out["mode"] not in ("auto", "gpu", "interpret"):
             raise ValueError(f"target 'triton': mode must be auto, gpu or interpret, got {out['mode']!r}")
         if out["precision"] not in ("ieee", "tf32x3", "tf32"):
@@ -99,7 +113,8 @@ class TritonTarget(Target):
         from .runtime import load_model
         import numpy as np
         import torch
-        model = load_model(artifact, mode=options.get("mode", "auto"))
+        model = load_model(artifact, mode=options.get("mode", "auto"),
+                           cuda_graphs=_bool(options.get("cuda_graphs", True)))
 
         def run(flat):
             outs = model(*[torch.from_numpy(np.ascontiguousarray(a)) for a in flat])

@@ -9,6 +9,8 @@ checking, not serving.
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from xrec.progress import say
 from xrec.runtime.validate import InputError
 
 from .loader import has_cuda, load_kernels
-from .program import CONST, ERRFLAG, PTRTABLE, TEMP, Launch, Program, View, ev
+from .program import CONST, ERRFLAG, INPUT, PTRTABLE, TEMP, Launch, Program, View, ev
 from .torch_ops import run_node, torch_dtype
 
 INT32_MAX = 2 ** 31 - 1
@@ -49,7 +51,7 @@ class TritonModel:
     """The compiled model as a callable on flat torch tensors (the model's flattened inputs)."""
 
     def __init__(self, program: Program, kernels_path: Path, weights: np.ndarray, graph: Graph,
-                 mode: str = "auto"):
+                 mode: str = "auto", cuda_graphs: bool = True):
         self.program = program
         self.graph = graph
         self.interpret = resolve_mode(mode)
@@ -70,6 +72,14 @@ class TritonModel:
         # in the interpreter, launches use their interpreter tiles; False runs the GPU tiles there (tests)
         self.interp_tiles = True
         self.check = program.err_buffer is not None
+        # CUDA graphs (GPU only): the whole program replayed as one graph per value of the symbols
+        # its launches bake in (the batch, for every zoo model); see _replay
+        self.cuda_graphs = bool(cuda_graphs) and not self.interpret
+        self.max_graphs = 16
+        self._graphs: OrderedDict = OrderedDict()
+        self._graph_lock = threading.Lock()
+        self._baked_syms, self._baked_inputs = _baked(program)
+        self.graph_error: str | None = None      # why graphs were turned off for this model, if they were
 
     # ------------------------------------------------------------------ helpers
     def _tensor(self, env: dict, binds: dict, v: View) -> torch.Tensor:
@@ -114,14 +124,18 @@ class TritonModel:
                 raise InputError(f"input {name!r}: shape {shape}, expected [{dims}] = {want}")
         return env, binds
 
+    def _ptrtable_rows(self, b, env: dict, binds: dict) -> torch.Tensor:
+        """A pointer table's rows on the host: (ids, offsets, per-sample weights) addresses and id count."""
+        rows = []
+        for idx, off, psw, nnz in b.rows:
+            rows.append([self._tensor(env, binds, idx).data_ptr(), self._tensor(env, binds, off).data_ptr(),
+                         self._tensor(env, binds, psw).data_ptr() if psw is not None else 0, ev(nnz, binds)])
+        return torch.tensor(rows, dtype=torch.int64)
+
     def _ptrtables(self, env: dict, binds: dict) -> None:
         for b in self.program.buffers.values():
             if b.kind == PTRTABLE:
-                rows = []
-                for idx, off, psw, nnz in b.rows:
-                    rows.append([self._tensor(env, binds, idx).data_ptr(), self._tensor(env, binds, off).data_ptr(),
-                                 self._tensor(env, binds, psw).data_ptr() if psw is not None else 0, ev(nnz, binds)])
-                env[b.name] = torch.tensor(rows, dtype=torch.int64).to(self.device)
+                env[b.name] = self._ptrtable_rows(b, env, binds).to(self.device)
             elif b.kind == ERRFLAG:
                 env[b.name] = torch.full(tuple(b.shape), INT32_MAX, dtype=torch.int32, device=self.device)
 
@@ -161,6 +175,11 @@ class TritonModel:
     # ------------------------------------------------------------------ call
     def __call__(self, *flat) -> list[torch.Tensor]:
         env, binds = self._inputs(flat)
+        if self.cuda_graphs:
+            with self._graph_lock:
+                outs = self._replay(env, binds)
+            if outs is not None:
+                return outs
         self._ptrtables(env, binds)
         guard = np.errstate(all="ignore") if self.interpret else contextlib.nullcontext()
         with guard, torch.no_grad():
@@ -174,7 +193,128 @@ class TritonModel:
         return [self._tensor(env, binds, v).contiguous() for v in self.program.outputs]
 
 
-def load_model(artifact, mode: str = "auto") -> TritonModel:
+    # ------------------------------------------------------------------ CUDA graphs
+    def _replay(self, env: dict, binds: dict) -> list[torch.Tensor] | None:
+        """Run the program by replaying a captured CUDA graph; None when graphs cannot serve this call.
+
+        A graph bakes in kernel arguments, grids, tile variants and buffer addresses, so it is keyed
+        by the values of the symbols those depend on (``_baked``: the batch for the zoo models; an id
+        count only when some launch's arguments depend on it). Ids, offsets and per-sample weights
+        reach the embedding kernels through pointer tables, which are device data: each call writes
+        its tensors' addresses and id counts there, so one graph serves every id count of its batch.
+        Inputs whose addresses are baked (dense features) are copied into the graph's own buffers.
+        """
+        key = tuple(binds[s] for s in self._baked_syms)
+        rep = self._graphs.get(key)
+        if rep is None:
+            try:
+                rep = self._capture(env, binds)
+            except Exception as e:      # e.g. a torch step that synchronizes: run without graphs from now on
+                self.cuda_graphs = False
+                self.graph_error = f"{type(e).__name__}: {e}"
+                say(f"triton: CUDA graph capture failed ({self.graph_error}); running launch by launch")
+                return None
+            self._graphs[key] = rep
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+        call_env = dict(rep["env"])
+        for name in self._baked_inputs:
+            call_env[name].copy_(env[name], non_blocking=True)
+        for name, t in env.items():
+            if name not in self._baked_inputs and self.program.buffers.get(name) is not None \
+                    and self.program.buffers[name].kind == INPUT:
+                call_env[name] = t
+        for name, dev in rep["ptrtables"].items():
+            dev.copy_(self._ptrtable_rows(self.program.buffers[name], call_env, binds), non_blocking=True)
+        with torch.no_grad():
+            rep["graph"].replay()
+        if self.check:
+            self._raise_errors(call_env, binds)
+        return [o.clone(memory_format=torch.contiguous_format) for o in rep["outputs"]]
+
+    def _capture(self, env: dict, binds: dict) -> dict:
+        prog = self.program
+        # warm up outside the graph (Triton JIT-compiles on a kernel's first launch)
+        warm = dict(env)
+        self._ptrtables(warm, binds)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for s in prog.steps:
+                self._launch(s, warm, binds) if isinstance(s, Launch) else self._torch(s, warm, binds)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        cenv = dict(self.static)
+        for name, t in env.items():
+            if prog.buffers.get(name) is not None and prog.buffers[name].kind == INPUT:
+                cenv[name] = t.clone() if name in self._baked_inputs else t
+        ptrtables = {}
+        for b in prog.buffers.values():
+            if b.kind == PTRTABLE:
+                ptrtables[b.name] = cenv[b.name] = self._ptrtable_rows(b, cenv, binds).to(self.device)
+            elif b.kind == ERRFLAG:
+                cenv[b.name] = torch.empty(tuple(b.shape), dtype=torch.int32, device=self.device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.no_grad():
+            if prog.err_buffer:
+                cenv[prog.err_buffer].fill_(INT32_MAX)
+            for s in prog.steps:
+                self._launch(s, cenv, binds) if isinstance(s, Launch) else self._torch(s, cenv, binds)
+            outputs = [self._tensor(cenv, binds, v) for v in prog.outputs]
+        return {"graph": graph, "env": cenv, "ptrtables": ptrtables, "outputs": outputs}
+
+
+def _baked(program: Program) -> tuple[tuple[str, ...], frozenset]:
+    """The symbols a captured graph depends on, and the input buffers whose addresses it holds.
+
+    Everything a launch or torch step receives directly is baked into a graph: its kernel's tile
+    variant (by ``batch``), grid, integer arguments and the views it reads and writes (their
+    buffers' sizes, offsets and strides). Pointer tables are not: they are device data, rewritten
+    before each replay.
+    """
+    syms: set = set()
+    inputs: set = set()
+
+    def dims(*ds):
+        for d in ds:
+            if not isinstance(d, int):
+                syms.update(str(x) for x in getattr(d, "free_symbols", ()))
+
+    def view(v: View | None):
+        if v is None:
+            return
+        dims(*v.shape, *v.strides, v.offset)
+        b = program.buffers[v.buf]
+        dims(*b.shape)
+        if b.kind == INPUT:
+            inputs.add(b.name)
+
+    for s in program.steps:
+        if isinstance(s, Launch):
+            dims(s.batch)
+            for a in s.args:
+                view(a.view) if a.kind == "ptr" else dims(a.expr)
+            for var in s.variants:
+                dims(*(e for e, _ in var.grid))
+        else:
+            for v in s.inputs:
+                view(v)
+            for j in s.jagged:
+                if j:
+                    view(j[0])
+                    view(j[1])
+            view(s.out)
+    for v in program.outputs:
+        view(v)
+    for b in program.buffers.values():
+        if b.kind in (TEMP, ERRFLAG):
+            dims(*b.shape)
+    return tuple(sorted(syms)), frozenset(inputs)
+
+
+def load_model(artifact, mode: str = "auto", cuda_graphs: bool = True) -> TritonModel:
     """The model of a triton artifact (path or ``xrec.artifact.Artifact``) as a callable on torch tensors."""
     from xrec.artifact import open_artifact
     if not hasattr(artifact, "manifest"):
@@ -184,4 +324,5 @@ def load_model(artifact, mode: str = "auto") -> TritonModel:
     path = Path(artifact.path)
     prog = Program.from_json((path / "src" / "program.json").read_text())
     weights = np.fromfile(path / artifact.manifest["weights"]["file"], dtype=np.uint8)
-    return TritonModel(prog, path / "src" / prog.kernels_file, weights, artifact.graph, mode=mode)
+    return TritonModel(prog, path / "src" / prog.kernels_file, weights, artifact.graph, mode=mode,
+                       cuda_graphs=cuda_graphs)
