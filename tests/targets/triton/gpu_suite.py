@@ -1,19 +1,27 @@
-"""The triton target's checks on a real GPU: run once by a session that has one.
+"""The triton target's checks and benchmarks on a real GPU, in one run that fits a short device lease.
 
-    python tests/targets/triton/gpu_suite.py --out triton_gpu.json [--quick]
+    python tests/targets/triton/gpu_suite.py --out DIR [--budget-s 480] [--server BIN] [--steps ...]
 
-1. the GPU-marked tests of tests/targets/triton (the C library linked against the real driver,
-   running the AOT cubins, and the Python runtime on CUDA tensors, both against PyTorch);
-2. ``xrec check MODEL --target triton`` for dlrm-small and dlrm-v2 at batch 64, 512, 2048, 8192;
-3. ``xrec bench MODEL --target triton --baselines eager,inductor`` at the same batches;
-4. the table-batched embedding kernel alone on dlrm-small's 26 tables: median time and achieved
-   bandwidth (bytes of rows, ids and offsets read plus output written, over time), next to
-   PyTorch's F.embedding_bag over the same tables (one call per table, as eager DLRM does).
+Steps (each isolated and timed; a failing step does not stop the others; DIR/gpu_suite.json is
+rewritten after every step, so a run cut short still brings back what it measured):
 
-Every step is timed and isolated (one failing step does not stop the others); the JSON holds
-each step's command, exit code, wall time and output tail or numbers. --quick uses
---max-rows 100000 and fewer repetitions (to fit a short device lease). Without a CUDA device
-it says so and exits 2: nothing here is simulated.
+  probe      the device, clocks, and the copy bandwidth (device-to-device copy of 2 GiB, bytes
+             read + written over time): the ceiling the embedding kernel is held against
+  tests      the GPU-marked tests of tests/targets/triton (the C library on the real driver
+             running the AOT cubins, with device and host memory; the Python runtime on CUDA
+             tensors; CUDA graph replay)
+  check      every zoo model (tables capped at 100k rows) at batch 1, 64, 2048 against PyTorch
+             eager, through the Python runtime (CUDA graphs on; dlrm-small also with them off)
+  server     xrec-server (built on the CPU machine, --server) serving a triton artifact through
+             its C library: one KServe v2 request, answer compared with PyTorch
+  embedding  the table-batched embedding kernel alone on dlrm-small's 26 full-size tables
+             (1M-row tables, 0.98 GiB fp32), fp32/fp16/int8/int4 rows, batch 64..8192:
+             bytes moved / time vs the copy bandwidth, next to F.embedding_bag per table
+  bench      dlrm-small and dlrm-v2 (full size) at batch 64/512/2048/8192: xrec (CUDA graphs;
+             ieee and tf32x3 dots; and without graphs) against eager, torch.compile default and
+             max-autotune, samples interleaved round by round, CUDA-event timed
+
+Without a CUDA device it says so and exits 2: nothing here is simulated.
 """
 from __future__ import annotations
 
@@ -24,144 +32,389 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-BATCHES = (64, 512, 2048, 8192)
-MODELS = ("dlrm-small", "dlrm-v2")
+STEPS = ("probe", "tests", "check", "server", "embedding", "bench")
+T0 = time.perf_counter()
 
 
-def run(cmd: list[str], timeout: float) -> dict:
+def left(budget: float) -> float:
+    return budget - (time.perf_counter() - T0)
+
+
+def log(msg: str) -> None:
+    print(f"[gpu_suite {time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------- timing
+def cuda_time(fn, reps: int, warmup: int = 2) -> list[float]:
+    """Seconds per call of ``fn`` over ``reps`` calls each timed by CUDA events (after warm-up)."""
+    import torch
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    out = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        out.append(a.elapsed_time(b) * 1e-3)
+    return out
+
+
+def summary(ts: list[float]) -> dict:
+    ts = sorted(ts)
+    q = lambda f: ts[min(len(ts) - 1, int(f * len(ts)))]  # noqa: E731
+    return {"median_ms": statistics.median(ts) * 1e3, "p10_ms": q(0.1) * 1e3, "p90_ms": q(0.9) * 1e3, "n": len(ts)}
+
+
+# ------------------------------------------------------------------------------------------- steps
+def step_probe(res: dict) -> dict:
+    import torch
+    out = {"device": torch.cuda.get_device_name(0), "capability": list(torch.cuda.get_device_capability(0)),
+           "sms": torch.cuda.get_device_properties(0).multi_processor_count,
+           "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2 ** 30, 1),
+           "torch": torch.__version__}
+    import triton
+    out["triton"] = triton.__version__
+    try:
+        out["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.mem,"
+                                            "power.draw,power.limit", "--format=csv"], capture_output=True,
+                                           text=True, timeout=20).stdout.strip()
+    except Exception as e:
+        out["nvidia_smi"] = f"unavailable: {e}"
+    n = 2 ** 31
+    a = torch.empty(n, dtype=torch.uint8, device="cuda")
+    b = torch.empty_like(a)
+    ts = cuda_time(lambda: b.copy_(a), reps=20, warmup=3)
+    out["copy_bytes"] = 2 * n
+    out["copy_GBps"] = 2 * n / statistics.median(ts) / 1e9
+    out["copy_GBps_best"] = 2 * n / min(ts) / 1e9
+    del a, b
+    torch.cuda.empty_cache()
+    return out
+
+
+def step_tests(res: dict, budget: float) -> dict:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/targets/triton"]
     t0 = time.perf_counter()
     try:
-        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-        rc, out = r.returncode, (r.stdout + r.stderr)
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=max(30.0, budget))
+        rc, text = r.returncode, r.stdout + r.stderr
     except subprocess.TimeoutExpired as e:
-        rc, out = "timeout", f"{e.stdout or ''}{e.stderr or ''}"
-    return {"cmd": " ".join(cmd), "rc": rc, "wall_s": round(time.perf_counter() - t0, 1), "tail": str(out)[-4000:]}
+        rc, text = "timeout", f"{e.stdout or ''}{e.stderr or ''}"
+    return {"cmd": " ".join(cmd), "rc": rc, "wall_s": round(time.perf_counter() - t0, 1), "tail": str(text)[-6000:]}
 
 
-def embedding_bandwidth(batches, max_rows, reps: int) -> list[dict]:
-    """Time the embedding launch of dlrm-small alone, and F.embedding_bag per table, on the GPU."""
+def step_check(res: dict, deadline: float) -> dict:
+    import torch
+
+    import xrec
+    from xrec import zoo
+    from xrec.check import check
+    out = {}
+    for name in zoo.list_models():
+        if left(deadline) < 20:
+            out[name] = {"skipped": "out of time"}
+            continue
+        t0 = time.perf_counter()
+        try:
+            m = zoo.build(name, max_rows=100_000)
+            runs = [("graphs", True)] + ([("no_graphs", False)] if name == "dlrm-small" else [])
+            row = {}
+            for label, graphs in runs:
+                cm = xrec.compile(m, zoo.example_inputs(m), target="triton",
+                                  options={"aot": False, "mode": "gpu", "cuda_graphs": graphs})
+                tol = cm.manifest.get("tolerances", {"rtol": 1e-4, "atol": 1e-6})
+                row[label] = check(cm, m, lambda b, s: zoo.make_inputs(m, b, seed=s), batches=(1, 64, 2048),
+                                   rtol=tol["rtol"], atol=tol["atol"])
+            row["wall_s"] = round(time.perf_counter() - t0, 1)
+            row["ok"] = all(v["ok"] for k, v in row.items() if isinstance(v, dict))
+            out[name] = row
+        except Exception as e:
+            out[name] = {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:]}
+        log(f"check {name}: {out[name].get('ok')}")
+        torch.cuda.empty_cache()
+    return out
+
+
+def step_server(res: dict, server: str | None) -> dict:
+    import tempfile
+    import urllib.request
+
+    import numpy as np
+    import torch
+
+    import xrec
+    from xrec import zoo
+    from xrec.serve.cli import example_request
+    if not server or not Path(server).is_file():
+        return {"skipped": f"no server binary ({server}); build it on the CPU machine with `xrec serve --build-only`"}
+    m = zoo.build("dlrm-small", max_rows=100_000)
+    art = Path(tempfile.mkdtemp()) / "dlrm-small.xrec"
+    xrec.compile(m, zoo.example_inputs(m), target="triton", out=art)
+    body = example_request(art, 4, seed=3)
+    port = 18123
+    env = dict(os.environ)
+    libdir = Path(server).parent / "lib"
+    if libdir.is_dir():
+        env["LD_LIBRARY_PATH"] = f"{libdir}:{env.get('LD_LIBRARY_PATH', '')}"
+    proc = subprocess.Popen([server, str(art), "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    out: dict = {}
+    try:
+        url = f"http://127.0.0.1:{port}/v2/models/dlrm-small/infer"
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except Exception:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=30) as r:
+            answer = json.loads(r.read())
+        out["latency_ms"] = (time.perf_counter() - t0) * 1e3
+        got = np.array(answer["outputs"][0]["data"], np.float32)
+        # the same request through PyTorch
+        ins = {i["name"]: np.array(i["data"]).reshape(i["shape"]) for i in body["inputs"]}
+        flat = [torch.from_numpy(np.ascontiguousarray(ins[s["name"]]).astype(np.dtype(s["dtype"])))
+                for s in json.loads((art / "manifest.json").read_text())["signature"]["inputs"]]
+        nf = (len(flat) - 1) // 2
+        with torch.no_grad():
+            want = m(flat[0], flat[1:1 + nf], flat[1 + nf:]).numpy().reshape(-1)
+        out["max_abs_err"] = float(np.abs(got - want).max())
+        out["ok"] = bool(np.allclose(got, want, rtol=1e-4, atol=1e-6))
+        out["answer"] = answer
+    except Exception as e:
+        out["ok"] = False
+        out["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        proc.terminate()
+        try:
+            out["server_log"] = proc.communicate(timeout=10)[0][-3000:]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
+def step_embedding(res: dict, deadline: float, batches=(64, 512, 2048, 8192)) -> dict:
     import torch
     import torch.nn.functional as F
 
     import xrec
     from xrec import zoo
     from xrec.targets.triton.program import Launch
+    copy = (res.get("probe") or {}).get("copy_GBps")
+    from xrec.ir import formats
+    m = zoo.build("dlrm-small")
+    tables = [bag.weight.detach() for bag in m.embeddings.bags]
+    rows_out = []
+    inputs = {b: zoo.make_inputs(m, b, seed=7) for b in batches}
+    uniform = {}
+    for b in batches:                      # the same bag sizes, ids uniform over each table (no hot rows)
+        dense, idx, off = inputs[b]
+        g = torch.Generator().manual_seed(b)
+        uniform[b] = (dense, [torch.randint(0, t.shape[0], (len(i),), generator=g) for i, t in zip(idx, tables)], off)
+    gpu_tables = {"fp32": [t.cuda() for t in tables], "fp16": [t.half().cuda() for t in tables]}
+    for prec in ("fp32", "fp16", "int8", "int4"):
+        if left(deadline) < 25:
+            rows_out.append({"precision": prec, "skipped": "out of time"})
+            continue
+        cm = xrec.compile(m, zoo.example_inputs(m), target="triton", quantize=None if prec == "fp32" else prec,
+                          calib_samples=256, options={"aot": False, "mode": "gpu", "bounds_check": False})
+        model = cm._run.model
+        step = next(s for s in model.program.steps if isinstance(s, Launch) and s.kernel == "embedding_bag_group_kernel")
+        rb = formats.by_name(prec).row_bytes(tables[0].shape[1])
+        for b in batches:
+            for ids_kind, (dense, idx, off) in (("zipf", inputs[b]), ("uniform", uniform[b])):
+                flat = [dense.cuda()] + [i.cuda() for i in idx] + [o.cuda() for o in off]
+                env, binds = model._inputs(flat)
+                model._ptrtables(env, binds)
+                nnz = sum(len(i) for i in idx)
+                moved = nnz * rb + nnz * 8 + sum(o.numel() * 8 for o in off) + b * 64 * len(tables) * 4
+                t_x = statistics.median(cuda_time(lambda: model._launch(step, env, binds), reps=30))
+                row = {"precision": prec, "batch": b, "ids": ids_kind, "nnz": nnz, "row_bytes": rb, "bytes": moved,
+                       "xrec_us": t_x * 1e6, "xrec_GBps": moved / t_x / 1e9,
+                       "xrec_frac_copy": (moved / t_x / 1e9) / copy if copy else None,
+                       "variant": {k: v for k, v in step.variants[0].constexprs.items()
+                                   if k in ("BLOCK_B", "L", "BLOCK_D")}}
+                if prec in gpu_tables:
+                    gi, go = flat[1:27], flat[27:]
+                    tt = gpu_tables[prec]
+                    t_t = statistics.median(cuda_time(lambda: [F.embedding_bag(i, t, o, mode="sum",
+                                                                                include_last_offset=True)
+                                                               for i, o, t in zip(gi, go, tt)], reps=30))
+                    row.update({"torch_per_table_us": t_t * 1e6, "torch_GBps": moved / t_t / 1e9,
+                                "speedup_vs_torch": t_t / t_x})
+                rows_out.append(row)
+        log(f"embedding {prec} done")
+        del cm, model
+        torch.cuda.empty_cache()
+    return {"copy_GBps": copy, "rows": rows_out}
 
-    m = zoo.build("dlrm-small", max_rows=max_rows)
-    cm = xrec.compile(m, zoo.example_inputs(m), target="triton", options={"aot": False, "bounds_check": False})
-    model = cm._run.model
-    step = next(s for s in model.program.steps if isinstance(s, Launch) and s.kernel == "embedding_bag_group_kernel")
-    cuda = torch.cuda.is_available()
-    dev = "cuda" if cuda else "cpu"
-    tables = [bag.weight.detach().to(dev) for bag in m.embeddings.bags]
-    rows = []
-    for batch in batches:
-        dense, idx, off = zoo.make_inputs(m, batch, seed=7)
-        flat = [dense] + list(idx) + list(off)
-        env, binds = model._inputs(flat)
-        model._ptrtables(env, binds)
-        nnz = sum(len(i) for i in idx)
-        dim = tables[0].shape[1]
-        moved = nnz * dim * 4 + nnz * idx[0].element_size() + sum(o.numel() * o.element_size() for o in off) \
-            + batch * dim * len(tables) * 4
 
-        def timeit(fn):
-            for _ in range(min(3, reps)):
-                fn()
-            times = []
-            for _ in range(reps):
-                if cuda:
-                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+def step_bench(res: dict, deadline: float, save, models=("dlrm-small", "dlrm-v2"), batches=(64, 512, 2048, 8192),
+               rounds: int = 5, per_round: int = 10) -> dict:
+    import torch
+
+    import xrec
+    from xrec import zoo
+    out = res["bench"] = {}
+    for name in models:
+        if left(deadline) < 40:
+            out[name] = {"skipped": "out of time"}
+            continue
+        t0 = time.perf_counter()
+        m = zoo.build(name).eval()
+        mc = _cuda_copy(m)
+        systems: dict = {}
+        prep: dict = {}
+
+        def add(label, make):
+            t = time.perf_counter()
+            try:
+                systems[label] = make()
+                prep[label] = {"prepare_s": round(time.perf_counter() - t, 1)}
+            except Exception as e:
+                prep[label] = {"error": f"{type(e).__name__}: {e}"[:600]}
+
+        def xrec_sys(graphs: bool, precision: str):
+            cm = xrec.compile(m, zoo.example_inputs(m), target="triton",
+                              options={"aot": False, "mode": "gpu", "cuda_graphs": graphs, "precision": precision})
+            model = cm._run.model
+            return lambda dense, idx, off: model(dense, *idx, *off)[0]
+
+        def eager():
+            def fn(dense, idx, off):
+                with torch.inference_mode():
+                    return mc(dense, idx, off)
+            return fn
+
+        def inductor(mode):
+            compiled = torch.compile(mc, mode=mode)
+
+            def fn(dense, idx, off):
+                with torch.inference_mode():
+                    return compiled(dense, idx, off)
+            return fn
+
+        add("xrec-graphs-ieee", lambda: xrec_sys(True, "ieee"))
+        add("xrec-graphs-tf32x3", lambda: xrec_sys(True, "tf32x3"))
+        add("xrec-nographs-ieee", lambda: xrec_sys(False, "ieee"))
+        add("eager", eager)
+        add("inductor", lambda: inductor(None))
+        add("inductor-max-autotune", lambda: inductor("max-autotune"))
+        rows = []
+        for b in batches:
+            if left(deadline) < 15:
+                rows.append({"batch": b, "skipped": "out of time"})
+                continue
+            dense, idx, off = zoo.make_inputs(m, b, seed=b)
+            gin = (dense.cuda(), [i.cuda() for i in idx], [o.cuda() for o in off])
+            with torch.no_grad():
+                want = m(dense, idx, off)
+            times: dict = {k: [] for k in systems}
+            errs: dict = {}
+            for label, fn in list(systems.items()):       # first calls: compile / capture, then check
+                if label == "inductor-max-autotune" and left(deadline) < 90:
+                    errs[label] = {"error": "skipped: too little time left to autotune for this batch"}
+                    systems.pop(label)
+                    times.pop(label)
+                    continue
+                t = time.perf_counter()
+                try:
+                    got = fn(*gin)
                     torch.cuda.synchronize()
-                    a.record()
-                    fn()
-                    b.record()
-                    torch.cuda.synchronize()
-                    times.append(a.elapsed_time(b) * 1e-3)
-                else:                      # --cpu-smoke: the same code path in Triton's interpreter
-                    t0 = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
-            return statistics.median(times)
+                    errs[label] = {"first_call_s": round(time.perf_counter() - t, 2),
+                                   "max_abs_err": float((got.float().cpu() - want).abs().max())}
+                except Exception as e:
+                    errs[label] = {"error": f"{type(e).__name__}: {e}"[:600]}
+                    systems.pop(label)
+                    times.pop(label)
+            for _ in range(rounds):                       # interleaved: every system once per round
+                for label, fn in systems.items():
+                    times[label] += cuda_time(lambda: fn(*gin), reps=per_round, warmup=1)
+            row = {"batch": b, "systems": {k: {**summary(v), **errs.get(k, {})} for k, v in times.items()},
+                   "failed": {k: v for k, v in errs.items() if "error" in v}}
+            base = [row["systems"][k]["median_ms"] for k in ("inductor", "inductor-max-autotune") if k in row["systems"]]
+            if base:
+                fastest = min(base)
+                for k, v in row["systems"].items():
+                    v["vs_fastest_torch_compile"] = fastest / v["median_ms"]
+            rows.append(row)
+            out[name] = {"prepare": prep, "rows": rows}
+            save()
+            log(f"bench {name} batch {b}: " + ", ".join(f"{k} {v['median_ms']:.3f}" for k, v in row["systems"].items()))
+        out[name] = {"prepare": prep, "rows": rows, "wall_s": round(time.perf_counter() - t0, 1)}
+        del systems, mc
+        torch.cuda.empty_cache()
+    return out
 
-        t_xrec = timeit(lambda: model._launch(step, env, binds))
-        gi = [i.to(dev) for i in idx]
-        go = [o.to(dev) for o in off]
-        t_torch = timeit(lambda: [F.embedding_bag(i, t, o, mode="sum", include_last_offset=True)
-                                  for i, o, t in zip(gi, go, tables)])
-        rows.append({"batch": batch, "ids": nnz, "bytes": moved, "xrec_ms": t_xrec * 1e3,
-                     "xrec_GBps": moved / t_xrec / 1e9, "torch_per_table_ms": t_torch * 1e3,
-                     "torch_GBps": moved / t_torch / 1e9, "speedup": t_torch / t_xrec,
-                     "variant": {k: v for k, v in step.variants[0].constexprs.items()
-                                 if k in ("BLOCK_B", "L", "BLOCK_D")}})
-    return rows
+
+def _cuda_copy(m):
+    import copy
+    return copy.deepcopy(m).cuda()
 
 
+# ------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="triton_gpu.json")
-    p.add_argument("--quick", action="store_true", help="smaller tables and fewer repetitions")
-    p.add_argument("--skip", default="", help="comma-separated steps to skip: tests,check,bench,embedding")
-    p.add_argument("--cpu-smoke", action="store_true",
-                   help="without a GPU: run the embedding probe's code once in Triton's interpreter (no numbers)")
+    p.add_argument("--out", default="gpu_out", help="output folder (gpu_suite.json and logs)")
+    p.add_argument("--budget-s", type=float, default=480.0, help="stop starting new work after this many seconds")
+    p.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    p.add_argument("--server", default=None, help="an xrec-server binary (with its libraries in lib/ beside it)")
     a = p.parse_args(argv)
     import torch
-    if a.cpu_smoke:
-        rows = embedding_bandwidth((4,), 100, reps=1)
-        print(json.dumps({"cpu_smoke": True, "rows": rows}))
-        return 0
     if not torch.cuda.is_available():
         print("gpu_suite: torch sees no CUDA device here; nothing was run (this suite needs a real GPU)")
         return 2
-    skip = set(filter(None, a.skip.split(",")))
-    py = sys.executable
-    rows_opt = ["--max-rows", "100000"] if a.quick else []
-    res: dict = {"device": torch.cuda.get_device_name(0), "capability": list(torch.cuda.get_device_capability(0)),
-                 "torch": torch.__version__, "quick": a.quick, "steps": {}}
-    import triton
-    res["triton"] = triton.__version__
-    steps = res["steps"]
+    outdir = Path(a.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    steps = [s for s in a.steps.split(",") if s]
+    res: dict = {"command": " ".join([sys.executable, *sys.argv]), "budget_s": a.budget_s}
+    # fractions of the budget at which each step must have ended (a step may finish earlier)
+    ends = {"probe": 0.03, "tests": 0.25, "check": 0.45, "server": 0.52, "embedding": 0.68, "bench": 1.0}
 
     def save():
-        Path(a.out).write_text(json.dumps(res, indent=1))
+        (outdir / "gpu_suite.json").write_text(json.dumps(res, indent=1, default=str))
 
-    if "tests" not in skip:
-        steps["gpu_tests"] = run([py, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                                  "tests/targets/triton"], timeout=900)
-        save()
-    batches = ",".join(str(b) for b in BATCHES)
-    for model in MODELS:
-        if "check" not in skip:
-            steps[f"check_{model}"] = run([py, "-m", "xrec", "check", model, "--target", "triton", "--batches",
-                                           batches, "--json", *rows_opt], timeout=1200)
-            save()
-        if "bench" not in skip:
-            jf = Path(a.out).with_name(f"bench_{model}.json")
-            steps[f"bench_{model}"] = run([py, "-m", "xrec", "bench", model, "--target", "triton", "--baselines",
-                                           "eager,inductor", "--batch", batches, "--reps", "5" if a.quick else "20",
-                                           "--no-roofline", "--json", str(jf), *rows_opt], timeout=1800)
-            if jf.is_file():
-                steps[f"bench_{model}"]["result"] = json.loads(jf.read_text())
-            save()
-    if "embedding" not in skip:
+    for name in steps:
+        deadline = a.budget_s * ends[name]
+        log(f"step {name} (until {deadline:.0f} s)")
         t0 = time.perf_counter()
         try:
-            steps["embedding_kernel"] = {"rows": embedding_bandwidth(BATCHES, 100000 if a.quick else None,
-                                                                     reps=10 if a.quick else 50)}
-        except Exception as e:  # record and go on: this is a report, not a test
-            steps["embedding_kernel"] = {"error": f"{type(e).__name__}: {e}"}
-        steps["embedding_kernel"]["wall_s"] = round(time.perf_counter() - t0, 1)
+            if name == "probe":
+                r = step_probe(res)
+            elif name == "tests":
+                r = step_tests(res, deadline - (time.perf_counter() - T0))
+            elif name == "check":
+                r = step_check(res, deadline)
+            elif name == "server":
+                r = step_server(res, a.server)
+            elif name == "embedding":
+                r = step_embedding(res, deadline)
+            else:
+                r = step_bench(res, deadline, save)
+        except Exception as e:
+            r = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-4000:]}
+        r = r if isinstance(r, dict) else {"result": r}
+        r["step_wall_s"] = round(time.perf_counter() - t0, 1)
+        res[name] = r
         save()
-    for name, s in steps.items():
-        print(f"{name:24s} rc={s.get('rc', '-')!s:8s} {s.get('wall_s', '')} s")
+        log(f"step {name} done in {r['step_wall_s']} s")
     save()
-    print(f"wrote {a.out}")
-    return 0 if all(s.get("rc", 0) == 0 for s in steps.values()) else 1
+    print(f"wrote {outdir / 'gpu_suite.json'}")
+    return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("XREC_QUIET", "0")
+    os.environ.setdefault("XREC_QUIET", "1")
     sys.exit(main())
