@@ -26,8 +26,6 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
-from .cli import VARIANTS
-
 
 class Unavailable(Exception):
     """This system cannot run here or on this model; the message says why."""
@@ -327,16 +325,6 @@ def _tvm(gather: bool) -> Callable[[ModelContext], Prepared]:
 
 
 # --------------------------------------------------------------------------- xrec
-
-
-def parse_variants(text: str | None) -> list[str]:
-    """'fp32,int8,int4' -> the compression variants of each xrec target (default: fp32 only)."""
-    names = [x.strip() for x in (text or "fp32").split(",") if x.strip()]
-    bad = [n for n in names if n not in VARIANTS]
-    if bad or not names:
-        raise ValueError(f"unknown --quantize variant(s) {', '.join(bad) or repr(text)}; known: "
-                         f"{', '.join(VARIANTS)} (fp32 = no compression)")
-    return list(dict.fromkeys(names))
 
 
 def xrec_system_name(target: str, variant: str | None = None) -> str:
