@@ -2,7 +2,7 @@
 
 As in MicroRec/FleetRec, the FPGA does the memory-bound part: every
 embedding table is placed in an HBM pseudo-channel, a DDR bank or on-chip
-RAM (pass ``place_tables``), and one gather-pool unit per channel reads ids,
+RAM (this target's stage ``place_tables``, placement.py), and one gather-pool unit per channel reads ids,
 fetches rows in 512-bit bursts, dequantizes and pools them. A pruned table
 (pass ``prune_embeddings``: compact table + int32 remap) is gathered through
 its remap: a lookup stage before the row burst, pruned ids fetch nothing and
@@ -36,8 +36,10 @@ import shutil
 
 from xrec.config import knobs
 
+from xrec.passes import register_pass
+
 from .. import Capabilities, Target, get_target, register_target
-from xrec.passes.place_tables import MemoryConfig, place, plan_of
+from .placement import MemoryConfig, place, plan_of
 
 OPTIONS: dict[str, tuple[object, str]] = {
     "host": (None, "target for the dense part: 'cpu' | 'reference' (default: cpu when available)"),
@@ -158,6 +160,12 @@ class HlsTarget(Target):
     def load(self, artifact, options):
         from .runtime import make_runner
         return make_runner(self, artifact, self.parse_options(options))
+
+
+@register_pass("place_tables", stage="layout")
+def place_tables(g, **config):
+    """Assign embedding tables to HBM/DDR channels and on-chip RAM, balancing bytes read per query (hls stage)."""
+    return place(g, MemoryConfig(**config))
 
 
 register_target(HlsTarget())

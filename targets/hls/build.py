@@ -10,7 +10,7 @@ import numpy as np
 from xrec.artifact import ArtifactWriter
 from xrec.config import knobs
 from xrec.passes import run_pipeline
-from xrec.passes.place_tables import plan_of
+from .placement import plan_of
 from xrec.progress import step
 
 from .. import get_target

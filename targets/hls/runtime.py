@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from xrec.artifact import open_artifact
-from xrec.passes.place_tables import plan_of
+from .placement import plan_of
 
 from .. import get_target
 from .csim import CSimError, run_csim

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from xrec.ir import Graph
-from xrec.passes.place_tables import BEAT_BYTES, Plan, TablePlan, UnitPlan, gather_nodes, node_features
+from .placement import BEAT_BYTES, Plan, TablePlan, UnitPlan, gather_nodes, node_features
 
 KERNEL = "xrec_gather"
 MODE_RUN = 0

@@ -16,7 +16,7 @@ import numpy as np
 
 from xrec.ir import Graph, Node, Op, make_attrs
 from xrec.ir.graph import dead_code_eliminate
-from xrec.passes.place_tables import gather_nodes
+from .placement import gather_nodes
 
 POOLED_PREFIX = "pooled:"
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from xrec.ir.interpreter import gather_rows
 from xrec.ir.types import DType, TensorType
-from xrec.passes.place_tables import BEAT_BYTES, LAYOUT_FORMATS, row_bytes
+from .placement import BEAT_BYTES, LAYOUT_FORMATS, row_bytes
 from xrec.passes.quantize_embeddings import encode_table
 
 

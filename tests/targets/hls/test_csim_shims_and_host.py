@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from xrec.config import knobs
-from xrec.passes.place_tables import MemoryConfig, place, plan_of
+from xrec.targets.hls.placement import MemoryConfig, place, plan_of
 from xrec.targets import get_target
 from xrec.targets.hls.emit_host import emit_host
 from xrec.targets.hls.headers import HeadersNotFound, ap_types_dir, shim_dir, xrt_include_dir, xrt_stub_dir

@@ -11,7 +11,7 @@ import pytest
 
 import xrec
 from xrec.ir import DType, run_graph
-from xrec.passes.place_tables import plan_of
+from xrec.targets.hls.placement import plan_of
 from xrec.targets import get_target
 from xrec.targets.hls import report as hls_report
 from xrec.targets.hls.spec import kernel_spec

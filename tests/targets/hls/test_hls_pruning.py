@@ -20,7 +20,7 @@ from xrec import zoo
 from xrec.config import knobs
 from xrec.ir import DType, Op, feature_inputs, run_graph
 from xrec.passes import run_pipeline
-from xrec.passes.place_tables import plan_of
+from xrec.targets.hls.placement import plan_of
 from xrec.targets import get_target
 from xrec.targets.hls import report as hls_report
 from xrec.targets.hls.headers import xrt_stub_dir

@@ -10,7 +10,7 @@ import torch
 import xrec
 from xrec import zoo
 from xrec.cli import main as cli_main
-from xrec.passes.place_tables import plan_of
+from xrec.targets.hls.placement import plan_of
 from xrec.targets import get_target
 from xrec.targets.hls.tables import effective_table
 from xrec.testing import check_model, edge_case_inputs

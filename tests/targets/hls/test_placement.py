@@ -1,4 +1,5 @@
-"""place_tables: embedding tables onto HBM/DDR channels and on-chip RAM, balanced by bytes per query."""
+"""The hls target's placement stage (place_tables): embedding tables onto HBM/DDR channels and on-chip RAM,
+balanced by bytes per query."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from xrec import zoo
 from xrec.ir import BATCH, DType, Graph, GraphBuilder, GroupFeature, JaggedType, Op, TensorType, run_graph, sym, verify
 from xrec.ir.serialize import graph_from_json, graph_to_json
 from xrec.passes import get_pass, run_pipeline
-from xrec.passes.place_tables import (BEAT_BYTES, MemoryConfig, make_plan, place, plan_of)
+from xrec.targets.hls.placement import (BEAT_BYTES, MemoryConfig, make_plan, place, plan_of)
 
 
 def group_graph(shapes, name="g", seed=0) -> Graph:
@@ -48,8 +49,11 @@ SHAPES = [(3000, 64), (40, 16), (900, 32), (12000, 16), (5, 8), (700, 128), (250
           (8000, 32), (300, 16), (1500, 64)]
 
 
-def test_registered_as_a_layout_pass():
+def test_the_hls_target_registers_placement_as_its_layout_stage():
+    from xrec.targets import get_target
     assert get_pass("place_tables").stage == "layout"
+    t = get_target("hls")
+    assert [p[0] for p in t.passes(t.parse_options({}))] == ["place_tables"]
 
 
 def test_every_table_is_placed_once_within_channel_capacity():
