@@ -46,8 +46,11 @@ class HlsStyle(CStyle):
     def dataflow(self) -> str:
         return self.pragma("DATAFLOW")
 
-    def inline_off(self) -> str:
-        return self.pragma("INLINE off")
+    def inline(self) -> str:
+        return self.pragma("INLINE")
+
+    def unroll(self) -> str:
+        return self.pragma("UNROLL")
 
     def m_axi(self, port: str, bundle: str, depth: int, outstanding: int, burst: int,
               write: bool = False) -> str:

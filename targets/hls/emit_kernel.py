@@ -26,13 +26,15 @@ counts every trip (ids, rows, beats, chunks) for the cycle report.
 """
 from __future__ import annotations
 
+from string import Template
+
 from ..cstyle import CodeWriter
 from .dialect import HlsStyle
 from .spec import KERNEL, MODE_LOAD, MODE_RUN, KernelSpec, UnitSpec, value_bytes
 
 S = HlsStyle()
 
-PRELUDE = r"""
+PRELUDE = Template(r"""
 #include <ap_int.h>
 #include <hls_stream.h>
 #include <stdint.h>
@@ -108,10 +110,10 @@ static inline float xrec_f16(uint32_t h) {
 // NB bytes (2 or 4) at byte offset OFF of a row, little-endian (may straddle two beats)
 template <int OFF, int NB, int MAXB>
 static inline uint32_t xrec_row_bytes(const xrec_row_t<MAXB>& r) {
-#pragma HLS INLINE
+$inline
   uint32_t v = 0;
   for (int i = 0; i < NB; i++) {
-#pragma HLS UNROLL
+$unroll
     const int b = OFF + i;
     v |= (uint32_t)r.w[b / 64].range(8 * (b % 64) + 7, 8 * (b % 64)).to_uint() << (8 * i);
   }
@@ -124,12 +126,12 @@ static inline uint32_t xrec_row_bytes(const xrec_row_t<MAXB>& r) {
 // (table, rows, pad are constants at every call site: after inlining they cost no logic)
 static void xrec_tokens_bag(int n, int table, int rows, int pad, hls::stream<xrec_raw_t>& raw_s,
                             hls::stream<xrec_tok_t>& id_s) {
-#pragma HLS INLINE
+$inline
   XREC_TCOUNT(table, bags, 1);
   xrec_tok_t held = {0, 0.0f, false, false};
   bool have = false;
   TOKENS: for (int j = 0; j <= n; j++) {   // the extra iteration flushes the held id
-#pragma HLS PIPELINE II=1
+$pipeline
     if (j < n) {
       xrec_raw_t r = raw_s.read();
 #ifndef __SYNTHESIS__
@@ -162,9 +164,9 @@ static void xrec_tokens_bag(int n, int table, int rows, int pad, hls::stream<xre
 // REMAP is the table's int32 remap (an m_axi port or on-chip RAM), one 4-byte read per id.
 static void xrec_remap_bag(int table, const int* remap, int phys_rows, hls::stream<xrec_tok_t>& in_s,
                            hls::stream<xrec_tok_t>& out_s) {
-#pragma HLS INLINE
+$inline
   REMAP: for (;;) {
-#pragma HLS PIPELINE II=1
+$pipeline
     xrec_tok_t t = in_s.read();
     if (!t.empty) {
       int p = remap[t.id];
@@ -186,9 +188,9 @@ static void xrec_remap_bag(int table, const int* remap, int phys_rows, hls::stre
 
 // ---- remap stage, one bag of a table that is not pruned: tokens pass through
 static void xrec_pass_bag(hls::stream<xrec_tok_t>& in_s, hls::stream<xrec_tok_t>& out_s) {
-#pragma HLS INLINE
+$inline
   PASS: for (;;) {
-#pragma HLS PIPELINE II=1
+$pipeline
     xrec_tok_t t = in_s.read();
     out_s.write(t);
     if (t.empty || t.last) break;
@@ -200,14 +202,14 @@ static void xrec_pass_bag(hls::stream<xrec_tok_t>& in_s, hls::stream<xrec_tok_t>
 template <int FMT, int SB, int CHUNKS, int MAXB>
 static void xrec_dequant_bag(int unit, hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<xrec_ctl_t>& ctl_in,
                              hls::stream<xrec_ctl_t>& ctl_out, hls::stream<xrec_vec_t>& vec_s) {
-#pragma HLS INLINE
+$inline
   xrec_row_t<MAXB> row;
-#pragma HLS ARRAY_PARTITION variable=row.w complete dim=1
+$partition_row
   xrec_ctl_t k = {0.0f, false, false, false};
   float scale = 0.0f, bias = 0.0f;
   int c = 0;
   DEQUANT: for (;;) {
-#pragma HLS PIPELINE II=1
+$pipeline
     if (c == 0) {
       k = ctl_in.read();
       ctl_out.write(k);
@@ -225,7 +227,7 @@ static void xrec_dequant_bag(int unit, hls::stream<xrec_row_t<MAXB> >& row_s, hl
     }
     xrec_vec_t v;
     for (int e = 0; e < 16; e++) {
-#pragma HLS UNROLL
+$unroll
       if (FMT == XREC_FP32) {
         v.v[e] = xrec_f32((uint32_t)row.w[c].range(32 * e + 31, 32 * e).to_uint());
       } else if (FMT == XREC_FP16 || FMT == XREC_BF16) {
@@ -252,7 +254,8 @@ static void xrec_dequant_bag(int unit, hls::stream<xrec_row_t<MAXB> >& row_s, hl
     }
   }
 }
-"""
+""").substitute(inline=S.inline(), unroll=S.unroll(), pipeline=S.pipeline(1),
+                         partition_row=S.array_partition("row.w"))
 
 
 def _fetch_variant(beats: int) -> str:
@@ -261,9 +264,9 @@ def _fetch_variant(beats: int) -> str:
 template <int MAXB>
 static void xrec_fetch_bag_b{beats}(int table, const xrec_word_t* tab, hls::stream<xrec_tok_t>& id_s,
                                   hls::stream<xrec_row_t<MAXB> >& row_s, hls::stream<xrec_ctl_t>& ctl_s) {{
-#pragma HLS INLINE
+{S.inline()}
   FETCH: for (;;) {{
-#pragma HLS PIPELINE II={beats}
+{S.pipeline(beats)}
     // II={beats}: a row is one burst of {beats} 512-bit beats, one beat per cycle
     xrec_tok_t tok = id_s.read();
     if (tok.empty) {{
@@ -274,7 +277,7 @@ static void xrec_fetch_bag_b{beats}(int table, const xrec_word_t* tab, hls::stre
     const bool zero = tok.id < 0;     // pruned (remap -1): no burst, the row pools as zeros
     if (!zero) {{
       xrec_row_t<MAXB> row;
-#pragma HLS ARRAY_PARTITION variable=row.w complete dim=1
+{S.array_partition("row.w")}
       memcpy((void*)row.w, (const void*)(tab + (long long)tok.id * {beats}), {beats} * sizeof(xrec_word_t));
       XREC_TCOUNT(table, rows, 1);
       XREC_TCOUNT(table, beats, {beats});
@@ -300,26 +303,26 @@ def _pool_variant(chunks: int, lanes: int, fadd: int) -> str:
 template <int MODE, bool PSW>
 static void xrec_pool_bag_c{chunks}_l1(int unit, hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s,
                                    hls::stream<xrec_vec_t>& out_s) {{
-#pragma HLS INLINE
+{S.inline()}
   float acc[{chunks}][16];
-#pragma HLS ARRAY_PARTITION variable=acc complete dim=2
-#pragma HLS DEPENDENCE variable=acc type=inter direction=RAW dependent=true distance={chunks}
+{S.array_partition("acc", dim=2)}
+{S.dependence("acc", chunks)}
   xrec_ctl_t k = {{0.0f, false, false, false}};
   int c = 0, n = 0;
   POOL: for (;;) {{
-#pragma HLS PIPELINE II={ii}
+{S.pipeline(ii)}
     // II={ii}: {'one vector per cycle' if ii == 1 else f'the same accumulator comes back every {chunks} cycles, an fp32 add takes {fadd}'}
     if (c == 0) k = ctl_s.read();
     xrec_vec_t o;
     if (k.empty) {{
       for (int e = 0; e < 16; e++) {{
-#pragma HLS UNROLL
+{S.unroll()}
         o.v[e] = 0.0f;
       }}
     }} else {{
       xrec_vec_t v = vec_s.read();
       for (int e = 0; e < 16; e++) {{
-#pragma HLS UNROLL
+{S.unroll()}
         float x = PSW ? {wx} : v.v[e];
         float a = acc[c][e];
         a = (n == 0) ? x : (MODE == XREC_MAX) ? {mx} : {ad};
@@ -346,21 +349,21 @@ static void xrec_pool_bag_c{chunks}_l1(int unit, hls::stream<xrec_ctl_t>& ctl_s,
 template <int MODE, bool PSW>
 static void xrec_pool_bag_c{chunks}_l{lanes}(int unit, hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s,
                                    hls::stream<xrec_vec_t>& out_s) {{
-#pragma HLS INLINE
+{S.inline()}
   float acc[{lanes}][{chunks}][16];
-#pragma HLS ARRAY_PARTITION variable=acc complete dim=3
-#pragma HLS DEPENDENCE variable=acc type=inter direction=RAW dependent=true distance={fadd}
+{S.array_partition("acc", dim=3)}
+{S.dependence("acc", fadd)}
   xrec_ctl_t k = {{0.0f, false, false, false}};
   int c = 0, n = 0, lane = 0, rows = 0, drain = 0;
   bool draining = false;
   POOL: for (;;) {{
-#pragma HLS PIPELINE II=1
+{S.pipeline(1)}
     if (!draining) {{
       if (c == 0) k = ctl_s.read();
       if (!k.empty) {{
         xrec_vec_t v = vec_s.read();
         for (int e = 0; e < 16; e++) {{
-#pragma HLS UNROLL
+{S.unroll()}
           float x = PSW ? {wx} : v.v[e];
           float a = acc[lane][c][e];
           acc[lane][c][e] = (n < {lanes}) ? x : (MODE == XREC_MAX) ? {mx} : {ad};
@@ -384,10 +387,10 @@ static void xrec_pool_bag_c{chunks}_l{lanes}(int unit, hls::stream<xrec_ctl_t>& 
         const int kk = drain - {fadd - chunks};
         xrec_vec_t o;
         for (int e = 0; e < 16; e++) {{
-#pragma HLS UNROLL
+{S.unroll()}
           float a = acc[0][kk][e];
           for (int l = 1; l < {lanes}; l++) {{
-#pragma HLS UNROLL
+{S.unroll()}
             float x = acc[l][kk][e];
             if (l < rows) a = (MODE == XREC_MAX) ? {mx} : {ad};
           }}
@@ -531,7 +534,7 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
             w.line("xrec_vec_t v = out_s.read();")
             w.line(f"{S.word_type} word;")
             with w.block("for (int e = 0; e < 16; e++)"):
-                w.line(S.pragma("UNROLL"))
+                w.line(S.unroll())
                 w.line("word.range(32 * e + 31, 32 * e) = xrec_bits(v.v[e]);")
             w.line("out[i] = word;")
             w.line(f"XREC_UCOUNT({uid}, out_beats, 1);")
