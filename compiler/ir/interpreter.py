@@ -2,6 +2,9 @@
 
 Every pass is checked by running this before and after it; targets are
 checked against it and against PyTorch eager. It favours clarity over speed.
+
+Its rules are the ``"reference"`` target's lowering rules in the registry
+(xrec.lowering): a new op registers its meaning here first.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..lowering import TargetLowering, register_lowering, rules_of
 from .bind import Binder
 from .graph import Graph, Node, feature_inputs, mlp_layers
 from .ops import Op
@@ -106,11 +110,16 @@ def _np_dtype(t) -> np.dtype:
     return t.dtype.to_numpy()
 
 
+TARGET = "reference"
+
+
 class Interpreter:
     def __init__(self, g: Graph):
         self.g = g
         ins = g.input_nodes
         self.binder = Binder([n.type for n in ins], [n.attr("name") for n in ins])
+        low = TargetLowering(TARGET)
+        self.rules = {n.name: low.rule(n) for n in g.nodes if n.op is not Op.INPUT}
 
     def run(self, flat_inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         g = self.g
@@ -124,7 +133,7 @@ class Interpreter:
             if n.op is Op.INPUT:
                 continue
             args = [env[i] for i in n.inputs]
-            env[n.name] = IMPLS[n.op](self, n, args, binds)
+            env[n.name] = self.rules[n.name](self, n, args, binds)
         return [env[o] for o in g.outputs]
 
 
@@ -290,7 +299,7 @@ def i_index(it, n, args, b):
     return x[(slice(None),) * d + tuple(a.astype(np.int64) for a in args[1:])]
 
 
-IMPLS: dict[Op, Callable] = {
+_RULES: dict[Op, Callable] = {
     Op.PARAM: i_param, Op.FULL: i_full, Op.JAGGED: i_jagged,
     Op.EMBEDDING: i_embedding, Op.EMBEDDING_BAG: i_embedding_bag, Op.EMBEDDING_BAG_GROUP: i_group,
     Op.LINEAR: i_linear, Op.MATMUL: _binary(np.matmul), Op.MLP: i_mlp,
@@ -308,6 +317,12 @@ IMPLS: dict[Op, Callable] = {
     Op.RESHAPE: i_reshape, Op.PERMUTE: i_permute, Op.EXPAND: i_expand, Op.CAT: i_cat,
     Op.SLICE: i_slice, Op.INDEX: i_index,
 }
+for _op, _rule in _RULES.items():
+    register_lowering(_op, TARGET)(_rule)
+
+# the interpreter's rules, op -> fn(interpreter, node, input values, symbol bindings) (a live view of the
+# registry's "reference" rules)
+IMPLS = rules_of(TARGET)
 _missing = set(Op) - set(IMPLS) - {Op.INPUT}
 assert not _missing, f"ops the interpreter lacks: {_missing}"
 

@@ -5,21 +5,26 @@ from dataclasses import dataclass, field
 
 from xrec.ir import Graph, Node, Op
 from xrec.ir.types import BATCH
+from xrec.lowering import LoweringError, describe_node, register_lowering
 
 from . import layout as L
 from .mlir import ELEM, Builder, Value, ssa_name
 
 
-class LoweringError(Exception):
-    """The graph uses something the xla target cannot lower; names the op and where it came from."""
+TARGET = "xla"
 
 
-def _where(n: Node) -> str:
-    return f"%{n.name} = {n.op.value}(...)" + (f" at {n.loc}" if n.loc else "")
+def rule(*ops: Op):
+    """Decorator: register a function ``(ctx, node) -> Value`` as the xla lowering of ``ops``."""
+    return register_lowering(ops, TARGET)
+
+
+_where = describe_node
 
 
 def unsupported(n: Node, why: str) -> LoweringError:
-    return LoweringError(f"xla target: cannot lower {_where(n)}: {why}")
+    """The xla target cannot lower ``n`` (for a reason other than a missing rule)."""
+    return LoweringError(why, target=TARGET, node=n)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Lowered:
     args: list[dict] = field(default_factory=list)
     features: list[FeatureSlot] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
+    fallbacks: list[dict] = field(default_factory=list)   # fallbacks taken (xrec.lowering), for the manifest
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Plan:
     layout: L.Layout
     budgets: dict               # feature name -> ids per bag
     weights: str = "args"       # "args" | "constants"
+    strict: bool = False        # refuse listed fallbacks (the xla target lists none)
 
 
 # ---------------------------------------------------------------- context

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from xrec.ir import Node, mlp_layers
+from xrec.ir import Node, Op, mlp_layers
 
 from . import layout as L
-from .context import Ctx, unsupported
+from .context import Ctx, rule, unsupported
 from .mlir import Builder, Value
 
 
@@ -83,14 +83,17 @@ def _dense_chain(c: Ctx, n: Node, x_name: str, layers: list[tuple[str, str | Non
     return b.slice_dim(out, out.rank - 1, 0, n_out)
 
 
+@rule(Op.MLP)
 def lower_mlp(c: Ctx, n: Node) -> Value:
     return _dense_chain(c, n, n.inputs[0], mlp_layers(n))
 
 
+@rule(Op.LINEAR)
 def lower_linear(c: Ctx, n: Node) -> Value:
     return _dense_chain(c, n, n.inputs[0], [(n.inputs[1], n.inputs[2] if len(n.inputs) > 2 else None, "none")])
 
 
+@rule(Op.CROSS_LAYER)
 def lower_cross(c: Ctx, n: Node) -> Value:
     """x0 * (W xl + b) + xl (low rank: W (V xl)); padded lanes stay zero, so the padded copy is kept."""
     b, lay = c.b, c.lay
@@ -114,6 +117,7 @@ def lower_cross(c: Ctx, n: Node) -> Value:
     return b.slice_dim(out, 1, 0, k)
 
 
+@rule(Op.MATMUL)
 def lower_matmul(c: Ctx, n: Node) -> Value:
     b = c.b
     a, w = c.value(n, n.inputs[0]), c.value(n, n.inputs[1])
@@ -131,6 +135,7 @@ def lower_matmul(c: Ctx, n: Node) -> Value:
     return b.reshape(y, c.shape(n))
 
 
+@rule(Op.DOT_INTERACTION)
 def lower_dot_interaction(c: Ctx, n: Node) -> Value:
     b = c.b
     t = c.value(n, n.inputs[0])
@@ -144,6 +149,7 @@ def lower_dot_interaction(c: Ctx, n: Node) -> Value:
     return b.gather(flat, b.array(idx), 1, 1)
 
 
+@rule(Op.FM)
 def lower_fm(c: Ctx, n: Node) -> Value:
     b = c.b
     v = c.value(n, n.inputs[0])

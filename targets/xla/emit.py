@@ -1,8 +1,9 @@
 """xrec IR (after the default pipeline) -> one StableHLO module with static shapes.
 
-Lowering rules live in ``LOWERINGS``, one function per IR op (dense layers in
-``dense.py``, embedding ops in ``sparse.py``, the rest here); each reads the
-node's inputs as :class:`~.mlir.Value`s and returns the node's value. The
+Lowering rules are registered in xrec.lowering's registry for target "xla"
+(``@rule(Op...)``: dense layers in ``dense.py``, embedding ops in
+``sparse.py``, the rest here); each reads the node's inputs as
+:class:`~.mlir.Value`s and returns the node's value. The
 batch symbol ``B`` becomes the executable's static batch; sparse features
 arrive bucketed (see ``bucketing.py``) in two arguments shared by all
 features: ``ids [B, sum M_f]`` and ``lengths [B, F]`` int32 (plus
@@ -25,8 +26,10 @@ from xrec.ir import Graph, Node, Op
 from xrec.ir.types import BATCH
 
 from . import layout as L
+from xrec.lowering import TargetLowering, rules_of
+
 from .context import FeatureSlot, LoweringError
-from .context import Ctx, Lowered, Plan, _where, unsupported
+from .context import TARGET, Ctx, Lowered, Plan, _where, rule, unsupported
 from .dense import (activation, lower_cross, lower_dot_interaction, lower_fm, lower_linear, lower_matmul,
                     lower_mlp)
 from .mlir import ELEM, Value, tensor_type
@@ -42,6 +45,8 @@ _BINARY = {Op.ADD: "add", Op.SUB: "subtract", Op.MUL: "multiply", Op.DIV: "divid
            Op.MAXIMUM: "maximum", Op.MINIMUM: "minimum"}
 
 
+@rule(Op.RELU, Op.SIGMOID, Op.TANH, Op.GELU, Op.SILU, Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT, Op.ABS, Op.CLAMP,
+      Op.CAST)
 def lower_unary(c: Ctx, n: Node) -> Value:
     x = c.value(n, n.inputs[0])
     if n.op in _UNARY:
@@ -64,6 +69,7 @@ def lower_unary(c: Ctx, n: Node) -> Value:
     raise unsupported(n, "no lowering rule")
 
 
+@rule(*_BINARY)
 def lower_binary(c: Ctx, n: Node) -> Value:
     shape = c.shape(n)
     a = c.b.broadcast_to(c.value(n, n.inputs[0]), shape)
@@ -80,6 +86,7 @@ def _reduce_dims(c: Ctx, n: Node, x: Value) -> list[int]:
     return dims
 
 
+@rule(Op.SUM, Op.MEAN, Op.AMAX, Op.NORM)
 def lower_reduce(c: Ctx, n: Node) -> Value:
     b = c.b
     x = c.value(n, n.inputs[0])
@@ -105,6 +112,7 @@ def lower_reduce(c: Ctx, n: Node) -> Value:
     return b.reshape(r, c.shape(n))
 
 
+@rule(Op.LAYER_NORM)
 def lower_layer_norm(c: Ctx, n: Node) -> Value:
     b = c.b
     x = c.value(n, n.inputs[0])
@@ -128,23 +136,28 @@ def lower_layer_norm(c: Ctx, n: Node) -> Value:
     return y
 
 
+@rule(Op.RESHAPE)
 def lower_reshape(c: Ctx, n: Node) -> Value:
     return c.b.reshape(c.value(n, n.inputs[0]), c.shape(n))
 
 
+@rule(Op.PERMUTE)
 def lower_permute(c: Ctx, n: Node) -> Value:
     return c.b.transpose(c.value(n, n.inputs[0]), n.attr("perm"))
 
 
+@rule(Op.EXPAND)
 def lower_expand(c: Ctx, n: Node) -> Value:
     return c.b.broadcast_to(c.value(n, n.inputs[0]), c.shape(n))
 
 
+@rule(Op.CAT)
 def lower_cat(c: Ctx, n: Node) -> Value:
     xs = [c.value(n, i) for i in n.inputs]
     return c.b.concat(xs, n.attr("dim") % xs[0].rank)
 
 
+@rule(Op.SLICE)
 def lower_slice(c: Ctx, n: Node) -> Value:
     x = c.value(n, n.inputs[0])
     d = n.attr("dim") % x.rank
@@ -153,6 +166,7 @@ def lower_slice(c: Ctx, n: Node) -> Value:
     return c.b.slice_dim(x, d, start, stop, step)
 
 
+@rule(Op.INDEX)
 def lower_index(c: Ctx, n: Node) -> Value:
     b = c.b
     x = c.value(n, n.inputs[0])
@@ -167,6 +181,7 @@ def lower_index(c: Ctx, n: Node) -> Value:
     return b.gather(x, idx, d, len(parts))
 
 
+@rule(Op.FULL)
 def lower_full(c: Ctx, n: Node) -> Value:
     return c.b.full(n.attr("value"), c.shape(n), ELEM[n.type.dtype.value])
 
@@ -175,19 +190,8 @@ def lower_param(c: Ctx, n: Node) -> Value:
     return c.weight(n, n.name, {})
 
 
-LOWERINGS = {
-    Op.EMBEDDING_BAG_GROUP: lower_group, Op.EMBEDDING_BAG: lower_bag, Op.EMBEDDING: lower_embedding,
-    Op.MLP: lower_mlp, Op.LINEAR: lower_linear, Op.MATMUL: lower_matmul, Op.CROSS_LAYER: lower_cross,
-    Op.DOT_INTERACTION: lower_dot_interaction, Op.FM: lower_fm,
-    Op.SUM: lower_reduce, Op.MEAN: lower_reduce, Op.AMAX: lower_reduce, Op.NORM: lower_reduce,
-    Op.LAYER_NORM: lower_layer_norm,
-    Op.RESHAPE: lower_reshape, Op.PERMUTE: lower_permute, Op.EXPAND: lower_expand, Op.CAT: lower_cat,
-    Op.SLICE: lower_slice, Op.INDEX: lower_index, Op.FULL: lower_full,
-    **{op: lower_unary for op in (Op.RELU, Op.SIGMOID, Op.TANH, Op.GELU, Op.SILU, Op.NEG, Op.EXP, Op.LOG,
-                                  Op.SQRT, Op.RSQRT, Op.ABS, Op.CLAMP, Op.CAST)},
-    **{op: lower_binary for op in _BINARY},
-}
-_LAZY = {Op.PARAM}          # lowered on first use (so layouts can transform them)
+# op -> rule (a live view of the registry's "xla" rules)
+LOWERINGS = rules_of(TARGET)
 
 
 # ---------------------------------------------------------------- module
@@ -205,6 +209,7 @@ def _params_used_directly(g: Graph) -> set[str]:
 def lower_graph(g: Graph, plan: Plan) -> Lowered:
     c = Ctx(g, plan)
     b = c.b
+    low = TargetLowering(TARGET, strict=plan.strict)
     direct = _params_used_directly(g)
     # dense inputs become arguments; sparse ones are bucketed by their JAGGED node
     for n in g.input_nodes:
@@ -230,11 +235,9 @@ def lower_graph(g: Graph, plan: Plan) -> Lowered:
             if n.name in direct:
                 c.vals[n.name] = lower_param(c, n)
             continue
-        rule = LOWERINGS.get(n.op)
-        if rule is None:
-            raise unsupported(n, f"no lowering rule; the xla target lowers {', '.join(sorted(o.value for o in LOWERINGS))}")
+        lower_node = low.rule(n)
         b.comment(_describe(n))
-        v = rule(c, n)
+        v = lower_node(c, n)
         want = c.shape(n)
         if v.shape != want:
             raise AssertionError(f"xla lowering of {_where(n)} gave {v.type}, the IR says {want}")
@@ -259,7 +262,8 @@ def lower_graph(g: Graph, plan: Plan) -> Lowered:
             f"  func.func public @main(\n      {sig}) -> ({rtypes}) {{\n    {body}\n"
             f"    return {', '.join(v.ssa for v in results)} : {rtypes}\n  }}\n}}\n")
     slots = [c.slots[n.name] for n in g.nodes_of(Op.JAGGED)]
-    return Lowered(text=text, batch=plan.batch, args=[a[1] for a in args], features=slots, outputs=outs)
+    return Lowered(text=text, batch=plan.batch, args=[a[1] for a in args], features=slots, outputs=outs,
+                   fallbacks=low.fallbacks_used())
 
 
 def _describe(n: Node) -> str:

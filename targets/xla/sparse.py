@@ -10,7 +10,7 @@ from xrec.ir import formats
 from xrec.ir.types import DType
 
 from . import layout as L
-from .context import Ctx, FeatureSlot, unsupported
+from .context import Ctx, FeatureSlot, rule, unsupported
 from .mlir import ELEM, Value
 
 
@@ -104,6 +104,7 @@ def _pool_feature(c: Ctx, n: Node, fi: FeatureInputs, dim: int) -> Value:
     return pooled
 
 
+@rule(Op.EMBEDDING_BAG_GROUP)
 def lower_group(c: Ctx, n: Node) -> Value:
     outs = []
     for fi in feature_inputs(n):
@@ -111,6 +112,7 @@ def lower_group(c: Ctx, n: Node) -> Value:
     return c.b.concat(outs, 1)
 
 
+@rule(Op.EMBEDDING_BAG)
 def lower_bag(c: Ctx, n: Node) -> Value:
     fi = feature_inputs(n)[0]
     v = _pool_feature(c, n, fi, c.shape(n)[1])
@@ -184,6 +186,7 @@ def _features_reading(g: Graph, jag: str) -> list[int]:
     return out
 
 
+@rule(Op.EMBEDDING)
 def lower_embedding(c: Ctx, n: Node) -> Value:
     table_name, ids_name = n.inputs
     ids = c.b.convert(c.value(n, ids_name), "i32")
