@@ -52,6 +52,20 @@ def cmd_models(args) -> int:
 
 def cmd_targets(args) -> int:
     from xrec.targets import available_targets, get_target
+    if args.options:
+        try:
+            tgt = get_target(args.options)
+        except KeyError as e:
+            print(f"xrec: {e.args[0]}", file=sys.stderr)
+            return 2
+        opts = tgt.typed_options()
+        if opts is None:
+            print(f"target {tgt.name!r} still validates its options as a plain dict (no typed options yet); "
+                  f"see its module docstring")
+            return 0
+        print(f"options of target {tgt.name!r} (-O KEY=VALUE, or options={{...}} in xrec.compile):")
+        print(opts.help_text())
+        return 0
     for name, why in available_targets().items():
         try:
             desc = get_target(name).description
@@ -224,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("models", help="list the built-in model zoo")
     sp.set_defaults(fn=cmd_models)
     sp = sub.add_parser("targets", help="list targets and whether they work on this machine")
+    sp.add_argument("--options", metavar="TARGET", default=None,
+                    help="list the options of TARGET: name, type, default, choices, what it does")
     sp.set_defaults(fn=cmd_targets)
 
     sp = sub.add_parser("ir", help="print the IR of a model (optimized, or after a given pass)")

@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .options import TargetOptions
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -37,6 +39,9 @@ Runner = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
 class Target(ABC):
     name: str = ""
     description: str = ""
+    # the target's typed options (targets/options.py); a target that still overrides parse_options with
+    # its own dict validation may leave this as the base (which only knows ``strict``)
+    Options: type[TargetOptions] = TargetOptions
 
     def available(self) -> tuple[bool, str]:
         """Whether this machine can build and run the target, and if not, why."""
@@ -45,12 +50,17 @@ class Target(ABC):
     def capabilities(self, options: dict) -> Capabilities:
         return Capabilities()
 
-    def parse_options(self, options: dict | None) -> dict:
-        """Validate and complete target options; unknown keys are an error."""
-        options = dict(options or {})
-        if options:
-            raise ValueError(f"target {self.name!r} takes no options, got {sorted(options)}")
-        return options
+    def parse_options(self, options: dict | None) -> TargetOptions:
+        """Validate and complete target options: ``self.Options.parse`` (unknown or invalid options are a
+        ValueError listing the valid ones). The result is a frozen dataclass that also reads as a mapping;
+        write ``.as_dict()`` into the manifest."""
+        return self.Options.parse(options)
+
+    def typed_options(self) -> type[TargetOptions] | None:
+        """The options dataclass this target parses with, or None while it still validates a plain dict."""
+        if type(self).parse_options is not Target.parse_options:
+            return None
+        return self.Options
 
     tolerances: dict = {"rtol": 1e-4, "atol": 1e-6}
 

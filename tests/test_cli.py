@@ -27,6 +27,17 @@ def test_targets_says_which_work_here(capsys):
     assert code == 0 and "reference  available" in out
 
 
+def test_targets_options_lists_each_option_with_type_default_choices_and_doc(capsys):
+    code, out, _ = run(capsys, "targets", "--options", "xla")
+    assert code == 0
+    assert "  strict: bool = False  refuse" in out
+    assert "  dtype: str = 'f32' (one of f32, bf16)  weights and matmul operands" in out
+    code, out, _ = run(capsys, "targets", "--options", "reference")
+    assert code == 0 and out.count("\n  ") == 1 and "strict: bool" in out
+    code, _, err = run(capsys, "targets", "--options", "tpu9")
+    assert code == 2 and "unknown target 'tpu9'; known targets: reference" in err
+
+
 def test_ir_shows_the_group_and_the_interaction(capsys):
     code, out, _ = run(capsys, "ir", "dlrm-small", "--max-rows", "100")
     assert code == 0

@@ -11,41 +11,47 @@ and ``manifest.json`` ``target_info``: the static batch, the id budget of
 each sparse feature, every module argument with its role and weight layout,
 and the TPU cost and memory analysis.
 
-Options (``xrec.compile(..., target="xla", options={...})``):
-
-    batch=64                static batch of the executable (rounded up to 8 with pad);
-                            smaller requests are padded, larger ones split (or refused)
-    large_batch="split"     "split" | "error" for requests over ``batch``
-    max_ids_per_bag=None    int, or {feature: int} (xrec names "indices[3]" or zoo names "C4");
-                            default from the zoo spec's pooling, else 32
-    ids_multiplier=2.0      multi-hot budget = multiplier * pooling + 8, rounded up to 8 (for the
-                            zoo's 1 + Poisson(pooling - 1) bags, P(overflow) < 1e-9 per bag)
-    overflow="error"        "error" | "truncate" (keep the first ids of an over-long bag, warn)
-    pad=True                pad batch to 8 sublanes and dense dims to 128 lanes
-    dtype="f32"             "f32" | "bf16" (weights and matmul operands; f32 accumulation)
-    weights="args"          "args" (one executable serves new weights) | "constants" (baked in)
-    tpu="auto"              TPU topology to compile for ("v5e:2x2", ...); "auto": v5e:2x2 when
-                            libtpu is installed; None or "off": skip
+Options (``xrec.compile(..., target="xla", options={...})``, ``-O key=value``): :class:`XlaOptions`
+below, listed by ``xrec targets --options xla``.
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 from .. import Capabilities, Target, register_target
+from ..options import TargetOptions, at_least, option, positive_finite
 
-DEFAULTS = {
-    "batch": 64,
-    "large_batch": "split",
-    "max_ids_per_bag": None,
-    "ids_multiplier": 2.0,
-    "overflow": "error",
-    "pad": True,
-    "dtype": "f32",
-    "weights": "args",
-    "tpu": "auto",
-}
-_CHOICES = {"large_batch": ("split", "error"), "overflow": ("error", "truncate"), "dtype": ("f32", "bf16"),
-            "weights": ("args", "constants")}
+def _tpu_off(v):
+    return None if v in (None, False, "off", "none", "None") else v
+
+
+def _budgets_positive(v):
+    vals = list(v.values()) if isinstance(v, dict) else ([] if v is None else [v])
+    return None if all(x >= 1 for x in vals) else "needs ids per bag >= 1"
+
+
+@dataclass(frozen=True)
+class XlaOptions(TargetOptions):
+    target: ClassVar[str] = "xla"
+
+    batch: int = option(64, "static batch of the executable (rounded up to 8 with pad); smaller requests are "
+                            "padded, larger ones split (or refused)", check=at_least(1))
+    large_batch: str = option("split", "what a request over `batch` does", choices=("split", "error"))
+    max_ids_per_bag: int | dict[str, int] | None = option(
+        None, "id budget per bag: one int, or {feature: int} (xrec names 'indices[3]' or zoo names 'C4'); "
+              "default from the pooling statistics the frontend recorded, else 32", check=_budgets_positive)
+    ids_multiplier: float = option(2.0, "multi-hot budget = multiplier * mean pooling + 8, rounded up to 8",
+                                   check=positive_finite)
+    overflow: str = option("error", "a bag over its budget: fail, or keep its first ids and warn",
+                           choices=("error", "truncate"))
+    pad: bool = option(True, "pad the batch to 8 sublanes and dense dims to 128 lanes")
+    dtype: str = option("f32", "weights and matmul operands (f32 accumulation)", choices=("f32", "bf16"))
+    weights: str = option("args", "parameters as module arguments (one executable serves new weights) or "
+                                  "baked-in constants", choices=("args", "constants"))
+    tpu: str | None = option("auto", "TPU topology to compile for ('v5e:2x2', ...); 'auto': v5e:2x2 when libtpu "
+                                     "is installed; None or 'off': skip", before=_tpu_off)
+
 
 # bf16 weights and matmul operands (8 mantissa bits, unit roundoff 2^-9 = 2e-3) with fp32
 # accumulation: measured against PyTorch fp32 on every zoo model (max_rows 300, edge-case inputs
@@ -61,6 +67,7 @@ class XlaTarget(Target):
     name = "xla"
     description = "StableHLO module for TPUs (static shapes, bf16 option); runs on JAX's CPU client here"
     tolerances = {"rtol": 1e-4, "atol": 1e-6}
+    Options = XlaOptions
 
     def available(self):
         from .runtime import check_jax
@@ -69,36 +76,6 @@ class XlaTarget(Target):
     def capabilities(self, options):
         return Capabilities(vector_width=128, has_shared_memory=False, memory_channels=1, supports_int4=True,
                             supports_fp16=True, static_shapes=True, supports_pruning=True)
-
-    def parse_options(self, options):
-        opts = dict(options or {})
-        unknown = sorted(set(opts) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"target 'xla': unknown option(s) {unknown}; options: {', '.join(DEFAULTS)}")
-        out = {**DEFAULTS, **opts}
-        for k, choices in _CHOICES.items():
-            if out[k] not in choices:
-                raise ValueError(f"target 'xla': option {k}={out[k]!r}; choose one of {', '.join(choices)}")
-        if not isinstance(out["batch"], int) or isinstance(out["batch"], bool) or out["batch"] < 1:
-            raise ValueError(f"target 'xla': option batch must be an int >= 1, got {out['batch']!r}")
-        m = out["max_ids_per_bag"]
-        vals = list(m.values()) if isinstance(m, dict) else ([] if m is None else [m])
-        for v in vals:
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"target 'xla': max_ids_per_bag values must be ints >= 1, got {v!r}")
-        if m is not None and not isinstance(m, (int, dict)):
-            raise ValueError("target 'xla': max_ids_per_bag is an int or a {feature: int} dict")
-        if not (isinstance(out["ids_multiplier"], (int, float)) and out["ids_multiplier"] > 0
-                and math.isfinite(out["ids_multiplier"])):
-            raise ValueError(f"target 'xla': ids_multiplier must be > 0, got {out['ids_multiplier']!r}")
-        out["ids_multiplier"] = float(out["ids_multiplier"])
-        if out["tpu"] in (None, False, "off", "none"):
-            out["tpu"] = None
-        elif not isinstance(out["tpu"], str):
-            raise ValueError(f"target 'xla': option tpu is a topology like 'v5e:2x2', 'auto' or None, "
-                             f"got {out['tpu']!r}")
-        out["pad"] = bool(out["pad"])
-        return out
 
     def tolerances_for(self, options: dict) -> dict:
         """Tolerances an artifact built with ``options`` records (bf16 is looser than f32)."""
@@ -114,14 +91,15 @@ class XlaTarget(Target):
         from . import tpu
 
         options = self.parse_options(options)
-        lay = L.Layout(pad=options["pad"], dtype=options["dtype"])
-        if options["weights"] == "constants" and graph.param_bytes() > MAX_CONSTANT_BYTES:
+        lay = L.Layout(pad=options.pad, dtype=options.dtype)
+        if options.weights == "constants" and graph.param_bytes() > MAX_CONSTANT_BYTES:
             raise ValueError(f"target 'xla': weights='constants' would bake {graph.param_bytes() / 2**20:.0f} MiB "
                              f"into the module text (limit {MAX_CONSTANT_BYTES >> 20} MiB); use weights='args'")
         features = [j.attr("feature") for j in graph.nodes_of(Op.JAGGED)]
-        budgets = choose_budgets(graph, features, options["max_ids_per_bag"], options["ids_multiplier"])
-        plan = Plan(batch=lay.batch(options["batch"]), layout=lay,
-                    budgets={f: b.max_ids for f, b in budgets.items()}, weights=options["weights"])
+        budgets = choose_budgets(graph, features, options.max_ids_per_bag, options.ids_multiplier)
+        plan = Plan(batch=lay.batch(options.batch), layout=lay,
+                    budgets={f: b.max_ids for f, b in budgets.items()}, weights=options.weights,
+                    strict=options.strict)
         with step("emit StableHLO"):
             low = lower_graph(graph, plan)
         writer.write_text("src/model.mlir", low.text)
@@ -131,24 +109,25 @@ class XlaTarget(Target):
         (writer.path / "lib" / "model.stablehlo.bc").write_bytes(bc)
         info = {
             "batch": low.batch,
-            "requested_batch": options["batch"],
-            "overflow": options["overflow"],
-            "large_batch": options["large_batch"],
+            "requested_batch": options.batch,
+            "overflow": options.overflow,
+            "large_batch": options.large_batch,
             "args": low.args,
             "features": [f.__dict__ for f in low.features],
             "outputs": low.outputs,
         }
         writer.target_info.update({
-            "options": options,
+            "options": options.as_dict(),
+            "fallbacks": low.fallbacks,
             "module": info,
             "budgets": {f: {"max_ids_per_bag": b.max_ids, "source": b.source} for f, b in budgets.items()},
             "layout": {"pad": lay.pad, "lanes": L.LANES, "sublanes": L.SUBLANES, "dtype": lay.dtype,
-                       "precision": lay.precision, "weights": options["weights"]},
+                       "precision": lay.precision, "weights": options.weights},
             "stablehlo": {"file": "src/model.mlir", "portable_artifact": "lib/model.stablehlo.bc",
                           "portable_version": version, "jax": _jax_version()},
             "cpu": {"compile_s": round(cpu_s, 4)},
         })
-        topo = options["tpu"]
+        topo = options.tpu
         if topo == "auto":
             ok, why = tpu.available()
             topo = tpu.DEFAULT_TOPOLOGY if ok else None
