@@ -3,8 +3,8 @@
     xrec bench MODEL [--target cpu,...] [--baselines eager,inductor,...] [--batch 1,64,512,2048]
                      [--threads N] [--reps R] [--warmup W] [--max-rows N] [--json F] [--plot P.png]
                      [--quantize fp32,int8,int4] [--mode warm|cold] [--burst K]
-    xrec bench --kernel embedding-bag [--dims 64,128] [--pooling 1,10,50,200] [--rows ...] [--formats fp32,int8]
-    xrec bench --kernel linear | interaction
+    xrec bench --kernel embedding-bag [--dims 64,128] [--pooling 1,10,50,200] [--rows ...] [--formats fp32,int8,int4]
+    xrec bench --kernel linear | interaction [--kernels-at REV,...] [--clock wall|thread-cpu]
     xrec bench --render F.json [--markdown PAGE.md] [--plot P.png]
 
 Only stdlib at module level: torch and the optional systems load when a
@@ -19,10 +19,13 @@ import sys
 
 from xrec.passes.quantize_embeddings import QUANTIZE_CHOICES
 
+from .timing import CLOCKS
+
 DEFAULT_BATCHES = "1,64,512,2048"
 DEFAULT_BASELINES = ("eager,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
                      "tvm,tvm-gather")
 KERNELS = ("embedding-bag", "linear", "interaction")
+KERNEL_FORMATS = ("fp32", "int8", "int4")       # --kernel embedding-bag row formats (xrec.ir.formats names)
 DEFAULT_MODE, DEFAULT_BURST = "warm", 5
 VARIANTS = ("fp32",) + QUANTIZE_CHOICES       # bench variants: uncompressed + every compile --quantize choice
 
@@ -49,9 +52,9 @@ def _floats(text: str) -> list[float]:
 
 def _formats(text: str) -> list[str]:
     out = [x.strip() for x in text.split(",") if x.strip()]
-    bad = [x for x in out if x not in ("fp32", "int8")]
+    bad = [x for x in out if x not in KERNEL_FORMATS]
     if bad or not out:
-        raise argparse.ArgumentTypeError(f"formats are fp32 and int8, got {text!r}")
+        raise argparse.ArgumentTypeError(f"formats are {', '.join(KERNEL_FORMATS)}, got {text!r}")
     return out
 
 
@@ -133,13 +136,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     k.add_argument("--pooling", type=_floats, default=[1, 10, 50, 200], help="mean ids per bag (default 1,10,50,200)")
     k.add_argument("--rows", type=_ints, default=[1_000_000], help="rows per table (default 1000000)")
     k.add_argument("--tables", type=int, default=4, help="tables per embedding-bag module (default 4)")
-    k.add_argument("--formats", type=_formats, default=["fp32", "int8"], help="fp32,int8 (default both)")
+    k.add_argument("--formats", type=_formats, default=["fp32", "int8"],
+                   help=f"row formats, of {','.join(KERNEL_FORMATS)}; int8/int4 against FBGEMM's ops (default fp32,int8)")
     k.add_argument("--models", default="dlrm-small",
                    help="--kernel linear: zoo models whose Linear shapes to measure (default dlrm-small)")
     k.add_argument("--vectors", type=int, default=27,
                    help="--kernel interaction: vectors interacting (default 27, dlrm-small)")
     k.add_argument("--zipf", type=float, default=1.05,
                    help="Zipf exponent of the ids (0 = uniform; default 1.05 as the zoo)")
+    k.add_argument("--kernels-at", type=_models, default=[], metavar="REV,...",
+                   help="with --target cpu: also time the kernels/cpu template as of these git revisions "
+                        "(systems kernels-cpu@REV), interleaved with this checkout's (kernels-cpu)")
+    k.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                   help="wall (default) or thread-cpu: the calling thread's CPU time, blind to other processes "
+                        "taking the core (--threads 1 only)")
 
 
 def _outputs(doc: dict, args) -> None:
@@ -219,7 +229,8 @@ def run(args) -> int:
                                dims=args.dims, pooling=args.pooling, rows=args.rows, tables=args.tables,
                                formats=args.formats, zipf=args.zipf, models=_models(args.models),
                                num_vectors=args.vectors, roofline=not args.no_roofline, note=args.note,
-                               command=command, mode=args.mode, burst=args.burst)
+                               command=command, mode=args.mode, burst=args.burst,
+                               kernels_at=tuple(args.kernels_at), clock=args.clock)
     else:
         if not args.model:
             print("error: xrec bench needs a MODEL (see `xrec models`) or --kernel NAME or --render F.json",

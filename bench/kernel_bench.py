@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import sys
 import tempfile
 import time
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import SCHEMA
-from .timing import check_mode, measure, summarize
+from .timing import CLOCKS, check_mode, measure, summarize
 from .machine import LoadMonitor, machine_info
 from .systems import ModelContext, StageError, Unavailable, outputs_to_tensor, quiet, xrec_system
 
@@ -71,10 +72,18 @@ class DotInteraction(nn.Module):
 
 # ------------------------------------------------------------------ one configuration
 class _Sys:
+    """One measured system of a kernel configuration.
+
+    ``fn(*args)`` takes the configuration's torch inputs, or, when ``bound``, no
+    arguments (its inputs were bound at creation: the probe and the kernels/cpu
+    calls, which run on ready numpy buffers). ``expected(ref)`` is the part of
+    the reference output it computes, when that is not all of it."""
+
     def __init__(self, name: str, label: str, kind: str, target: str | None = None,
-                 fn: Callable | None = None, reason: str = "", status: str = "ok"):
+                 fn: Callable | None = None, reason: str = "", status: str = "ok", bound: bool = False,
+                 expected: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.name, self.label, self.kind, self.target = name, label, kind, target
-        self.fn, self.reason = fn, reason
+        self.fn, self.reason, self.bound, self.expected = fn, reason, bound, expected
         self.status = "ok" if fn is not None else (status if status != "ok" else "unavailable")
         self.keep = None
 
@@ -99,10 +108,11 @@ def _xrec_systems(targets: list[str], module: nn.Module, example: tuple, name: s
 
 
 def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, threads: int,
-                    systems: list[_Sys], args: tuple, check: Callable[[torch.Tensor], tuple[float, str]],
+                    systems: list[_Sys], args: tuple, ref: torch.Tensor, tol: tuple[float, float],
                     work: dict, reps: int, warmup: int, gap_ms: float, machine: dict,
                     fraction: Callable[[dict, dict], float | None] | None = None,
-                    peak: float | None = None, mode: str = "cold", burst: int = 1) -> None:
+                    peak: float | None = None, mode: str = "cold", burst: int = 1,
+                    timer: Callable[[], float] = time.perf_counter) -> None:
     """First call + check for each system, interleaved timing, one row per system."""
     calls, errs, new = {}, {}, []
     for s in systems:
@@ -115,16 +125,18 @@ def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, thre
             continue
         try:
             with quiet():
-                out = outputs_to_tensor(s.fn(*args)).detach() if s.kind != "probe" else torch.from_numpy(s.fn())
+                got = s.fn() if s.bound else s.fn(*args)
+                out = torch.from_numpy(np.array(got)) if isinstance(got, np.ndarray) else outputs_to_tensor(got).detach()
         except Exception as e:
             msg = " ".join(str(e).split())[:400]
             new.append({**base, "status": "failed", "reason": f"run: {type(e).__name__}: {msg}",
                         "median_ms": None, "p10_ms": None, "p90_ms": None, "qps": None})
             continue
-        errs[s.name] = check(out)
-        calls[s.name] = (lambda f=s.fn, probe=(s.kind == "probe"): f() if probe else f(*args))
+        errs[s.name] = _allclose(out, s.expected(ref) if s.expected else ref, *tol)
+        calls[s.name] = s.fn if s.bound else (lambda f=s.fn: f(*args))
         new.append(base)
-    samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3, mode=mode, burst=burst) if calls else {}
+    samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3, mode=mode, burst=burst,
+                      timer=timer) if calls else {}
     for r in new:
         if r["system"] not in samples:
             continue
@@ -155,15 +167,14 @@ _FRACTION_OF = {"embedding-bag": "the plain C gather loop (probes.c) on the same
                 "interaction": "the roofline: min(FMA peak, intensity x stream read bandwidth)"}
 
 
-def _allclose_check(ref: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-4):
-    def check(out: torch.Tensor) -> tuple[float, str]:
-        if out.shape != ref.shape:
-            return float("inf"), f"shape {tuple(out.shape)} != {tuple(ref.shape)}"
-        d = (out.float() - ref.float()).abs()
-        err = float(d.max()) if d.numel() else 0.0
-        ok = bool(torch.all(d <= atol + rtol * ref.float().abs()))
-        return err, "" if ok else "mismatch"
-    return check
+def _allclose(out: torch.Tensor, ref: torch.Tensor, rtol: float, atol: float) -> tuple[float, str]:
+    """(max |out - ref|, "" or what is wrong)."""
+    if out.shape != ref.shape:
+        return float("inf"), f"shape {tuple(out.shape)} != {tuple(ref.shape)}"
+    d = (out.float() - ref.float()).abs()
+    err = float(d.max()) if d.numel() else 0.0
+    ok = bool(torch.all(d <= atol + rtol * ref.float().abs()))
+    return err, "" if ok else "mismatch"
 
 
 # ------------------------------------------------------------------ suites
@@ -171,10 +182,17 @@ def _fmt_rows(n: int) -> str:
     return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
+def _fbgemm(op_name: str):
+    """torch.ops.quantized.<op> from a formats entry's ``quantized::<op>``."""
+    return getattr(torch.ops.quantized, op_name.split("::", 1)[1])
+
+
 def _embedding_bag_suite(rows_out: list, *, targets, batches, threads, reps, warmup, seed, gap_ms, dims, pooling,
-                         rows, tables, formats, zipf, machine, workdir, timing) -> None:
+                         rows, tables, formats, zipf, machine, workdir, timing, kernel_libs) -> None:
     from xrec import zoo
+    from xrec.ir import formats as row_formats
     from xrec.zoo.common import FeatureSpec, ZooSpec
+    from . import kernel_calls
     from .roofline import GatherProbe
     for dim in dims:
         for nrows in rows:
@@ -186,14 +204,27 @@ def _embedding_bag_suite(rows_out: list, *, targets, batches, threads, reps, war
             spec0 = ZooSpec("kernel", 1, tuple(FeatureSpec(f"t{i}", nrows, dim, 2.0) for i in range(tables)), "")
             _, ex_i, ex_o = zoo.make_inputs(spec0, 8, seed=seed, empty_bag_prob=0.0, min_ids_per_feature=2)
             example = (ex_i, ex_o)
-            packed = None
             for fmt in formats:
+                rf = row_formats.by_name(fmt)
                 if fmt == "fp32":
                     xs = _xrec_systems(targets, module, example, f"bags_d{dim}", threads, workdir)
+                    stored = weights
+                    label = "torch F.embedding_bag per table + torch.cat"
+
+                    def torch_fn(indices, offsets, ws=weights):
+                        return torch.cat([F.embedding_bag(i, w, o, mode="sum", include_last_offset=True)
+                                          for w, i, o in zip(ws, indices, offsets)], dim=1)
                 else:
-                    xs = _xrec_systems(targets, module, example, f"bags_d{dim}_int8", threads, workdir,
-                                       quantize="int8")
-                    packed = [torch.ops.quantized.embedding_bag_byte_prepack(w) for w in weights]
+                    xs = _xrec_systems(targets, module, example, f"bags_d{dim}_{fmt}", threads, workdir,
+                                       quantize=fmt)
+                    stored = [_fbgemm(rf.fbgemm_prepack)(w) for w in weights]
+                    label = f"torch.ops.{rf.fbgemm_op.replace('::', '.')} (FBGEMM) per table + torch.cat"
+
+                    def torch_fn(indices, offsets, ps=stored, op=_fbgemm(rf.fbgemm_op)):
+                        return torch.cat([op(p, i, o, False, 0, False, None, None, True)
+                                          for p, i, o in zip(ps, indices, offsets)], dim=1)
+                bags = {name: kernel_calls.Bags(lib, [t.numpy() for t in stored], [dim] * tables, rf.code, threads)
+                        for name, lib in kernel_libs.items() if not isinstance(lib, str)}
                 for pool in pooling:
                     spec = ZooSpec("kernel", 1, tuple(FeatureSpec(f"t{i}", nrows, dim, float(pool))
                                                       for i in range(tables)), "")
@@ -202,46 +233,56 @@ def _embedding_bag_suite(rows_out: list, *, targets, batches, threads, reps, war
                         config = f"{fmt} d={dim} rows={_fmt_rows(nrows)} pool={pool:g} B={batch}"
                         _say(f"  {config}")
                         n_ids = sum(len(i) for i in idx)
-                        row_bytes = 4 * dim if fmt == "fp32" else dim + 8
-                        work = {"ids": n_ids, "bytes": n_ids * row_bytes, "flops": n_ids * dim * (1 if fmt == "fp32" else 3),
+                        work = {"ids": n_ids, "bytes": n_ids * rf.row_bytes(dim),
+                                "flops": n_ids * dim * (1 if fmt == "fp32" else 3),
                                 "dim": dim, "rows": nrows, "pooling": pool, "format": fmt, "tables": tables}
+                        with torch.inference_mode():
+                            ref = torch_fn(idx, off)
                         if fmt == "fp32":
-                            def torch_fn(indices, offsets, ws=weights):
-                                return torch.cat([F.embedding_bag(i, w, o, mode="sum", include_last_offset=True)
-                                                  for w, i, o in zip(ws, indices, offsets)], dim=1)
-                            base = [_Sys("torch", "torch F.embedding_bag per table + torch.cat", "baseline",
-                                         fn=torch_fn)]
-                            probe = GatherProbe([w.numpy() for w in weights], [i.numpy() for i in idx],
-                                                [o.numpy() for o in off], threads, "fp32")
-                            with torch.inference_mode():
-                                ref = torch_fn(idx, off)
-                            check = _allclose_check(ref)
-                        else:
-                            def torch_fn(indices, offsets, ps=packed):
-                                op = torch.ops.quantized.embedding_bag_byte_rowwise_offsets
-                                return torch.cat([op(p, i, o, False, 0, False, None, None, True)
-                                                  for p, i, o in zip(ps, indices, offsets)], dim=1)
-                            base = [_Sys("torch", "torch.ops.quantized.embedding_bag_byte_rowwise_offsets "
-                                         "per table + torch.cat", "baseline", fn=torch_fn)]
-                            probe = GatherProbe([p.numpy() for p in packed], [i.numpy() for i in idx],
-                                                [o.numpy() for o in off], threads, "int8")
-                            with torch.inference_mode():
-                                ref = torch_fn(idx, off)
-                            # another int8 scheme may round differently: allow half a step per id
-                            scale = max(float(p[:, dim:dim + 4].contiguous().view(torch.float32).max()) for p in packed)
+                            tol = (1e-4, 1e-4)
+                        else:   # another rounding of the same rows may differ: allow half a step per id
+                            at = rf.scale_offset(dim)
+                            sdt = torch.float32 if rf.scale_bias.itemsize == 4 else torch.float16
+                            scale = max(float(p[:, at:at + rf.scale_bias.itemsize].contiguous().view(sdt).max())
+                                        for p in stored)
                             most = max(int((o[1:] - o[:-1]).max()) for o in off)
-                            check = _allclose_check(ref, rtol=0.0, atol=1e-4 + 0.5 * scale * most)
-                        psys = _Sys("roofline-gather", "plain C gather loop (probes.c), same tables and ids",
-                                    "probe", fn=probe)
+                            tol = (0.0, 1e-4 + 0.5 * scale * most)
+                        np_idx = [np.ascontiguousarray(i.numpy(), np.int64) for i in idx]
+                        np_off = [np.ascontiguousarray(o.numpy(), np.int64) for o in off]
+                        out = np.empty((batch, tables * dim), np.float32)
+                        calls = [_kernel_call_sys(name, kernel_libs,
+                                                  lambda b=bags.get(name): functools.partial(b, np_idx, np_off, out),
+                                                  "embedding_bags (one call per thread over its bags)")
+                                 for name in kernel_libs]
+                        if fmt in GatherProbe.FORMATS:
+                            probe = GatherProbe([t.numpy() for t in stored], np_idx, np_off, threads, fmt)
+                            psys = _Sys("roofline-gather", "plain C gather loop (probes.c), same tables and ids",
+                                        "probe", fn=probe, bound=True)
+                        else:
+                            psys = _Sys("roofline-gather", "plain C gather loop (probes.c), same tables and ids",
+                                        "probe", reason=f"the gather probe reads {', '.join(GatherProbe.FORMATS)} "
+                                                        f"rows, not {fmt}")
 
                         def frac(r, by_name):
                             p = by_name.get("roofline-gather")
                             return (p["median_ms"] / r["median_ms"]) if p and p.get("status") == "ok" else None
                         with torch.inference_mode():
                             _measure_config(rows_out, "embedding-bag", config, batch, threads,
-                                            base + xs + [psys], (idx, off), check, work, reps, warmup, gap_ms,
-                                            machine, frac, **timing)
-            del module, weights, packed, xs
+                                            [_Sys("torch", label, "baseline", fn=torch_fn)] + xs + calls + [psys],
+                                            (idx, off), ref, tol, work, reps, warmup, gap_ms, machine, frac, **timing)
+                del bags, stored, xs
+            del module, weights
+
+
+def _kernel_call_sys(name: str, kernel_libs: dict, make: Callable[[], Callable], what: str,
+                     expected: Callable[[torch.Tensor], torch.Tensor] | None = None) -> _Sys:
+    """The system ``name`` calling a kernels/cpu template directly, or the reason its library is missing."""
+    lib = kernel_libs[name]
+    label = (f"kernels/cpu {what} called directly (bench/kernel_calls.cpp"
+             + (f", kernels/cpu as of {name.split('@', 1)[1]}" if "@" in name else "") + "), on ready numpy buffers")
+    if isinstance(lib, str):
+        return _Sys(name, label, "xrec", "cpu", reason=lib, status="failed")
+    return _Sys(name, label, "xrec", "cpu", fn=make(), bound=True, expected=expected)
 
 
 def _zoo_linear_shapes(models: list[str]) -> list[tuple[int, int]]:
@@ -269,8 +310,20 @@ def _roofline_fraction(ceilings: dict | None):
     return frac
 
 
+def _onednn_linear(w: torch.Tensor, b: torch.Tensor, batch: int) -> _Sys:
+    """oneDNN's prepacked linear as PyTorch's CPU inductor calls it, or the reason it is missing here."""
+    label = "oneDNN prepacked linear (torch.ops.mkldnn._linear_pointwise, weight reordered for this batch)"
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
+    except (AttributeError, RuntimeError) as e:
+        return _Sys("onednn", label, "baseline", reason=f"not in this torch build: {type(e).__name__}: {e}")
+    return _Sys("onednn", label, "baseline",
+                fn=lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], ""))
+
+
 def _linear_suite(rows_out: list, *, targets, batches, threads, reps, warmup, seed, gap_ms, models, machine,
-                  workdir, ceilings, timing) -> None:
+                  workdir, ceilings, timing, kernel_libs) -> None:
+    from . import kernel_calls
     shapes = _zoo_linear_shapes(models)
     _say(f"linear: {len(shapes)} shapes from {', '.join(models)}")
     g = torch.Generator().manual_seed(seed)
@@ -282,21 +335,28 @@ def _linear_suite(rows_out: list, *, targets, batches, threads, reps, warmup, se
         module = nn.Sequential(lin).eval()
         xs = _xrec_systems(targets, module, (torch.randn(8, k, generator=g),), f"linear_{k}x{n}", threads, workdir)
         w, b = lin.weight.detach(), lin.bias.detach()
-        base = [_Sys("torch", "torch F.linear", "baseline", fn=lambda x, w=w, b=b: F.linear(x, w, b))]
+        torch_sys = _Sys("torch", "torch F.linear", "baseline", fn=lambda x, w=w, b=b: F.linear(x, w, b))
+        linears = {name: kernel_calls.Linear(lib, w.numpy(), b.numpy(), 0, threads)
+                   for name, lib in kernel_libs.items() if not isinstance(lib, str)}
         for batch in batches:
             x = torch.randn(batch, k, generator=g)
             config = f"{k}x{n} B={batch}"
             _say(f"  {config}")
             work = {"flops": 2 * batch * k * n, "bytes": 4 * (batch * k + k * n + n + batch * n), "K": k, "N": n}
             ref = F.linear(x, w, b)
+            x_np, out = x.numpy(), np.empty((batch, n), np.float32)
+            calls = [_kernel_call_sys(name, kernel_libs, lambda f=linears.get(name): functools.partial(f, x_np, out),
+                                      "linear (packed weights, no activation)") for name in kernel_libs]
             with torch.inference_mode():
-                _measure_config(rows_out, "linear", config, batch, threads, base + xs, (x,),
-                                _allclose_check(ref, rtol=1e-4, atol=1e-4), work, reps, warmup, gap_ms, machine,
-                                _roofline_fraction(ceilings), _peak(ceilings), **timing)
+                _measure_config(rows_out, "linear", config, batch, threads,
+                                [torch_sys, _onednn_linear(w, b, batch)] + xs + calls, (x,), ref, (1e-4, 1e-4),
+                                work, reps, warmup, gap_ms, machine, _roofline_fraction(ceilings), _peak(ceilings),
+                                **timing)
 
 
 def _interaction_suite(rows_out: list, *, targets, batches, threads, reps, warmup, seed, gap_ms, dims, num_vectors,
-                       machine, workdir, ceilings, timing) -> None:
+                       machine, workdir, ceilings, timing, kernel_libs) -> None:
+    from . import kernel_calls
     g = torch.Generator().manual_seed(seed)
     module = DotInteraction(num_vectors).eval()
     pairs = num_vectors * (num_vectors - 1) // 2
@@ -313,31 +373,71 @@ def _interaction_suite(rows_out: list, *, targets, batches, threads, reps, warmu
             work = {"flops": 2 * batch * pairs * dim,
                     "bytes": 4 * (batch * num_vectors * dim + batch * (dim + pairs)), "dim": dim,
                     "vectors": num_vectors}
+            # the kernel reads the vectors stacked [B, F, D] and writes the pairs only
+            stacked = torch.cat([args[0]] + args[1], dim=1).view(batch, num_vectors, dim).numpy()
+            out = np.empty((batch, pairs), np.float32)
+            calls = [_kernel_call_sys(name, kernel_libs,
+                                      lambda f=kernel_calls.Interaction(lib, num_vectors, threads)
+                                      if not isinstance(lib, str) else None: functools.partial(f, stacked, out),
+                                      "dot_interaction (on the stacked [B, F, D] vectors; writes the pairs only)",
+                                      expected=lambda ref, d=dim: ref[:, d:])
+                     for name, lib in kernel_libs.items()]
             with torch.inference_mode():
                 ref = module(*args)
-                _measure_config(rows_out, "interaction", config, batch, threads, base + xs, args,
-                                _allclose_check(ref, rtol=1e-4, atol=1e-4), work, reps, warmup, gap_ms, machine,
-                                _roofline_fraction(ceilings), _peak(ceilings), **timing)
+                _measure_config(rows_out, "interaction", config, batch, threads, base + xs + calls, args, ref,
+                                (1e-4, 1e-4), work, reps, warmup, gap_ms, machine, _roofline_fraction(ceilings),
+                                _peak(ceilings), **timing)
+
+
+def _kernel_libs(machine: dict, cache: Path, kernels_at) -> dict:
+    """system name -> kernel_calls library (this checkout's kernels/cpu, then each revision), or why not."""
+    from . import kernel_calls
+    from xrec.targets.cpu.build import ISA_FLAGS
+    isa = machine.get("best_isa") if machine.get("best_isa") in ISA_FLAGS else "scalar"
+    out: dict = {}
+    for rev in (None, *kernels_at):
+        name = "kernels-cpu" + (f"@{rev}" if rev else "")
+        _say(f"build {name} (bench/kernel_calls.cpp, {isa})")
+        try:
+            src = kernel_calls.kernels_at(rev, cache) if rev else None
+            out[name] = kernel_calls.load(isa, cache, src)
+        except (kernel_calls.KernelCallsError, OSError) as e:
+            out[name] = f"{type(e).__name__}: {e}"
+    return out
 
 
 def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], threads: int, reps: int = 20,
                      warmup: int = 3, seed: int = 123, gap_ms: float = 10.0, dims=(64, 128), pooling=(1, 10, 50, 200),
                      rows=(1_000_000,), tables: int = 4, formats=("fp32", "int8"), zipf: float = 1.05,
                      models=("dlrm-small",), num_vectors: int = 27, roofline: bool = True, note: str = "",
-                     command: list[str] | None = None, mode: str = "warm", burst: int = 5) -> dict:
+                     command: list[str] | None = None, mode: str = "warm", burst: int = 5,
+                     kernels_at: tuple[str, ...] = (), clock: str = "wall") -> dict:
     """Run one kernel suite; returns the result document (rows keyed by ``config``).
 
-    ``mode`` / ``burst``: see :func:`xrec.bench.timing.measure`."""
+    With the cpu target among ``targets``, the kernels/cpu template is also called directly
+    (system ``kernels-cpu``), and as of each git revision in ``kernels_at`` (``kernels-cpu@REV``).
+    ``mode`` / ``burst``: see :func:`xrec.bench.timing.measure`; ``clock``: see :data:`CLOCKS`."""
     from xrec.config import knobs
     if kernel not in _FRACTION_KEY:
         raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(_FRACTION_KEY)}")
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; known: {', '.join(CLOCKS)}")
+    if clock == "thread-cpu" and threads != 1:
+        raise ValueError(f"the thread-cpu clock sees only the calling thread: it needs --threads 1, got {threads}")
+    if kernel == "embedding-bag" and "int4" in formats and any(d % 2 for d in dims):
+        raise ValueError(f"FBGEMM packs int4 rows of even dims only (the int4 baseline): got --dims "
+                         f"{','.join(map(str, dims))}")
+    if kernels_at and "cpu" not in targets:
+        raise ValueError("--kernels-at REV times the kernels/cpu template: it needs the cpu target (--target cpu)")
     check_mode(mode, burst)
     burst = burst if mode == "warm" else 1
     monitor = LoadMonitor().start()
     machine = machine_info()
     settings = {"kernel": kernel, "targets": targets, "batches": list(batches), "threads": threads, "reps": reps,
                 "warmup": warmup, "seed": seed, "gap_ms": gap_ms, "mode": mode, "burst": burst,
-                "timed_region": "one call on ready torch inputs (the probe: one C call on numpy views)"}
+                "clock": clock, "kernels_at": list(kernels_at),
+                "timed_region": "one call on ready torch inputs (the probe and the kernels/cpu calls: one C call "
+                                "on ready numpy buffers)"}
     if kernel == "embedding-bag":
         settings.update(dims=list(dims), pooling=list(pooling), rows=list(rows), tables=tables,
                         formats=list(formats), zipf=zipf)
@@ -358,11 +458,12 @@ def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], thr
     base_dir = Path(knobs.cache_dir) / "bench"
     base_dir.mkdir(parents=True, exist_ok=True)
     rows_out: list[dict] = []
+    kernel_libs = _kernel_libs(machine, base_dir / "kernel_calls", kernels_at) if "cpu" in targets else {}
     try:
         with knobs.override(threads=threads), tempfile.TemporaryDirectory(prefix="kernels-", dir=base_dir) as wd:
             common = dict(targets=targets, batches=batches, threads=threads, reps=reps, warmup=warmup, seed=seed,
-                          gap_ms=gap_ms, machine=machine, workdir=Path(wd),
-                          timing={"mode": mode, "burst": burst})
+                          gap_ms=gap_ms, machine=machine, workdir=Path(wd), kernel_libs=kernel_libs,
+                          timing={"mode": mode, "burst": burst, "timer": CLOCKS[clock]})
             if kernel == "embedding-bag":
                 _embedding_bag_suite(rows_out, dims=dims, pooling=pooling, rows=rows, tables=tables,
                                      formats=formats, zipf=zipf, **common)

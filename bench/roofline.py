@@ -102,9 +102,11 @@ class GatherProbe:
     offsets of length batch + 1. ``out`` holds the pooled ``[batch, sum(dims)]``.
     """
 
+    FORMATS = ("fp32", "int8")     # the row formats probes.c reads
+
     def __init__(self, tables, ids, offsets, threads: int, fmt: str = "fp32"):
-        if fmt not in ("fp32", "int8"):
-            raise ValueError(f"gather probe format must be fp32 or int8, got {fmt!r}")
+        if fmt not in self.FORMATS:
+            raise ValueError(f"gather probe format must be {' or '.join(self.FORMATS)}, got {fmt!r}")
         self.L = probe_library()
         self.fmt = fmt
         self.tables = [np.ascontiguousarray(t) for t in tables]

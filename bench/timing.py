@@ -72,6 +72,11 @@ def summarize(samples_s: Sequence[float]) -> Stats:
 
 MODES = ("warm", "cold")
 
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,          # elapsed time
+    "thread-cpu": time.thread_time,     # CPU time of the calling thread: blind to the time other processes
+}                                       # took the core; for single-threaded systems only
+
 
 def calls_per_turn(mode: str, burst: int) -> int:
     """How many calls one turn of a system makes: 1 (cold) or ``burst`` (warm)."""
