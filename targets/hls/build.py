@@ -60,6 +60,7 @@ def build(target, g, opts: dict, writer) -> None:
     # ---- sources
     clock = opts["clock_mhz"]
     srcs = {
+        emit_kernel.FORMATS_HEADER: emit_kernel.formats_header(),
         f"{KERNEL}.h": emit_kernel.emit_header(ks),
         f"{KERNEL}.cpp": emit_kernel.emit_kernel(ks),
         "tb.cpp": emit_testbench.emit_testbench(ks),
@@ -225,6 +226,7 @@ def _readme(ks, opts: dict, b: dict, g) -> str:
         f"{ks.plan.pooling_source}.", "",
         "| file | what |", "|---|---|",
         f"| {KERNEL}.h / {KERNEL}.cpp | the HLS kernel (top function `{KERNEL}`) |",
+        f"| {emit_kernel.FORMATS_HEADER} | row-format and pooling-mode codes, generated from xrec/ir/formats.py |",
         "| tb.cpp | C-simulation testbench: `csim ARTIFACT_DIR IO_DIR` |",
         "| host.cpp | XRT host code (`-DXREC_HOST_MAIN` for a program with the same file protocol) |",
         f"| {KERNEL}.cfg | v++ link config: `sp=` bank per argument, `nk=` |",

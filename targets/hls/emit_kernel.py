@@ -28,11 +28,14 @@ from __future__ import annotations
 
 from string import Template
 
+from xrec.ir import formats
+
 from ..cstyle import CodeWriter
 from .dialect import HlsStyle
 from .spec import KERNEL, MODE_LOAD, MODE_RUN, KernelSpec, UnitSpec, value_bytes
 
 S = HlsStyle()
+FORMATS_HEADER = "xrec_formats.h"
 
 PRELUDE = Template(r"""
 #include <ap_int.h>
@@ -40,6 +43,7 @@ PRELUDE = Template(r"""
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include "$formats_header"   // row-format and pooling-mode codes (xrec/ir/formats.py)
 #ifndef __SYNTHESIS__
 #include <cstdio>
 #include <cstdlib>
@@ -56,16 +60,6 @@ struct xrec_tok_t { int id; float w; bool last; bool empty; };
 // empty bag
 struct xrec_ctl_t { float w; bool last; bool empty; bool zero; };
 template <int MAXB> struct xrec_row_t { xrec_word_t w[MAXB]; };   // one fetched row
-
-#define XREC_FP32 0
-#define XREC_FP16 1
-#define XREC_INT8 2
-#define XREC_BF16 3
-#define XREC_INT4 4
-#define XREC_INT2 5
-#define XREC_SUM 0
-#define XREC_MEAN 1
-#define XREC_MAX 2
 
 #ifdef XREC_CSIM_COUNTERS
 struct xrec_unit_counters_t {
@@ -216,10 +210,10 @@ $pipeline
       if (k.empty) break;
       if (!k.zero) {            // a pruned id has no row: its vectors are zeros
         row = row_s.read();
-        if (FMT == XREC_INT8) {   // FBGEMM row-wise: uint8 values, fp32 scale, fp32 bias
+        if (FMT == XREC_ROW_INT8) {   // FBGEMM row-wise: uint8 values, fp32 scale, fp32 bias
           scale = xrec_f32(xrec_row_bytes<SB, 4, MAXB>(row));
           bias = xrec_f32(xrec_row_bytes<SB + 4, 4, MAXB>(row));
-        } else if (FMT == XREC_INT4 || FMT == XREC_INT2) {   // packed values, fp16 scale, fp16 bias
+        } else if (FMT == XREC_ROW_INT4 || FMT == XREC_ROW_INT2) {   // packed values, fp16 scale, fp16 bias
           scale = xrec_f16(xrec_row_bytes<SB, 2, MAXB>(row));
           bias = xrec_f16(xrec_row_bytes<SB + 2, 2, MAXB>(row));
         }
@@ -228,15 +222,15 @@ $pipeline
     xrec_vec_t v;
     for (int e = 0; e < 16; e++) {
 $unroll
-      if (FMT == XREC_FP32) {
+      if (FMT == XREC_ROW_FP32) {
         v.v[e] = xrec_f32((uint32_t)row.w[c].range(32 * e + 31, 32 * e).to_uint());
-      } else if (FMT == XREC_FP16 || FMT == XREC_BF16) {
+      } else if (FMT == XREC_ROW_FP16 || FMT == XREC_ROW_BF16) {
         const int lo = 16 * (16 * (c % 2) + e);
         uint32_t h = (uint32_t)row.w[c / 2].range(lo + 15, lo).to_uint();
-        v.v[e] = (FMT == XREC_FP16) ? xrec_f16(h) : xrec_f32(h << 16);
+        v.v[e] = (FMT == XREC_ROW_FP16) ? xrec_f16(h) : xrec_f32(h << 16);
       } else {
         // element k = 16c + e of a BITS-bit format sits at bit k * BITS of the row
-        const int BITS = (FMT == XREC_INT8) ? 8 : (FMT == XREC_INT4) ? 4 : 2;
+        const int BITS = (FMT == XREC_ROW_INT8) ? 8 : (FMT == XREC_ROW_INT4) ? 4 : 2;
         const int PER_WORD = 512 / (16 * BITS);             // chunks per 512-bit word
         const int lo = 16 * BITS * (c % PER_WORD) + BITS * e;
         float q = (float)row.w[c / PER_WORD].range(lo + BITS - 1, lo).to_uint();
@@ -254,8 +248,8 @@ $unroll
     }
   }
 }
-""").substitute(inline=S.inline(), unroll=S.unroll(), pipeline=S.pipeline(1),
-                         partition_row=S.array_partition("row.w"))
+""").substitute(formats_header=FORMATS_HEADER, inline=S.inline(), unroll=S.unroll(),
+                         pipeline=S.pipeline(1), partition_row=S.array_partition("row.w"))
 
 
 def _fetch_variant(beats: int) -> str:
@@ -325,9 +319,9 @@ static void xrec_pool_bag_c{chunks}_l1(int unit, hls::stream<xrec_ctl_t>& ctl_s,
 {S.unroll()}
         float x = PSW ? {wx} : v.v[e];
         float a = acc[c][e];
-        a = (n == 0) ? x : (MODE == XREC_MAX) ? {mx} : {ad};
+        a = (n == 0) ? x : (MODE == XREC_POOL_MAX) ? {mx} : {ad};
         acc[c][e] = a;
-        o.v[e] = (MODE == XREC_MEAN) ? a / (float)(n + 1) : a;
+        o.v[e] = (MODE == XREC_POOL_MEAN) ? a / (float)(n + 1) : a;
       }}
       XREC_UCOUNT(unit, chunks_pooled, 1);
     }}
@@ -366,7 +360,7 @@ static void xrec_pool_bag_c{chunks}_l{lanes}(int unit, hls::stream<xrec_ctl_t>& 
 {S.unroll()}
           float x = PSW ? {wx} : v.v[e];
           float a = acc[lane][c][e];
-          acc[lane][c][e] = (n < {lanes}) ? x : (MODE == XREC_MAX) ? {mx} : {ad};
+          acc[lane][c][e] = (n < {lanes}) ? x : (MODE == XREC_POOL_MAX) ? {mx} : {ad};
         }}
         XREC_UCOUNT(unit, chunks_pooled, 1);
       }}
@@ -392,10 +386,10 @@ static void xrec_pool_bag_c{chunks}_l{lanes}(int unit, hls::stream<xrec_ctl_t>& 
           for (int l = 1; l < {lanes}; l++) {{
 {S.unroll()}
             float x = acc[l][kk][e];
-            if (l < rows) a = (MODE == XREC_MAX) ? {mx} : {ad};
+            if (l < rows) a = (MODE == XREC_POOL_MAX) ? {mx} : {ad};
           }}
           if (rows == 0) a = 0.0f;
-          if (MODE == XREC_MEAN && rows > 0) a = a / (float)rows;
+          if (MODE == XREC_POOL_MEAN && rows > 0) a = a / (float)rows;
           o.v[e] = a;
         }}
         out_s.write(o);
@@ -406,6 +400,19 @@ static void xrec_pool_bag_c{chunks}_l{lanes}(int unit, hls::stream<xrec_ctl_t>& 
   }}
 }}
 """
+
+
+def formats_header() -> str:
+    """src/xrec_formats.h: the row-format and pooling-mode codes the kernel switches on, generated from
+    xrec/ir/formats.py (the one definition every target reads)."""
+    return formats.c_header()
+
+
+def pool_macro(mode: str) -> str:
+    """The C name of a pooling mode's code in xrec_formats.h (``XREC_POOL_SUM``)."""
+    if mode not in formats.POOL_CODES:
+        raise ValueError(f"hls target: pooling mode {mode!r} is not one of {', '.join(formats.POOL_MODES)}")
+    return f"XREC_POOL_{mode.upper()}"
 
 
 def _prelude(ks: KernelSpec) -> str:
@@ -519,12 +526,12 @@ def _emit_unit(w: CodeWriter, u: UnitSpec, ks: KernelSpec) -> None:
     # dequant
     stage(f"dequant(int batch, hls::stream<xrec_row_t<{MB}> >& row_s, hls::stream<xrec_ctl_t>& ctl_in, "
           "hls::stream<xrec_ctl_t>& ctl_out, hls::stream<xrec_vec_t>& vec_s",
-          [f"xrec_dequant_bag<XREC_{t.plan.fmt.upper()}, {value_bytes(t)}, {t.plan.chunks}, {MB}>"
+          [f"xrec_dequant_bag<{formats.by_name(t.plan.fmt).macro}, {value_bytes(t)}, {t.plan.chunks}, {MB}>"
            f"({uid}, row_s, ctl_in, ctl_out, vec_s);   // table {t.id}" for t in u.tables])
     # pool
     stage("pool(int batch, hls::stream<xrec_ctl_t>& ctl_s, hls::stream<xrec_vec_t>& vec_s, "
           "hls::stream<xrec_vec_t>& out_s",
-          [f"xrec_pool_bag_c{t.plan.chunks}_l{t.lanes}<XREC_{t.mode.upper()}, "
+          [f"xrec_pool_bag_c{t.plan.chunks}_l{t.lanes}<{pool_macro(t.mode)}, "
            f"{'true' if t.psw else 'false'}>({uid}, ctl_s, vec_s, out_s);   // table {t.id}" for t in u.tables])
     # write
     with w.block(f"{S.kernel_prefix} void {n}_write(hls::stream<xrec_vec_t>& out_s, xrec_word_t* out, int batch)"):

@@ -11,7 +11,7 @@ Alveo U280-like board, 32 HBM pseudo-channels of 256 MiB at ~14.4 GB/s and
 Policy (also written into the plan, see ``Plan.policy``):
 
 1. Row bytes are what a 512-bit memory port moves: ``ceil(row_bytes / 64)``
-   beats of 64 bytes, for the row format (fp32: 4*dim, fp16/bf16: 2*dim,
+   beats of 64 bytes, for the row format (``xrec.ir.formats``; fp32: 4*dim, fp16/bf16: 2*dim,
    FBGEMM row-wise int8: dim bytes then fp32 scale and bias; int4/int2:
    packed values then fp16 scale and bias). fp32 tables are stored as the
    ``row_format`` option says; tables already compressed keep their format.
@@ -49,12 +49,11 @@ import math
 import re
 from dataclasses import asdict, dataclass, fields
 
-from xrec.ir import Graph, Op
-from xrec.ir.types import DType
+from xrec.ir import Graph, Op, formats
 
 META_KEY = "hls.placement"
 BEAT_BYTES = 64
-ROW_FORMATS = ("fp32", "fp16", "int8")
+ROW_FORMATS = ("fp32", "fp16", "int8")    # what the ``row_format`` option may store fp32 tables as
 
 
 @dataclass(frozen=True)
@@ -281,38 +280,20 @@ def node_features(g: Graph, n) -> list[Feature]:
     return out
 
 
-LAYOUT_FORMATS = {"rowwise_i8": "int8", "rowwise_i4": "int4", "rowwise_i2": "int2"}
-ALL_FORMATS = ("fp32", "fp16", "bf16", "int8", "int4", "int2")
-
-
 def table_format(row_format: str, ttype) -> str:
-    """How a table's rows are stored on the card.
+    """How a table's rows are stored on the card (a name of :mod:`xrec.ir.formats`).
 
     Tables the model (or xrec's compression) already stores narrow keep their
     format (fp16, bf16, FBGEMM row-wise int8/int4/int2); fp32 tables are
     stored as ``row_format``.
     """
-    if ttype.layout:
-        if ttype.layout not in LAYOUT_FORMATS:
-            raise ValueError(f"place_tables: table layout {ttype.layout!r} is not supported; "
-                             f"supported: {', '.join(LAYOUT_FORMATS)}")
-        return LAYOUT_FORMATS[ttype.layout]
-    if ttype.dtype is DType.F16:
-        return "fp16"
-    if ttype.dtype is DType.BF16:
-        return "bf16"
-    if ttype.dtype is DType.F32:
-        return row_format
-    raise ValueError(f"place_tables: embedding tables of dtype {ttype.dtype.value} are not supported")
-
-
-def row_bytes(fmt: str, dim: int) -> int:
-    return {"fp32": 4 * dim, "fp16": 2 * dim, "bf16": 2 * dim, "int8": dim + 8,
-            "int4": (dim + 1) // 2 + 4, "int2": (dim + 3) // 4 + 4}[fmt]
+    fmt = formats.of_type(ttype).name
+    return row_format if fmt == "fp32" else fmt
 
 
 def row_beats(fmt: str, dim: int) -> int:
-    return max(1, math.ceil(row_bytes(fmt, dim) / BEAT_BYTES))
+    """512-bit beats of one row of ``dim`` values in format ``fmt`` (row bytes from xrec.ir.formats)."""
+    return max(1, math.ceil(formats.by_name(fmt).row_bytes(dim) / BEAT_BYTES))
 
 
 def _zoo_pooling(g: Graph, feats: list[str]) -> list[float] | None:

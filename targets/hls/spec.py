@@ -9,14 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from xrec.ir import Graph
+from xrec.ir import Graph, formats
 from .placement import BEAT_BYTES, Plan, TablePlan, UnitPlan, gather_nodes, node_features
 
 KERNEL = "xrec_gather"
 MODE_RUN = 0
 MODE_LOAD = 1
-FORMATS = {"fp32": 0, "fp16": 1, "int8": 2, "bf16": 3, "int4": 4, "int2": 5}
-MODES = {"sum": 0, "mean": 1, "max": 2}
 
 
 @dataclass
@@ -247,8 +245,8 @@ def kernel_spec(g: Graph, plan: Plan, fadd_latency: int = 4, outstanding: int = 
 
 def value_bytes(t: TableSpec) -> int:
     """Bytes of a row before its scale and bias (quantized formats), else 0."""
-    f, d = t.plan.fmt, t.plan.dim
-    return {"int8": d, "int4": (d + 1) // 2, "int2": (d + 3) // 4}.get(f, 0)
+    f = formats.by_name(t.plan.fmt)
+    return f.value_bytes(t.plan.dim) if f.quantized else 0
 
 
 def memory_use(ks: KernelSpec) -> dict[str, int]:

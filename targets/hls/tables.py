@@ -1,7 +1,7 @@
 """Table images: the bytes each embedding table occupies in HBM/DDR/on-chip RAM.
 
 Every row is padded with zeros to whole 512-bit beats (64 bytes), so one row
-is one burst. Row formats (byte-compatible with FBGEMM, see xrec/ir/quant.py):
+is one burst. Row formats (byte-compatible with FBGEMM, defined in xrec/ir/formats.py):
 
 * ``fp32``: dim float32; ``fp16``: dim IEEE half; ``bf16``: dim bfloat16.
 * ``int8``: FBGEMM's fused 8-bit row-wise layout: dim uint8 values, then an
@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from xrec.ir import formats
 from xrec.ir.interpreter import gather_rows
-from xrec.ir.types import DType, TensorType
-from .placement import BEAT_BYTES, LAYOUT_FORMATS, row_bytes
+from xrec.ir.types import TensorType
+from .placement import BEAT_BYTES
 from xrec.passes.quantize_embeddings import encode_table
 
 
 
 def source_format(ttype: TensorType) -> str:
-    if ttype.layout:
-        return LAYOUT_FORMATS[ttype.layout]
-    return {DType.F32: "fp32", DType.F16: "fp16", DType.BF16: "bf16"}[ttype.dtype]
+    """The row format the graph stores the table in."""
+    return formats.of_type(ttype).name
 
 
 def encode(table: np.ndarray, ttype: TensorType, fmt: str) -> tuple[np.ndarray, TensorType]:
@@ -69,8 +69,9 @@ def image(table: np.ndarray, ttype: TensorType, fmt: str, dim: int, beats: int) 
     if rows == 0:
         return np.zeros((1, beats * BEAT_BYTES), np.uint8)
     body = np.ascontiguousarray(arr).view(np.uint8).reshape(rows, -1)
-    if body.shape[1] != row_bytes(fmt, dim):
-        raise ValueError(f"{fmt} rows of dim {dim} should be {row_bytes(fmt, dim)} bytes, got {body.shape[1]}")
+    want = formats.by_name(fmt).row_bytes(dim)
+    if body.shape[1] != want:
+        raise ValueError(f"{fmt} rows of dim {dim} should be {want} bytes, got {body.shape[1]}")
     width = beats * BEAT_BYTES
     if body.shape[1] > width:
         raise ValueError(f"row of {body.shape[1]} bytes does not fit {beats} beats")

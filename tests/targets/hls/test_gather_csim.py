@@ -143,6 +143,22 @@ def test_kernel_source_has_the_hls_pragmas(mixed):
     assert "memcpy((void*)row.w, (const void*)(tab + (long long)tok.id * 4), 4 * sizeof(xrec_word_t));" in hdr
 
 
+def test_kernel_takes_row_format_and_pooling_codes_from_the_generated_formats_header(mixed):
+    """The kernel switches on the codes of xrec/ir/formats.py, through src/xrec_formats.h, never its own."""
+    from xrec.ir import formats
+    g, cm = mixed
+    src = cm.path / "src"
+    assert (src / "xrec_formats.h").read_text() == formats.c_header()
+    hdr, cpp = (src / "xrec_gather.h").read_text(), (src / "xrec_gather.cpp").read_text()
+    assert '#include "xrec_formats.h"' in hdr
+    assert not re.search(r"#define XREC_(ROW_|POOL_)?(FP32|FP16|BF16|INT8|INT4|INT2|SUM|MEAN|MAX)\b", hdr + cpp)
+    # each table's dequant and pool stages are instantiated with its format's and mode's macro
+    for t in TABLES:
+        fmt = "fp16" if t.dtype == np.float16 else "fp32"
+        assert re.search(rf"xrec_dequant_bag<{formats.by_name(fmt).macro}, 0, {-(-t.dim // 16)}, ", cpp)
+        assert re.search(rf"xrec_pool_bag_c{-(-t.dim // 16)}_l\d+<XREC_POOL_{t.mode.upper()}, ", cpp)
+
+
 def test_vpp_config_maps_every_memory_argument_to_its_bank(mixed):
     g, cm = mixed
     cfg = (cm.path / "src" / "xrec_gather.cfg").read_text()
@@ -295,11 +311,14 @@ def test_fp16_rows_equal_the_half_rounded_tables(tmp_path):
 
 
 def test_tables_quantized_by_the_compression_pass_keep_their_format(tmp_path):
-    """int4 rows from xrec's quantize_embeddings (FBGEMM 4-bit layout) are gathered as they are."""
+    """int4, int2, bf16 and int8 rows from xrec's quantize_embeddings (FBGEMM row-wise layouts) are gathered
+    as they are: the kernel decodes each format by its code from xrec/ir/formats.py."""
     from xrec.passes import run_pipeline
-    g = run_pipeline(bag_graph(ROWS, name="int4rows"), ["quantize_embeddings"],
-                     options={"quantize_embeddings": {"precision": "int4"}})
-    cm = xrec.compile(g, target="hls", options=FAST, out=tmp_path / "i4.xrec")
-    assert {t.fmt for t in plan_of(cm.graph).tables} == {"int4"}
-    flat = make_flat(g, ROWS, 13, seed=9)
-    np.testing.assert_allclose(cm.run_flat(flat)[0], run_graph(g, flat)[0], rtol=1e-5, atol=1e-6)
+    precision = {"indices[0]": "int4", "indices[1]": "int2", "indices[2]": "bf16", "indices[3]": "int8"}
+    g = run_pipeline(bag_graph(ROWS, name="narrowrows"), ["quantize_embeddings"],
+                     options={"quantize_embeddings": {"precision": precision}})
+    cm = xrec.compile(g, target="hls", options=FAST, out=tmp_path / "narrow.xrec")
+    assert [t.fmt for t in plan_of(cm.graph).tables] == ["int4", "int2", "bf16", "int8"]
+    for seed, batch in ((9, 13), (10, 1)):
+        flat = make_flat(g, ROWS, batch, seed=seed)
+        np.testing.assert_allclose(cm.run_flat(flat)[0], run_graph(g, flat)[0], rtol=1e-5, atol=1e-6)
