@@ -14,6 +14,7 @@ has a working ``xrec``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -65,6 +66,17 @@ def _variants(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"--quantize takes a comma-separated list of {', '.join(VARIANTS)} "
                                          f"(fp32 = uncompressed), got {text!r}")
     return list(dict.fromkeys(out))
+
+
+def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE (as `xrec compile -O`); VALUE is read as JSON when it parses, else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def _models(text: str) -> list[str]:
@@ -122,6 +134,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-call-s", type=float, default=30.0,
                    help="a system whose single call takes longer (a simulator at a large batch) gets a reason "
                         "row at that batch and larger ones instead of timings (default 30)")
+    p.add_argument("--option", "-O", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="a target option for every xrec target's compile, as `xrec compile -O` (e.g. -O batch=64 "
+                        "-O large_batch=split for xla); a target that rejects it gets a reason row")
+    p.add_argument("--parts", action="store_true",
+                   help="also time the steps of an xrec call apart where the target names them (xla: host "
+                        "bucketing, executable on device-resident arguments): rows xrec-T:part")
     p.add_argument("--no-roofline", action="store_true", help="skip the roofline probes")
     p.add_argument("--json", default=None, metavar="F", help="write the rows and machine info to F")
     p.add_argument("--plot", default=None, metavar="P.png", help="write latency/throughput and roofline charts")
@@ -206,6 +224,9 @@ def run(args) -> int:
     if args.quantize and args.kernel:
         print("error: --quantize is for models; --kernel embedding-bag has --formats fp32,int8", file=sys.stderr)
         return 2
+    if args.kernel and (args.option or args.parts):
+        print("error: -O/--option and --parts are for models, not --kernel", file=sys.stderr)
+        return 2
     threads = args.threads or _default_threads()
     if threads < 1:
         print("error: --threads must be >= 1", file=sys.stderr)
@@ -244,6 +265,7 @@ def run(args) -> int:
                               roofline=not args.no_roofline, note=args.note, command=command,
                               system_budget_s=args.system_budget, max_call_s=args.max_call_s,
                               variants=variants, mode=args.mode, burst=args.burst, budget_mb=args.budget_mb,
-                              max_auc_drop=args.max_auc_drop, calib_samples=args.calib_samples)
+                              max_auc_drop=args.max_auc_drop, calib_samples=args.calib_samples,
+                              target_options=dict(args.option), parts=args.parts)
     _outputs(doc, args)
     return 0

@@ -30,7 +30,7 @@ from . import SCHEMA
 from .timing import (BudgetExceeded, calls_per_turn, check_mode, measure, samples_per_turn, summarize,
                       time_budget)
 from .machine import LoadMonitor, machine_info
-from .systems import (BASELINES, ModelContext, Prepared, StageError, System, Unavailable,
+from .systems import (BASELINES, PARTS, ModelContext, Prepared, StageError, System, Unavailable,
                       outputs_to_tensor, quiet, xrec_system)
 
 CHECK_RTOL, CHECK_ATOL = 1e-3, 1e-4
@@ -118,18 +118,42 @@ def _input_maker(src, threads: int) -> Callable[[int, int], tuple]:
     return random_args(cm)
 
 
+def _add_parts(rows: list[dict], calls: dict, base: dict, system: System, prepared: Prepared, args) -> None:
+    """Rows and calls for the parts of ``system``'s call (``xrec-xla:host``, ...), or a reason row."""
+    try:
+        with quiet():
+            parts = PARTS[system.target](prepared.fn, args)
+            for fn in parts.values():
+                fn()
+    except Exception as e:                  # the target's internals changed: say so, time the rest
+        name = f"{system.name}:parts"
+        rows.append(_reason_row({**base, "system": name, "label": f"parts of {system.name}'s call",
+                                 "kind": "part"}, "failed", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"))
+        return
+    base = {k: v for k, v in base.items() if k != "check_tol"}
+    for part, fn in parts.items():
+        name = f"{system.name}:{part}"
+        rows.append({**base, "system": name, "label": f"{system.label}: {part} only", "kind": "part",
+                     "part_of": system.name})
+        calls[name] = fn
+
+
 def run_model_bench(model: str, *, targets: list[str], baselines: list[str], batches: list[int],
                     threads: int, reps: int = 20, warmup: int = 3, max_rows: int | None = None,
                     seed: int = 123, compile_budget_s: float = 600.0, gap_ms: float = 10.0,
                     roofline: bool = True, note: str = "", command: list[str] | None = None,
                     system_budget_s: float = 60.0, max_call_s: float = 30.0, variants: list[str] | None = None,
                     mode: str = "warm", burst: int = 5, budget_mb: float | None = None,
-                    max_auc_drop: float | None = None, calib_samples: int = 4096) -> dict:
+                    max_auc_drop: float | None = None, calib_samples: int = 4096,
+                    target_options: dict | None = None, parts: bool = False) -> dict:
     """Run the model benchmark; returns the result document (see report.py for its use).
 
     ``variants``: compression variants of every xrec target (default ["fp32"]);
     ``budget_mb`` / ``max_auc_drop`` / ``calib_samples`` go to ``xrec.compile`` for them.
     ``mode`` / ``burst``: see :func:`xrec.bench.timing.measure`.
+    ``target_options``: ``options=`` of every xrec target's compile. ``parts``: also time the
+    steps of a call apart where the target names them (:data:`.systems.PARTS`), as rows
+    ``xrec-T:part`` of kind "part".
     """
     from xrec.config import knobs
     from xrec.models import resolve
@@ -142,7 +166,7 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
     settings = {"model": model, "variants": variants, "mode": mode, "burst": burst, "targets": targets, "baselines": baselines, "batches": batches,
                 "threads": threads, "reps": reps, "warmup": warmup, "max_rows": max_rows, "seed": seed,
                 "compile_budget_s": compile_budget_s, "gap_ms": gap_ms, "system_budget_s": system_budget_s,
-                "max_call_s": max_call_s,
+                "max_call_s": max_call_s, "target_options": dict(target_options or {}), "parts": parts,
                 "check": {"rtol": CHECK_RTOL, "atol": CHECK_ATOL, "against": "PyTorch eager",
                           "compressed": "the artifact's own tolerances (manifest: atol = 4x the calibration "
                                         "drift)"},
@@ -171,7 +195,8 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                                threads=threads, workdir=workdir, compile_budget_s=compile_budget_s,
                                exported=src.exported, source=src.source, calibration=src.make_inputs,
                                compression={"budget_mb": budget_mb, "max_auc_drop": max_auc_drop,
-                                            "calib_samples": calib_samples})
+                                            "calib_samples": calib_samples},
+                               target_options=dict(target_options or {}))
             if roofline:
                 from .roofline import machine_ceilings
                 _say("measure the machine's roofline (stream read, random gather, FMA peak)")
@@ -267,6 +292,8 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                             rows.append(_reason_row(base, "too slow", slow_why))
                             continue
                     rows.append(base)                           # filled in after timing
+                    if parts and s.target in PARTS:
+                        _add_parts(rows, calls, base, s, p, args)
                 how = (f"bursts of {burst}, first call untimed" if mode == "warm"
                        else "one call per turn")
                 _say(f"batch {batch}: time {', '.join(calls)} ({warmup} warm-up + {reps} interleaved rounds, "
@@ -287,6 +314,10 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                     if r["batch"] != batch or r.get("status") or r["system"] not in samples:
                         continue
                     st = summarize(samples[r["system"]])
+                    if r["kind"] == "part":
+                        # a part has no output of its own to check
+                        r.update(status="ok", reason="", **st.as_dict(), qps=batch / (st.median_ms / 1e3))
+                        continue
                     err, mism = errs[r["system"]]
                     # the byte estimate counts fp32 embedding rows: it does not hold for compressed tables
                     w = work if r.get("variant") in (None, "fp32") else {"flops": work.get("flops")}

@@ -100,6 +100,7 @@ class ModelContext:
     source: dict = field(default_factory=dict)
     calibration: Any = None          # make_inputs(batch, seed) for xrec.compile(quantize=...) calibration
     compression: dict = field(default_factory=dict)   # budget_mb, max_auc_drop, calib_samples
+    target_options: dict = field(default_factory=dict)  # options= of every xrec.compile (xrec bench -O KEY=VALUE)
 
 
 @dataclass
@@ -358,10 +359,12 @@ def xrec_system(target: str, quantize: str | None = None) -> System:
                 kw["calibration"] = ctx.calibration
         with stage(f"xrec.compile(target={target!r}{q})"), quiet():
             t0 = time.perf_counter()
-            cm = xrec.compile(model, ctx.example_inputs, target=target, name=ctx.name, source=ctx.source, **kw)
+            cm = xrec.compile(model, ctx.example_inputs, target=target, name=ctx.name, source=ctx.source,
+                              options=dict(ctx.target_options) or None, **kw)
             dt = time.perf_counter() - t0
         mf = cm.manifest
         info = {"compile_s": round(dt, 2), "validate_inputs": cm.validate, "variant": quantize or "fp32",
+                **({"options": dict(ctx.target_options)} if ctx.target_options else {}),
                 "weights_bytes": int(mf["weights"]["bytes"]), "tolerances": dict(mf.get("tolerances", {}))}
         ti = mf.get("target_info", {})
         for k in ("isa", "arch", "threads"):
@@ -434,6 +437,25 @@ def parse_targets(text: str | None) -> list[str]:
         raise ValueError(f"unknown target(s) {', '.join(bad)}; known: {', '.join(known_targets())}, "
                          "all, available, none")
     return names
+
+
+# --------------------------------------------------------------------------- parts of one call
+def xla_parts(cm, args: tuple) -> dict[str, Callable[[], Any]]:
+    """The steps of one xla call, to time next to the whole call: ``host`` (the runtime's bucketing
+    and batch padding of the flat inputs) and ``executable`` (the compiled executable(s) on arguments
+    already on the device). The rest of a call is input validation and host->device transfers."""
+    import jax
+    from xrec.targets.xla.runtime import execute
+    flat, _ = cm.flatten_inputs(args, {})
+    run = cm._run                       # the xla Runner (CompiledModel has no public accessor)
+    _, chunks = run.chunks(flat)
+    on_device = [[run.weights[a["name"]] if h is None else jax.device_put(h, run.dev) for a, h in zip(run.args, c)]
+                 for c in chunks]
+    return {"host": lambda: run.chunks(flat), "executable": lambda: [execute(run.exe, d) for d in on_device]}
+
+
+PARTS: dict[str, Callable[[Any, tuple], dict[str, Callable[[], Any]]]] = {"xla": xla_parts}
+"""target -> parts(compiled model, model args) -> {part: call}: what ``xrec bench --parts`` times apart."""
 
 
 def outputs_to_tensor(out) -> torch.Tensor:

@@ -100,6 +100,8 @@ def test_bench_cli_quantize_compiles_each_variant_and_pages_size_and_speed(tmp_p
     (["bench", "two-tower", "--mode", "warm", "--burst", "1"], "--burst >= 2"),
     (["bench", "two-tower", "--quantize", "mixed"], "--budget-mb"),
     (["bench", "--kernel", "linear", "--quantize", "int8"], "--formats"),
+    (["bench", "--kernel", "linear", "--parts"], "for models"),
+    (["bench", "--kernel", "linear", "-O", "batch=4"], "for models"),
 ])
 def test_bench_cli_rejects_bad_arguments_with_a_message(argv, message, capsys):
     assert cli.main(argv) == 2

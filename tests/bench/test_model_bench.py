@@ -177,3 +177,35 @@ def test_a_slow_system_in_warm_mode_gets_just_enough_bursts_for_three_samples_an
     assert row["status"] == "ok" and row["n"] == 4          # 2 bursts of 3, first of each untimed
     # first call + cost estimate + 2 bursts; no warm-up bursts
     assert len(calls) == 1 + 1 + 2 * 3
+
+
+def test_target_options_reach_every_xrec_compile_and_a_rejected_one_is_a_reason_row():
+    doc = model_bench.run_model_bench("two-tower", baselines=[], variants=["fp32"],
+                                      **{**FAST, "targets": ["reference"], "batches": [2]},
+                                      target_options={"no_such_option": 1})
+    (row,) = doc["rows"]
+    assert row["system"] == "xrec-reference" and row["status"] == "failed"
+    assert "no_such_option" in row["reason"] and "xrec.compile" in row["reason"]
+    assert doc["settings"]["target_options"] == {"no_such_option": 1}
+
+
+def test_parts_time_the_steps_of_an_xla_call_as_rows_of_their_own():
+    from xrec.targets import available_targets
+    why = available_targets().get("xla")
+    if why:
+        pytest.skip(f"xla target not available: {why}")
+    doc = model_bench.run_model_bench("two-tower", baselines=["eager"], parts=True,
+                                      **{**FAST, "targets": ["xla"], "batches": [2, 5]},
+                                      target_options={"batch": 2, "large_batch": "split"})
+    report.validate(doc)
+    rows = {(r["system"], r["batch"]): r for r in doc["rows"]}
+    assert set(rows) == {(s, b) for s in ("eager", "xrec-xla", "xrec-xla:host", "xrec-xla:executable")
+                         for b in (2, 5)}
+    for b in (2, 5):
+        assert rows[("xrec-xla", b)]["status"] == "ok" and rows[("xrec-xla", b)]["check"] == "ok"
+        for part in ("host", "executable"):
+            r = rows[(f"xrec-xla:{part}", b)]
+            assert r["status"] == "ok" and r["kind"] == "part" and r["part_of"] == "xrec-xla" and r["n"] >= 2
+            assert "check" not in r
+    assert doc["systems"]["xrec-xla"]["info"]["options"] == {"batch": 2, "large_batch": "split"}
+    assert {s["system"] for s in report.speedups(doc)} == {"xrec-xla"}       # parts are no contenders
