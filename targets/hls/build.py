@@ -16,20 +16,34 @@ from xrec.progress import step
 from .. import get_target
 from . import csim, emit_host, emit_kernel, emit_testbench, report, tables, vpp_config
 from .headers import ap_types_dir, licence_note, xrt_include_dir
+from .options import HlsOptions
 from .spec import KERNEL, check_capacity, kernel_spec, memory_use
 from .split import dense_graph
 
 HOST_DIR = "lib/host.xrec"
 
 
-def build(target, g, opts: dict, writer) -> None:
+def host_target(opts: HlsOptions) -> str:
+    """The target the dense part is built for: the ``host`` option, else cpu when it is available here."""
+    if opts.host:
+        return opts.host
+    try:
+        cpu_ok = bool(get_target("cpu").available()[0])
+    except (KeyError, ImportError):
+        cpu_ok = False
+    return "cpu" if cpu_ok else "reference"
+
+
+def build(target, g, opts: HlsOptions, writer) -> None:
     plan = plan_of(g)
     info = writer.target_info
+    info["options"] = opts.as_dict()
     info["placement"] = plan.to_json()
 
     # ---- the host (dense) part: an artifact of the host target inside this one
-    with step(f"build the dense part for host target {opts['host']}"):
-        host_info = _build_host(g, opts, writer.path / HOST_DIR)
+    host = host_target(opts)
+    with step(f"build the dense part for host target {host}"):
+        host_info = _build_host(g, host, opts, writer.path / HOST_DIR)
     info["host"] = host_info
 
     if not plan.tables:
@@ -38,7 +52,7 @@ def build(target, g, opts: dict, writer) -> None:
 
     # ---- table images
     layout = writer.write_weights()
-    ks = kernel_spec(g, plan, fadd_latency=opts["fadd_latency"], outstanding=opts["outstanding_reads"])
+    ks = kernel_spec(g, plan, fadd_latency=opts.fadd_latency, outstanding=opts.outstanding_reads)
     for t in ks.tables:
         pname = g.node(t.table_value).attr("name")
         arr, ttype = g.params[pname], g.type_of(t.table_value)
@@ -58,7 +72,7 @@ def build(target, g, opts: dict, writer) -> None:
     check_capacity(ks)
 
     # ---- sources
-    clock = opts["clock_mhz"]
+    clock = opts.clock_mhz
     srcs = {
         emit_kernel.FORMATS_HEADER: emit_kernel.formats_header(),
         f"{KERNEL}.h": emit_kernel.emit_header(ks),
@@ -68,16 +82,16 @@ def build(target, g, opts: dict, writer) -> None:
     for name, text in srcs.items():
         writer.write_text(f"src/{name}", text)
     writer.write_text("src/host.cpp", emit_host.emit_host(ks))
-    writer.write_text(f"src/{KERNEL}.cfg", vpp_config.emit_vpp_config(ks, clock, opts["platform"]))
-    writer.write_text("src/run_hls.tcl", vpp_config.emit_hls_tcl(ks, clock, opts["part"]))
-    writer.write_text("src/Makefile", vpp_config.emit_makefile(ks, opts["platform"]))
+    writer.write_text(f"src/{KERNEL}.cfg", vpp_config.emit_vpp_config(ks, clock, opts.platform))
+    writer.write_text("src/run_hls.tcl", vpp_config.emit_hls_tcl(ks, clock, opts.part))
+    writer.write_text("src/Makefile", vpp_config.emit_makefile(ks, opts.platform))
 
     # ---- C simulation binary
     with step("compile the C simulation (g++)"):
-        b = csim.build_csim(srcs, writer.path / "lib" / "csim", opts["include_dir"])
+        b = csim.build_csim(srcs, writer.path / "lib" / "csim", opts.include_dir)
     info["csim"] = {"command": " ".join(b["command"]), "cache_key": b["key"], "cached": b["cached"],
-                    "ap_types": str(ap_types_dir(opts["include_dir"]))}
-    if opts["build_host"]:
+                    "ap_types": str(ap_types_dir(opts.include_dir))}
+    if opts.build_host:
         info["xrt_host"] = _build_xrt_host(writer.path)
 
     # rows stored narrower than the model's fp32 tables: the artifact is compared with the fp32 model
@@ -89,7 +103,7 @@ def build(target, g, opts: dict, writer) -> None:
                                       "tolerances": tol}
 
     # ---- self-check and report: one synthetic batch through the C simulation
-    with step(f"C-simulate a batch of {opts['report_batch']} for the report"):
+    with step(f"C-simulate a batch of {opts.report_batch} for the report"):
         rep = _report(g, ks, opts, writer.path)
     rep["row_formats"] = {
         "formats": sorted({t.plan.fmt for t in ks.tables}),
@@ -107,15 +121,16 @@ def build(target, g, opts: dict, writer) -> None:
     writer.write_text("src/README.md", _readme(ks, opts, b, g))
 
 
-def _build_host(g, opts: dict, path: Path) -> dict:
+def _build_host(g, host_name: str, opts: HlsOptions, path: Path) -> dict:
     dg = dense_graph(g)
-    host = get_target(opts["host"])
+    host = get_target(host_name)
     ok, why = host.available()
     if not ok:
-        raise RuntimeError(f"hls target: host target {opts['host']!r} is not available here: {why}")
-    hopts = host.parse_options(opts["host_options"])
+        raise RuntimeError(f"hls target: host target {host_name!r} is not available here: {why}")
+    hopts = host.parse_options(opts.host_options)
     dg = run_pipeline(dg, host.passes(hopts))
-    w = ArtifactWriter(path, dg, host.name, target_info={"options": hopts}, tolerances=host.tolerances_for(hopts))
+    w = ArtifactWriter(path, dg, host.name, target_info={"options": dict(hopts)},
+                      tolerances=host.tolerances_for(hopts))
     host.build(dg, hopts, w)
     w.finish()
     return {"target": host.name, "artifact": str(path.name), "inputs": [n.attr("name") for n in dg.input_nodes]}
@@ -170,9 +185,9 @@ def synthetic_flat_inputs(g, ks, batch: int, seed: int = 0) -> list[np.ndarray]:
     return flat
 
 
-def _report(g, ks, opts: dict, root: Path) -> dict:
+def _report(g, ks, opts: HlsOptions, root: Path) -> dict:
     from .runtime import Gatherer, reference_pooled
-    batch = opts["report_batch"]
+    batch = opts.report_batch
     flat = synthetic_flat_inputs(g, ks, batch)
     gat = Gatherer(ks, g, root, opts)
     feats, b = gat.features_from_inputs(flat)
@@ -185,9 +200,9 @@ def _report(g, ks, opts: dict, root: Path) -> dict:
         if not np.allclose(arr, want[name], rtol=1e-5, atol=1e-5):
             raise RuntimeError(f"hls build self-check: C-simulated gather of %{name} differs from the reference "
                                f"by up to {worst:.3g} (this is an xrec bug; please report it with the model)")
-    a = {"clock_mhz": opts["clock_mhz"], "axi_read_latency_hbm": opts["axi_read_latency_hbm"],
-         "axi_read_latency_ddr": opts["axi_read_latency_ddr"], "outstanding_reads": opts["outstanding_reads"],
-         "fadd_latency": opts["fadd_latency"]}
+    a = {"clock_mhz": opts.clock_mhz, "axi_read_latency_hbm": opts.axi_read_latency_hbm,
+         "axi_read_latency_ddr": opts.axi_read_latency_ddr, "outstanding_reads": opts.outstanding_reads,
+         "fadd_latency": opts.fadd_latency}
     rep = report.model(ks, counters, a)
     rep["input_note"] = (f"synthetic batch of {batch}: bag lengths 1+Poisson(pooling-1) (exactly 1 when "
                          "pooling is 1), ids uniform over each table, seed 0")
@@ -218,7 +233,7 @@ def quantization_drift(g, ks, batch: int = 256, seeds=(0, 1)) -> float | None:
     return drift
 
 
-def _readme(ks, opts: dict, b: dict, g) -> str:
+def _readme(ks, opts: HlsOptions, b: dict, g) -> str:
     lines = [
         f"# {g.name}: FPGA gather kernel (xrec hls target)", "",
         f"{len(ks.units)} gather units over {len(ks.tables)} tables. Placement policy: {ks.plan.policy} "
@@ -233,7 +248,7 @@ def _readme(ks, opts: dict, b: dict, g) -> str:
         "| run_hls.tcl | Vitis HLS synthesis script |",
         "| Makefile | v++ compile/link and the host program |", "",
         "C simulation (what xrec ran here):", "", "```", " ".join(b["command"]), "```", "",
-        licence_note(opts["include_dir"]), "",
+        licence_note(opts.include_dir), "",
         "hls_stream.h on that include path is xrec's own C-sim model (aborts on a read from an empty stream).",
         ""]
     pruned = [t for t in ks.tables if t.pruned]

@@ -70,7 +70,7 @@ class MemoryConfig:
     bram_bytes: int = 4_500_000
     onchip_units: int = 4
     row_format: str = "fp32"          # fp32 | fp16 | int8: how fp32 tables are stored on the card
-    pooling: object = None            # None | number | {feature: number} | [number per table]
+    pooling: object = None            # None | number | {feature: number}
     default_pooling: float = 1.0
 
     def __post_init__(self):
@@ -85,9 +85,10 @@ class MemoryConfig:
                 raise ValueError(f"place_tables: {f} must be a positive number, got {v!r}")
         if self.row_format not in ROW_FORMATS:
             raise ValueError(f"place_tables: row_format must be one of {ROW_FORMATS}, got {self.row_format!r}")
-        if self.pooling is not None and not isinstance(self.pooling, (int, float, dict, list, tuple)):
-            raise ValueError("place_tables: pooling must be a number, a {feature: number} dict or a list "
-                             f"with one number per table, got {type(self.pooling).__name__}")
+        if self.pooling is not None and (isinstance(self.pooling, bool)
+                                         or not isinstance(self.pooling, (int, float, dict))):
+            raise ValueError("place_tables: pooling must be a number or a {feature: number} dict, got "
+                             f"{type(self.pooling).__name__}")
 
     @property
     def onchip_bytes(self) -> int:
@@ -329,9 +330,6 @@ def _pooling(g: Graph, feats: list[str], cfg: MemoryConfig) -> tuple[list[float]
             raise ValueError(f"place_tables: pooling given for unknown features {unknown}; "
                              f"features are {sorted(set(feats))}")
         return [float(p.get(f, cfg.default_pooling)) for f in feats], "option"
-    if len(p) != len(feats):
-        raise ValueError(f"place_tables: pooling lists {len(p)} numbers but the model has {len(feats)} tables")
-    return [float(x) for x in p], "option"
 
 
 def make_plan(g: Graph, cfg: MemoryConfig) -> Plan:

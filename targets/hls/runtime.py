@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from xrec.artifact import open_artifact
-from .placement import plan_of
 
 from .. import get_target
 from .csim import CSimError, run_csim
+from .options import HlsOptions
+from .placement import plan_of
 from .spec import kernel_spec
 from .split import dense_input_sources, feature_sources, full_offsets, pack_unit_inputs
 from .tables import effective_table
@@ -20,17 +21,17 @@ from .tables import effective_table
 class Gatherer:
     """Runs the gather kernel on one batch: packs each unit's inputs, runs the binary, unpacks outputs."""
 
-    def __init__(self, ks, g, root: Path, opts: dict):
+    def __init__(self, ks, g, root: Path, opts: HlsOptions):
         self.ks, self.g, self.root, self.opts = ks, g, Path(root), opts
         self.last_counters: dict | None = None
-        if opts["runtime"] == "xrt":
+        if opts.runtime == "xrt":
             self.binary = self.root / "lib" / "host"
             if not self.binary.is_file():
                 raise FileNotFoundError(f"{self.root}: no lib/host; compile with hls options build_host=True "
                                         "runtime='xrt' on a machine with XRT")
-            if not opts["xclbin"] or not Path(opts["xclbin"]).is_file():
+            if not opts.xclbin or not Path(opts.xclbin).is_file():
                 raise FileNotFoundError(f"hls runtime='xrt' needs option xclbin=<path to {self.root.name} "
-                                        f"xclbin built from src/Makefile>, got {opts['xclbin']!r}")
+                                        f"xclbin built from src/Makefile>, got {opts.xclbin!r}")
         else:
             self.binary = self.root / "lib" / "csim"
             if not self.binary.is_file():
@@ -77,14 +78,14 @@ class Gatherer:
                     ids.tofile(io / f"{u.name}_ids.bin")
                     if u.has_psw:
                         psw.tofile(io / f"{u.name}_psw.bin")
-                if self.opts["runtime"] == "xrt":
+                if self.opts.runtime == "xrt":
                     import subprocess
-                    r = subprocess.run([str(self.binary), self.opts["xclbin"], str(self.root), str(io)],
-                                       capture_output=True, text=True, timeout=self.opts["csim_timeout_s"])
+                    r = subprocess.run([str(self.binary), self.opts.xclbin, str(self.root), str(io)],
+                                       capture_output=True, text=True, timeout=self.opts.csim_timeout_s)
                     if r.returncode != 0:
                         raise RuntimeError(f"XRT host program failed: {(r.stderr or r.stdout)[-3000:]}")
                 else:
-                    run_csim(self.binary, self.root, io, timeout_s=self.opts["csim_timeout_s"])
+                    run_csim(self.binary, self.root, io, timeout_s=self.opts.csim_timeout_s)
                 for u in ks.units:
                     out = np.fromfile(io / f"{u.name}_out.bin", np.float32)
                     if out.size != batch * u.outch * 16:
@@ -131,7 +132,7 @@ def reference_pooled(g, ks, feats: dict, batch: int) -> dict:
     return out
 
 
-def make_runner(target, artifact, opts: dict):
+def make_runner(target, artifact, opts: HlsOptions):
     g = artifact.graph
     root = Path(artifact.path)
     plan = plan_of(g)
@@ -145,7 +146,7 @@ def make_runner(target, artifact, opts: dict):
     srcs = dense_input_sources(g, host_art.graph)
     gather = None
     if plan.tables:
-        ks = kernel_spec(g, plan, fadd_latency=opts["fadd_latency"], outstanding=opts["outstanding_reads"])
+        ks = kernel_spec(g, plan, fadd_latency=opts.fadd_latency, outstanding=opts.outstanding_reads)
         gather = Gatherer(ks, g, root, opts)
 
     def run(flat):

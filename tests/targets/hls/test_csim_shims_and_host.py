@@ -110,19 +110,41 @@ def test_host_code_compiles_and_links_against_libxrt(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
 
 
-def test_options_are_validated():
+def test_unknown_or_invalid_options_are_errors_listing_the_valid_ones():
     t = get_target("hls")
-    with pytest.raises(ValueError, match="unknown option.*'hbm_chanels'"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) 'hbm_chanels'(.|\n)*hbm_channels: int = 32"):
         t.parse_options({"hbm_chanels": 4})
-    with pytest.raises(ValueError, match="quantize_rows"):
+    with pytest.raises(ValueError, match="quantize_rows='int3'; choose one of none, fp16, int8"):
         t.parse_options({"quantize_rows": "int3"})
-    with pytest.raises(ValueError, match="host must be"):
+    with pytest.raises(ValueError, match="host='triton' must be one of cpu, reference"):
         t.parse_options({"host": "triton"})
-    with pytest.raises(ValueError, match="hbm_channels"):
+    with pytest.raises(ValueError, match="hbm_channels=-1 must be >= 0"):
         t.parse_options({"hbm_channels": -1})
-    o = t.parse_options({"hbm_channels": 4, "ddr_banks": 1})
-    assert o["host"] in ("cpu", "reference") and o["clock_mhz"] == 300.0
+    with pytest.raises(ValueError, match="clock_mhz=0 must be a finite number > 0"):
+        t.parse_options({"clock_mhz": 0})
+    with pytest.raises(ValueError, match="pooling=.*needs ids per bag > 0"):
+        t.parse_options({"pooling": {"indices[0]": 0}})
+    with pytest.raises(ValueError, match=r"pooling=\[3, 4\] is not float \| dict\[str, float\] \| None"):
+        t.parse_options({"pooling": [3, 4]})
+    with pytest.raises(ValueError, match="runtime='fpga'; choose one of csim, xrt"):
+        t.parse_options({"runtime": "fpga"})
+
+
+def test_options_are_a_frozen_dataclass_with_defaults_and_string_values():
+    import dataclasses
+    from xrec.targets.hls.options import HlsOptions
+    t = get_target("hls")
+    assert t.typed_options() is HlsOptions
+    o = t.parse_options({"hbm_channels": "4", "ddr_banks": 1, "pooling": "2.5", "build_host": "false"})
+    assert isinstance(o, HlsOptions)
+    assert (o.hbm_channels, o.ddr_banks, o.pooling, o.build_host, o.clock_mhz, o.host) == (4, 1, 2.5, False, 300.0,
+                                                                                            None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.hbm_channels = 8
     assert t.capabilities(o).memory_channels == 5
+    assert t.parse_options(o.as_dict()) == o          # what the manifest stores parses back to the same options
+    d = t.parse_options({"pooling": '{"indices[1]": 7}'}).pooling
+    assert d == {"indices[1]": 7.0}
 
 
 def test_target_runs_placement_with_its_memory_options():

@@ -34,7 +34,7 @@ TABLES = [
     T(40, 8, "sum", dtype=np.float16),      # 7: fp16 table
 ]
 MIXED = {**FAST, "uram_bytes": 20000, "bram_bytes": 0, "onchip_units": 2, "hbm_channels": 2,
-         "hbm_channel_bytes": 50000, "ddr_banks": 1, "pooling": [3, 3, 3, 3, 3, 20, 8, 3]}
+         "hbm_channel_bytes": 50000, "ddr_banks": 1, "pooling": {f"indices[{k}]": t.pooling for k, t in enumerate(TABLES)}}
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ TABLES = [
     T(60, 16, "max", pooling=8),                    # 6: pruned, lanes
 ]
 OPTS = {**FAST, "uram_bytes": 12000, "bram_bytes": 0, "onchip_units": 2, "hbm_channels": 2,
-        "hbm_channel_bytes": 30000, "ddr_banks": 1, "pooling": [3, 3, 3, 3, 3, 20, 8]}
+        "hbm_channel_bytes": 30000, "ddr_banks": 1, "pooling": {f"indices[{k}]": t.pooling for k, t in enumerate(TABLES)}}
 
 
 def _keep() -> dict:

@@ -45,6 +45,11 @@ def inputs_for(g, shapes, batch=5, seed=1):
     return [by[n.attr("name")] for n in g.input_nodes]
 
 
+def by_feature(pooling: list) -> dict:
+    """The pooling option for the tables of ``group_graph``, one number per table in order."""
+    return {f"indices[{k}]": p for k, p in enumerate(pooling)}
+
+
 SHAPES = [(3000, 64), (40, 16), (900, 32), (12000, 16), (5, 8), (700, 128), (2500, 64), (60, 64), (100, 10),
           (8000, 32), (300, 16), (1500, 64)]
 
@@ -87,7 +92,7 @@ def test_a_table_that_fits_no_channel_is_an_error_naming_it():
 
 
 def test_channel_loads_are_balanced_within_one_table():
-    pooling = [1, 3, 20, 2, 1, 8, 5, 1, 2, 30, 4, 7]
+    pooling = by_feature([1, 3, 20, 2, 1, 8, 5, 1, 2, 30, 4, 7])
     cfg = MemoryConfig(hbm_channels=4, ddr_banks=0, uram_bytes=0, bram_bytes=0, pooling=pooling)
     plan = make_plan(group_graph(SHAPES), cfg)
     loads = plan.channel_load()
@@ -104,7 +109,7 @@ def test_hot_small_tables_go_on_chip_first():
     pooling = [1] * len(SHAPES)
     pooling[5] = 50                    # 700 rows, but read 50x per query
     budget = 700 * 8 * 64 + 5 * 64 + 40 * 64
-    plan = make_plan(group_graph(SHAPES), MemoryConfig(uram_bytes=budget, bram_bytes=0, pooling=pooling))
+    plan = make_plan(group_graph(SHAPES), MemoryConfig(uram_bytes=budget, bram_bytes=0, pooling=by_feature(pooling)))
     on = {t.id for t in plan.tables if t.memory == "onchip"}
     assert on == {5, 4, 1}             # densest (pooling / rows) first while they fit
     assert make_plan(group_graph(SHAPES), MemoryConfig(onchip_units=0)).onchip_bytes() == 0
