@@ -3,7 +3,9 @@
 ``import_model(model, example_inputs)`` traces the model with the batch dim
 and every jagged length dynamic, lowers each aten op through the rules table
 (aten_rules.py), and returns a verified ``Graph`` whose symbols are ``B`` (the
-batch) and ``N_<input>`` (the ids of each sparse feature).
+batch) and ``N_<input>`` (the ids of each sparse feature). The graph's metadata
+records the pooling statistics of each sparse feature measured on the example
+inputs (``xrec.ir.stats``, key ``"pooling"``).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ..ir import BATCH, Graph, GraphBuilder, Op, TensorType, sym, verify
+from ..ir.stats import record_pooling
 from ..ir.types import DType, canon_dim, dims_equal
 from .aten_rules import PY_RULES, RULES
 from .context import Ctx
@@ -150,8 +153,12 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any] | tuple,
     ep = _export(model, args, kwargs)
     ep = _run_decompositions(ep, {})
     ep = _decompose_unknown(ep)
-    return import_exported(ep, name or getattr(model, "xrec_name", None) or type(model).__name__,
-                           _flat_input_names(model, args, kwargs))
+    g = import_exported(ep, name or getattr(model, "xrec_name", None) or type(model).__name__,
+                        _flat_input_names(model, args, kwargs))
+    flat = [t.detach().cpu().numpy() for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    if len(flat) == len(g.input_nodes):
+        g = record_pooling(g, [flat])
+    return g
 
 
 def import_exported(ep, name: str, flat_names: list[str] | None = None) -> Graph:

@@ -7,11 +7,12 @@ per feature, ``ids [batch, M_f]`` int32 (unused slots hold 0) and
 graph masks slots ``>= lengths[b]``.
 
 The budget comes from, in order: the target option ``max_ids_per_bag`` (one
-int for every feature, or ``{feature: int}``), the zoo spec's mean pooling
-when the model is a zoo model (one-hot features: 1; multi-hot:
-``ids_multiplier * pooling + 8`` rounded up to a multiple of 8; the
-executable gathers every slot, so the budget is also its cost), else
-``DEFAULT_MAX_IDS``. A bag holding more ids than its budget is an error
+int for every feature, or ``{feature: int}``), the pooling statistics the
+frontend recorded in the graph (``xrec.ir.stats``: a feature whose every
+example bag held one id is one-hot, budget 1; multi-hot:
+``ids_multiplier * mean + 8`` rounded up to a multiple of 8, and at least
+the longest bag seen; the executable gathers every slot, so the budget is
+also its cost), else ``DEFAULT_MAX_IDS``. A bag holding more ids than its budget is an error
 (``overflow="error"``, the default) or, with ``overflow="truncate"``, keeps
 its first ``M_f`` ids and warns with the number of ids dropped.
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xrec.ir.stats import PoolingStats, pooling_stats
 from xrec.runtime.validate import InputError
 
 from .layout import round_up
@@ -42,7 +44,7 @@ class IdBudgetWarning(UserWarning):
 @dataclass(frozen=True)
 class Budget:
     max_ids: int
-    source: str               # "option" | "zoo pooling P" | "default"
+    source: str               # "option" | "pooling ..." (recorded statistics) | "default"
 
 
 def _zoo_features(graph, feature_names: list[str]) -> dict:
@@ -59,20 +61,23 @@ def _zoo_features(graph, feature_names: list[str]) -> dict:
     return out
 
 
-def _zoo_poolings(graph, feature_names: list[str]) -> dict[str, float]:
-    """Mean ids per bag of each feature when ``graph`` is a zoo model traced by xrec, else {}."""
-    return {f: float(fs.pooling) for f, fs in _zoo_features(graph, feature_names).items()}
-
-
 def zoo_feature_aliases(graph, feature_names: list[str]) -> dict[str, str]:
     """Zoo feature names (C1, cat_0, user_id, ...) -> xrec feature names (indices[k])."""
     return {fs.name: f for f, fs in _zoo_features(graph, feature_names).items()}
 
 
 def budget_from_pooling(pooling: float, multiplier: float) -> int:
-    if pooling == 1.0:
-        return 1
+    """Id budget of a multi-hot feature with mean ``pooling`` ids per bag."""
     return round_up(math.ceil(multiplier * pooling) + SLACK_IDS, 8)
+
+
+def budget_from_stats(s: PoolingStats, multiplier: float) -> Budget:
+    """The budget recorded statistics give (see the module docstring)."""
+    if s.one_hot:
+        return Budget(1, f"pooling: one-hot (one id in each of {s.bags} bags seen)")
+    b = max(budget_from_pooling(s.mean, multiplier), round_up(max(s.max_ids, 1), 8))
+    return Budget(b, f"pooling: mean {s.mean:.4g} ids per bag (max {s.max_ids}, {s.bags} bags seen) "
+                     f"x {multiplier:g} + {SLACK_IDS}, to 8")
 
 
 def choose_budgets(graph, feature_names: list[str], max_ids_per_bag, multiplier: float) -> dict[str, Budget]:
@@ -89,15 +94,13 @@ def choose_budgets(graph, feature_names: list[str], max_ids_per_bag, multiplier:
             given[name] = int(v)
     elif max_ids_per_bag is not None:
         given = {f: int(max_ids_per_bag) for f in feature_names}
-    pooling = _zoo_poolings(graph, feature_names)
+    stats = pooling_stats(graph)
     out = {}
     for f in feature_names:
         if f in given:
             out[f] = Budget(given[f], "option")
-        elif f in pooling:
-            out[f] = Budget(budget_from_pooling(pooling[f], multiplier),
-                            f"zoo pooling {pooling[f]:g} x {multiplier:g}" + ("" if pooling[f] == 1.0 else
-                                                                            f" + {SLACK_IDS}, to 8"))
+        elif f in stats:
+            out[f] = budget_from_stats(stats[f], multiplier)
         else:
             out[f] = Budget(DEFAULT_MAX_IDS, "default")
     return out

@@ -8,6 +8,8 @@ from xrec.runtime.validate import InputError
 from xrec.targets.xla.bucketing import IdBudgetWarning, bucket_feature, budget_from_pooling, choose_budgets
 from xrec.testing import check_model
 
+from conftest import imported_zoo
+
 
 def loop_reference(idx, off, m, weights=None):
     """The meaning of bucketing, bag by bag (the implementation has no Python loop over bags)."""
@@ -82,23 +84,27 @@ def test_out_of_range_id_is_an_error():
                        overflow="error", feature="f", num_rows=10)
 
 
-def test_budgets_from_zoo_pooling_and_options():
-    model = zoo.build("dlrm-small", max_rows=10)
-    g = type("G", (), {"name": "dlrm-small"})()
+def test_budgets_from_the_recorded_pooling_statistics_and_options():
+    model, g = imported_zoo("dlrm-small")
     feats = [f"indices[{k}]" for k in range(26)]
     b = choose_budgets(g, feats, None, 4.0)
-    assert b["indices[0]"].max_ids == 1                          # C1 is one-hot
-    assert zoo.spec_of(model).features[2].pooling == 20.0
-    assert b["indices[2]"].max_ids == budget_from_pooling(20.0, 4.0) == 88   # 4 x 20 + 8, rounded to 8
-    assert b["indices[2]"].source.startswith("zoo pooling 20")
+    assert b["indices[0]"].max_ids == 1 and "one-hot" in b["indices[0]"].source      # C1 is one-hot
+    _, idx, off = zoo.example_inputs(model)                     # what the frontend traced (and measured) with
+    lengths = np.diff(off[2].numpy())
+    assert zoo.spec_of(model).features[2].pooling == 20.0 and lengths.min() != lengths.max()
+    want = max(budget_from_pooling(lengths.mean(), 4.0), -(-lengths.max() // 8) * 8)
+    assert b["indices[2]"].max_ids == want and want >= 4 * 16 + 8             # multi-hot: 4 x mean + 8, to 8
+    assert b["indices[2]"].source.startswith(f"pooling: mean {lengths.mean():.4g} ids per bag (max {lengths.max()}")
+    assert budget_from_pooling(20.0, 4.0) == 88 and budget_from_pooling(20.5, 2.0) == 56
     b = choose_budgets(g, feats, {"C3": 5, "indices[0]": 2}, 4.0)   # zoo names and xrec names
     assert (b["indices[2]"].max_ids, b["indices[2]"].source) == (5, "option")
     assert b["indices[0]"].max_ids == 2 and b["indices[1]"].max_ids == 1
     assert all(v.max_ids == 7 for v in choose_budgets(g, feats, 7, 4.0).values())
     with pytest.raises(ValueError, match="C99"):
         choose_budgets(g, feats, {"C99": 3}, 4.0)
-    other = type("G", (), {"name": "my-model"})()
-    assert choose_budgets(other, ["indices[0]"], None, 4.0)["indices[0]"].source == "default"
+    from xrec.ir.stats import with_pooling
+    no_stats = with_pooling(g, {}).with_(name="my-model")
+    assert choose_budgets(no_stats, ["indices[0]"], None, 4.0)["indices[0]"].source == "default"
 
 
 def _long_bag_inputs(model, batch=6):
