@@ -583,7 +583,7 @@ class Lowerer:
                        cross: tuple | None = None) -> None:
         M = x.shape[0]
         N, K = int(w.shape[0]), int(w.shape[1])
-        prec = self.opts.get("precision", "ieee") if x.dtype == "f32" else "tf32"
+        prec = self.opts.get("precision", "tf32x3") if x.dtype == "f32" else "tf32"
         x0, xl = cross if cross else (x, x)
         cx = dict(N=N, K=K, ACT=ACT_CODES[act], HAS_BIAS=bias is not None, CROSS=cross is not None, PRECISION=prec)
         variants = linear_variants(M, N, K, prec)

@@ -79,6 +79,14 @@ class TritonModel:
         self._graphs: OrderedDict = OrderedDict()
         self._graph_lock = threading.Lock()
         self._baked_syms, self._baked_inputs = _baked(program)
+        # per input: (name, buffer, torch dtype, rank); the dims not read off an input to bind a symbol
+        self._input_bufs = frozenset(b for _, b in program.inputs)
+        self._in_specs = [(name, b, torch_dtype(program.buffers[b].dtype), len(program.buffers[b].shape))
+                          for name, b in program.inputs]
+        defining = {(i, axis) for i, axis, _ in program.symbols.values()}
+        self._shape_checks = [(k, axis, d) for k, (_, b) in enumerate(program.inputs)
+                              for axis, d in enumerate(program.buffers[b].shape)
+                              if (k, axis) not in defining or not _is_symbol(d)]
         self.graph_error: str | None = None      # why graphs were turned off for this model, if they were
 
     # ------------------------------------------------------------------ helpers
@@ -102,35 +110,48 @@ class TritonModel:
             raise InputError(f"{prog.name}: expected {len(prog.inputs)} input tensors, got {len(flat)}")
         env = dict(self.static)
         shapes = []
-        for (name, bname), t in zip(prog.inputs, flat):
-            b = prog.buffers[bname]
+        dev = self.device.type
+        for (name, bname, want, rank), t in zip(self._in_specs, flat):
             if not isinstance(t, torch.Tensor):
                 t = torch.as_tensor(np.asarray(t))
-            want = torch_dtype(b.dtype)
             if t.dtype != want:
                 if t.dtype in (torch.int32, torch.int64) and want in (torch.int32, torch.int64):
                     t = t.to(want)
                 else:
                     raise InputError(f"input {name!r}: dtype {t.dtype}, expected {want}")
-            if t.dim() != len(b.shape):
-                raise InputError(f"input {name!r}: rank {t.dim()}, expected {len(b.shape)}")
-            env[bname] = t.to(self.device).contiguous()
-            shapes.append(tuple(t.shape))
+            if t.dim() != rank:
+                raise InputError(f"input {name!r}: rank {t.dim()}, expected {rank}")
+            if t.device.type != dev:
+                t = t.to(self.device)
+            if not t.is_contiguous():
+                t = t.contiguous()
+            env[bname] = t
+            shapes.append(t.shape)
         binds = prog.bind(shapes)
-        for (name, bname), shape in zip(prog.inputs, shapes):
-            want = tuple(ev(d, binds) for d in prog.buffers[bname].shape)
-            if shape != want:      # e.g. offsets of another batch: kernels would read past the end
-                dims = ", ".join(str(d) for d in prog.buffers[bname].shape)
+        for k, axis, d in self._shape_checks:
+            if shapes[k][axis] != ev(d, binds):   # e.g. offsets of another batch: kernels would read past the end
+                name, bname = prog.inputs[k]
+                shape = tuple(shapes[k])
+                want = tuple(ev(x, binds) for x in prog.buffers[bname].shape)
+                dims = ", ".join(str(x) for x in prog.buffers[bname].shape)
                 raise InputError(f"input {name!r}: shape {shape}, expected [{dims}] = {want}")
         return env, binds
 
-    def _ptrtable_rows(self, b, env: dict, binds: dict) -> torch.Tensor:
+    def _ptrtable_rows(self, b, env: dict, binds: dict, out: np.ndarray | None = None) -> torch.Tensor:
         """A pointer table's rows on the host: (ids, offsets, per-sample weights) addresses and id count."""
-        rows = []
-        for idx, off, psw, nnz in b.rows:
-            rows.append([self._tensor(env, binds, idx).data_ptr(), self._tensor(env, binds, off).data_ptr(),
-                         self._tensor(env, binds, psw).data_ptr() if psw is not None else 0, ev(nnz, binds)])
-        return torch.tensor(rows, dtype=torch.int64)
+        rows = out if out is not None else np.empty((len(b.rows), 4), np.int64)
+        for r, (idx, off, psw, nnz) in enumerate(b.rows):
+            rows[r, 0] = self._address(env, binds, idx)
+            rows[r, 1] = self._address(env, binds, off)
+            rows[r, 2] = self._address(env, binds, psw) if psw is not None else 0
+            rows[r, 3] = ev(nnz, binds)
+        return torch.from_numpy(rows)
+
+    def _address(self, env: dict, binds: dict, v: View) -> int:
+        base = env.get(v.buf)
+        if base is None or self.program.buffers[v.buf].kind != INPUT:
+            return self._tensor(env, binds, v).data_ptr()
+        return base.data_ptr() + ev(v.offset, binds) * _ITEMSIZE[v.dtype]
 
     def _ptrtables(self, env: dict, binds: dict) -> None:
         for b in self.program.buffers.values():
@@ -223,15 +244,18 @@ class TritonModel:
         for name in self._baked_inputs:
             call_env[name].copy_(env[name], non_blocking=True)
         for name, t in env.items():
-            if name not in self._baked_inputs and self.program.buffers.get(name) is not None \
-                    and self.program.buffers[name].kind == INPUT:
+            if name not in self._baked_inputs and name in self._input_bufs:
                 call_env[name] = t
-        for name, dev in rep["ptrtables"].items():
-            dev.copy_(self._ptrtable_rows(self.program.buffers[name], call_env, binds), non_blocking=True)
-        with torch.no_grad():
-            rep["graph"].replay()
+        rep["copied"].synchronize()          # the pinned tables of the last call have reached the device
+        for name, (dev, host) in rep["ptrtables"].items():
+            self._ptrtable_rows(self.program.buffers[name], call_env, binds, out=host.numpy())
+            dev.copy_(host, non_blocking=True)
+        rep["copied"].record()
+        rep["graph"].replay()
         if self.check:
-            self._raise_errors(call_env, binds)
+            torch.cuda.current_stream().synchronize()
+            if int(rep["err_host"].min()) != INT32_MAX:
+                self._raise_errors(call_env, binds)
         return [o.clone(memory_format=torch.contiguous_format) for o in rep["outputs"]]
 
     def _capture(self, env: dict, binds: dict) -> dict:
@@ -248,22 +272,40 @@ class TritonModel:
         torch.cuda.synchronize()
         cenv = dict(self.static)
         for name, t in env.items():
-            if prog.buffers.get(name) is not None and prog.buffers[name].kind == INPUT:
+            if name in self._input_bufs:
                 cenv[name] = t.clone() if name in self._baked_inputs else t
         ptrtables = {}
         for b in prog.buffers.values():
             if b.kind == PTRTABLE:
-                ptrtables[b.name] = cenv[b.name] = self._ptrtable_rows(b, cenv, binds).to(self.device)
+                host = self._ptrtable_rows(b, cenv, binds).pin_memory()
+                ptrtables[b.name] = (host.to(self.device), host)
+                cenv[b.name] = ptrtables[b.name][0]
             elif b.kind == ERRFLAG:
                 cenv[b.name] = torch.empty(tuple(b.shape), dtype=torch.int32, device=self.device)
+        err_host = None
+        if prog.err_buffer:
+            err_host = torch.empty(tuple(prog.buffers[prog.err_buffer].shape), dtype=torch.int32).pin_memory()
+        torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), torch.no_grad():
             if prog.err_buffer:
                 cenv[prog.err_buffer].fill_(INT32_MAX)
             for s in prog.steps:
                 self._launch(s, cenv, binds) if isinstance(s, Launch) else self._torch(s, cenv, binds)
+            if err_host is not None:                  # the error flags come back inside the graph
+                err_host.copy_(cenv[prog.err_buffer], non_blocking=True)
             outputs = [self._tensor(cenv, binds, v) for v in prog.outputs]
-        return {"graph": graph, "env": cenv, "ptrtables": ptrtables, "outputs": outputs}
+        copied = torch.cuda.Event()
+        copied.record()
+        return {"graph": graph, "env": cenv, "ptrtables": ptrtables, "outputs": outputs, "err_host": err_host,
+                "copied": copied}
+
+
+_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i16": 2, "i8": 1, "u8": 1, "bool": 1}
+
+
+def _is_symbol(d) -> bool:
+    return getattr(d, "is_Symbol", False)
 
 
 def _baked(program: Program) -> tuple[tuple[str, ...], frozenset]:

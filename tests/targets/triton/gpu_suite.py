@@ -78,6 +78,58 @@ def cuda_time(fn, reps: int, warmup: int = 2) -> list[float]:
     return out
 
 
+def graph_time(fn, k: int = 20, reps: int = 10) -> float:
+    """GPU seconds per call of ``fn``: ``k`` calls captured in one CUDA graph, replayed ``reps`` times
+    (the host's launch cost left out: what the kernels themselves take)."""
+    import torch
+    if SMOKE:
+        return statistics.median(cuda_time(fn, reps=1))
+    fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(k):
+            fn()
+    g.replay()
+    torch.cuda.synchronize()
+    return statistics.median(cuda_time(g.replay, reps=reps, warmup=1)) / k
+
+
+SWEEP = [(1, 8, 1), (1, 16, 2), (2, 8, 2), (4, 8, 2), (4, 8, 4), (8, 8, 4), (8, 4, 4), (16, 4, 4), (16, 8, 8),
+         (32, 4, 8), (4, 16, 4), (2, 16, 4), (8, 16, 8), (16, 2, 4)]     # (BLOCK_B, L, num_warps)
+
+
+def sweep_embedding(model, step, env, binds, moved: int, copy) -> list[dict]:
+    """The embedding kernel under other tile configs (same inputs; output checked against the default)."""
+    import torch
+
+    from xrec.targets.triton.program import ev
+    args = [model._tensor(env, binds, a.view) if a.kind == "ptr" else int(ev(a.expr, binds)) for a in step.args]
+    out_i = next(i for i, a in enumerate(step.args) if a.name == "OUT")
+    base_cx = dict(step.variants[0].constexprs)
+    B = int(ev(step.batch, binds))
+    nf = step.variants[0].grid[0][0]
+    nf = int(ev(nf, binds))
+    model._launch(step, env, binds)
+    want = args[out_i].clone()
+    rows = []
+    for bb, L, w in SWEEP:
+        cx = {**base_cx, "BLOCK_B": bb, "L": L}
+        grid = (nf, -(-B // bb), 1)
+        fn = lambda: model.fns[step.kernel][grid](*args, **cx, num_warps=w, num_stages=1)  # noqa: E731
+        try:
+            args[out_i].zero_()
+            fn()
+            torch.cuda.synchronize()
+            diff = float((args[out_i] - want).abs().max())
+            t = graph_time(fn)
+            rows.append({"BLOCK_B": bb, "L": L, "num_warps": w, "us": t * 1e6, "GBps": moved / t / 1e9,
+                         "frac_copy": moved / t / 1e9 / copy if copy else None, "max_diff_vs_default": diff})
+        except Exception as e:
+            rows.append({"BLOCK_B": bb, "L": L, "num_warps": w, "error": f"{type(e).__name__}: {e}"[:300]})
+    return rows
+
+
 def summary(ts: list[float]) -> dict:
     ts = sorted(ts)
     q = lambda f: ts[min(len(ts) - 1, int(f * len(ts)))]  # noqa: E731
@@ -198,7 +250,8 @@ def step_server(res: dict, server: str | None) -> dict:
         got = np.array(answer["outputs"][0]["data"], np.float32)
         # the same request through PyTorch
         ins = {i["name"]: np.array(i["data"]).reshape(i["shape"]) for i in body["inputs"]}
-        flat = [torch.from_numpy(np.ascontiguousarray(ins[s["name"]]).astype(np.dtype(s["dtype"])))
+        np_dt = {"f32": np.float32, "i64": np.int64, "i32": np.int32}
+        flat = [torch.from_numpy(np.ascontiguousarray(ins[s["name"]]).astype(np_dt.get(s["dtype"], s["dtype"])))
                 for s in json.loads((art / "manifest.json").read_text())["signature"]["inputs"]]
         nf = (len(flat) - 1) // 2
         with torch.no_grad():
@@ -254,20 +307,23 @@ def step_embedding(res: dict, deadline: float, batches=(64, 512, 2048, 8192)) ->
                 model._ptrtables(env, binds)
                 nnz = sum(len(i) for i in idx)
                 moved = nnz * rb + nnz * 8 + sum(o.numel() * 8 for o in off) + b * 64 * len(tables) * 4
-                t_x = statistics.median(cuda_time(lambda: model._launch(step, env, binds), reps=30))
+                t_call = statistics.median(cuda_time(lambda: model._launch(step, env, binds), reps=20))
+                t_x = graph_time(lambda: model._launch(step, env, binds))
                 row = {"precision": prec, "batch": b, "ids": ids_kind, "nnz": nnz, "row_bytes": rb, "bytes": moved,
-                       "xrec_us": t_x * 1e6, "xrec_GBps": moved / t_x / 1e9,
+                       "xrec_us": t_x * 1e6, "xrec_GBps": moved / t_x / 1e9, "python_launch_us": t_call * 1e6,
                        "xrec_frac_copy": (moved / t_x / 1e9) / copy if copy else None,
                        "variant": {k: v for k, v in step.variants[0].constexprs.items()
                                    if k in ("BLOCK_B", "L", "BLOCK_D")}}
                 if prec in gpu_tables and not (SMOKE and prec == "fp16"):   # no fp16 bags on the CPU
                     gi, go = flat[1:27], flat[27:]
                     tt = gpu_tables[prec]
-                    t_t = statistics.median(cuda_time(lambda: [F.embedding_bag(i, t, o, mode="sum",
-                                                                                include_last_offset=True)
-                                                               for i, o, t in zip(gi, go, tt)], reps=30))
+                    t_t = graph_time(lambda: [F.embedding_bag(i, t, o, mode="sum", include_last_offset=True)
+                                              for i, o, t in zip(gi, go, tt)], k=5)
                     row.update({"torch_per_table_us": t_t * 1e6, "torch_GBps": moved / t_t / 1e9,
                                 "speedup_vs_torch": t_t / t_x})
+                if prec in ("fp32", "int8") and ids_kind == "zipf" and (b in (2048, 8192) or SMOKE) \
+                        and left(deadline) > 30:
+                    row["sweep"] = sweep_embedding(model, step, env, binds, moved, copy)
                 rows_out.append(row)
         log(f"embedding {prec} done")
         del cm, model
@@ -339,12 +395,12 @@ def step_bench(res: dict, deadline: float, save, models=("dlrm-small", "dlrm-v2"
                 want = m(dense, idx, off)
             times: dict = {k: [] for k in systems}
             errs: dict = {}
+            live = dict(systems)
             for label, fn in list(systems.items()):       # first calls: compile / capture, then check
                 if label == "inductor-max-autotune" and (b < 2048 or left(deadline) < 90):
                     why = "below batch 2048 (the goal batches)" if b < 2048 else "too little time left"
                     errs[label] = {"error": f"not run: {why}, to fit the device lease"}
-                    systems.pop(label)
-                    times.pop(label)
+                    live.pop(label)
                     continue
                 t = time.perf_counter()
                 try:
@@ -355,12 +411,11 @@ def step_bench(res: dict, deadline: float, save, models=("dlrm-small", "dlrm-v2"
                                    "max_abs_err": float((got.float().cpu() - want).abs().max())}
                 except Exception as e:
                     errs[label] = {"error": f"{type(e).__name__}: {e}"[:600]}
-                    systems.pop(label)
-                    times.pop(label)
+                    live.pop(label)
             for _ in range(1 if SMOKE else rounds):       # interleaved: every system once per round
-                for label, fn in systems.items():
+                for label, fn in live.items():
                     times[label] += cuda_time(lambda: fn(*gin), reps=per_round, warmup=1)
-            row = {"batch": b, "systems": {k: {**summary(v), **errs.get(k, {})} for k, v in times.items()},
+            row = {"batch": b, "systems": {k: {**summary(v), **errs.get(k, {})} for k, v in times.items() if v},
                    "failed": {k: v for k, v in errs.items() if "error" in v}}
             base = [row["systems"][k]["median_ms"] for k in ("inductor", "inductor-max-autotune") if k in row["systems"]]
             if base:
@@ -405,7 +460,7 @@ def main(argv=None) -> int:
     steps = [s for s in a.steps.split(",") if s]
     res: dict = {"command": " ".join([sys.executable, *sys.argv]), "budget_s": a.budget_s}
     # fractions of the budget at which each step must have ended (a step may finish earlier)
-    ends = {"probe": 0.03, "tests": 0.20, "check": 0.38, "server": 0.43, "embedding": 0.58, "bench": 1.0}
+    ends = {"probe": 0.02, "tests": 0.20, "check": 0.37, "server": 0.41, "embedding": 0.60, "bench": 1.0}
 
     def save():
         (outdir / "gpu_suite.json").write_text(json.dumps(res, indent=1, default=str))
