@@ -38,8 +38,8 @@ class HlsOptions(TargetOptions):
                                         "'fp16' | 'int8' (FBGEMM row-wise uint8 + fp32 scale/bias)",
                                 choices=("none",) + tuple(f for f in ROW_FORMATS if f != "fp32"))
     pooling: float | dict[str, float] | None = option(
-        None, "ids per bag for placement: one number, or {feature: number} ('indices[3]'); features not given: "
-              "the placement stage's estimate (see its pooling_source)", check=_pooling_positive)
+        None, "ids per bag for placement: one number, or {feature: number} ('indices[3]'); features not given "
+              "use the pooling statistics recorded in the graph (frontend: example inputs), else 1", check=_pooling_positive)
     hbm_channels: int = option(32, "HBM pseudo-channels", check=at_least(0))
     hbm_channel_bytes: int = option(256 * 2**20, "bytes per HBM pseudo-channel", check=at_least(0))
     hbm_gbps: float = option(14.4, "peak GB/s per HBM pseudo-channel", check=positive_finite)

@@ -16,10 +16,11 @@ Policy (also written into the plan, see ``Plan.policy``):
    packed values then fp16 scale and bias). fp32 tables are stored as the
    ``row_format`` option says; tables already compressed keep their format.
 2. Load of a table = pooling factor (ids per bag) x padded row bytes, bytes
-   per query. Pooling comes from the ``pooling`` option (a number, a
-   {feature: number} map or one number per table), else from the zoo spec
-   when the graph is a zoo model with matching features, else it is ASSUMED
-   to be 1 id per bag (one-hot) -- the plan records which.
+   per query. Pooling comes from the ``pooling`` option (a number, or a
+   {feature: number} map), else from the pooling statistics recorded in the
+   graph (``xrec.ir.stats``: the frontend measures them on the example
+   inputs), else it is ASSUMED to be 1 id per bag (one-hot) -- the plan
+   records which (``pooling_source``).
 3. On chip: tables in decreasing order of load per stored byte (pooling /
    rows: small and hot first) while they fit the URAM+BRAM budget; they are
    spread over up to ``onchip_units`` gather units by load (LPT).
@@ -46,10 +47,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, fields
 
 from xrec.ir import Graph, Op, formats
+from xrec.ir.stats import pooling_stats
 
 META_KEY = "hls.placement"
 BEAT_BYTES = 64
@@ -297,39 +298,37 @@ def row_beats(fmt: str, dim: int) -> int:
     return max(1, math.ceil(formats.by_name(fmt).row_bytes(dim) / BEAT_BYTES))
 
 
-def _zoo_pooling(g: Graph, feats: list[str]) -> list[float] | None:
-    try:
-        from xrec import zoo
-        if g.name not in zoo.list_models():
-            return None
-        spec = zoo.spec(g.name)
-    except Exception:
-        return None
-    out = []
-    for f in feats:
-        m = re.search(r"\[(\d+)\]$", f)
-        if not m or int(m.group(1)) >= spec.num_features:
-            return None
-        out.append(float(spec.features[int(m.group(1))].pooling))
-    return out
+MIN_POOLING = 0.001      # ids per bag: the plan stores pooling in thousandths
 
 
 def _pooling(g: Graph, feats: list[str], cfg: MemoryConfig) -> tuple[list[float], str]:
+    """Ids per bag of each table and where the numbers come from: the ``pooling`` option, else the
+    statistics recorded in the graph (``xrec.ir.stats``: measured by the frontend on the example inputs, or
+    on a calibration set), else ``default_pooling`` -- never guessed from the model's name."""
     p = cfg.pooling
-    if p is None:
-        z = _zoo_pooling(g, feats)
-        if z is not None:
-            return z, f"zoo:{g.name}"
-        return [float(cfg.default_pooling)] * len(feats), \
-            f"assumed {cfg.default_pooling:g} id per bag (no statistics given)"
     if isinstance(p, (int, float)):
         return [float(p)] * len(feats), "option"
-    if isinstance(p, dict):
-        unknown = sorted(set(p) - set(feats))
-        if unknown:
-            raise ValueError(f"place_tables: pooling given for unknown features {unknown}; "
-                             f"features are {sorted(set(feats))}")
-        return [float(p.get(f, cfg.default_pooling)) for f in feats], "option"
+    given = dict(p or {})
+    unknown = sorted(set(given) - set(feats))
+    if unknown:
+        raise ValueError(f"place_tables: pooling given for unknown features {unknown}; "
+                         f"features are {sorted(set(feats))}")
+    stats = pooling_stats(g)
+    out, kinds = [], []
+    for f in feats:
+        if f in given:
+            out.append(float(given[f]))
+            kinds.append("option")
+        elif f in stats and stats[f].mean > 0:
+            out.append(max(stats[f].mean, MIN_POOLING))
+            kinds.append("graph statistics (ids per bag measured on the example or calibration inputs)")
+        else:
+            out.append(float(cfg.default_pooling))
+            kinds.append(f"assumed {cfg.default_pooling:g} id per bag (no statistics given)")
+    counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
+    if len(counts) <= 1:
+        return out, next(iter(counts), "option")
+    return out, "; ".join(f"{k}: {n} tables" for k, n in counts.items())
 
 
 def make_plan(g: Graph, cfg: MemoryConfig) -> Plan:

@@ -10,6 +10,7 @@ import pytest
 from xrec import zoo
 from xrec.ir import BATCH, DType, Graph, GraphBuilder, GroupFeature, JaggedType, Op, TensorType, run_graph, sym, verify
 from xrec.ir.serialize import graph_from_json, graph_to_json
+from xrec.ir.stats import record_pooling
 from xrec.passes import get_pass, run_pipeline
 from xrec.targets.hls.placement import (BEAT_BYTES, MemoryConfig, make_plan, place, plan_of)
 
@@ -115,20 +116,44 @@ def test_hot_small_tables_go_on_chip_first():
     assert make_plan(group_graph(SHAPES), MemoryConfig(onchip_units=0)).onchip_bytes() == 0
 
 
-def test_pooling_comes_from_the_zoo_spec_an_option_or_is_assumed_one():
-    spec = zoo.spec("dlrm-small")
-    shapes = [(50, f.dim) for f in spec.features]
-    g = group_graph(shapes, name="dlrm-small")
+def test_pooling_is_never_guessed_from_the_model_name():
+    """A graph named like a zoo model but without recorded statistics is placed with 1 id per bag."""
+    spec = zoo.spec("dlrm-v2")
+    g = group_graph([(50, f.dim) for f in spec.features], name="dlrm-v2")
     plan = make_plan(g, MemoryConfig())
-    assert plan.pooling_source == "zoo:dlrm-small"
-    assert [t.pooling for t in plan.tables] == [f.pooling for f in spec.features]
-    other = make_plan(group_graph(shapes, name="mine"), MemoryConfig())
-    assert other.pooling_source.startswith("assumed 1 id per bag")
-    assert {t.pooling for t in other.tables} == {1.0}
-    opt = make_plan(g, MemoryConfig(pooling={"indices[2]": 7.5}))
-    assert opt.pooling_source == "option" and opt.tables[2].pooling == 7.5 and opt.tables[0].pooling == 1.0
+    assert plan.pooling_source == "assumed 1 id per bag (no statistics given)"
+    assert {t.pooling for t in plan.tables} == {1.0}
+    assert {f.pooling for f in spec.features} != {1.0}            # the zoo spec would have said otherwise
+
+
+def test_pooling_comes_from_the_statistics_recorded_in_the_graph():
+    g = group_graph(SHAPES[:4])
+    # bags of 0..6 ids: feature 0 holds 3 ids per bag on average, feature 1 is one-hot, feature 2 sees only
+    # empty bags (no estimate: assumed 1), feature 3 two batches averaging (2*2 + 1*6) / 8
+    batches = [{"indices[0]": [0, 3, 6], "indices[1]": [0, 1, 2, 3], "indices[2]": [0, 0, 0],
+                "indices[3]": [0, 2, 4]},
+               {"indices[0]": [0, 3], "indices[1]": [0, 1], "indices[2]": [0, 0],
+                "indices[3]": [0, 1, 2, 3, 4, 5, 6]}]
+    flat = []
+    for b in batches:
+        by = {}
+        for k in range(4):
+            off = np.asarray(b[f"indices[{k}]"], np.int64)
+            by[f"offsets[{k}]"] = off
+            by[f"indices[{k}]"] = np.zeros(int(off[-1]), np.int64)
+        flat.append([by[n.attr("name")] for n in g.input_nodes])
+    gs = record_pooling(g, flat)
+    plan = make_plan(gs, MemoryConfig())
+    assert [t.pooling for t in plan.tables] == [3.0, 1.0, 1.0, 1.25]
+    assert plan.pooling_source == ("graph statistics (ids per bag measured on the example or calibration inputs): "
+                                   "3 tables; assumed 1 id per bag (no statistics given): 1 tables")
+    # the option wins per feature; a number wins for every table
+    opt = make_plan(gs, MemoryConfig(pooling={"indices[1]": 7.5}))
+    assert [t.pooling for t in opt.tables] == [3.0, 7.5, 1.0, 1.25]
+    assert make_plan(gs, MemoryConfig(pooling=2)).pooling_source == "option"
+    assert {t.pooling for t in make_plan(gs, MemoryConfig(pooling=2)).tables} == {2.0}
     with pytest.raises(ValueError, match="unknown features"):
-        make_plan(g, MemoryConfig(pooling={"nope": 2}))
+        make_plan(gs, MemoryConfig(pooling={"nope": 2}))
 
 
 def test_int8_rows_halve_the_beats_of_a_64_wide_table():

@@ -10,6 +10,7 @@ import torch
 import xrec
 from xrec import zoo
 from xrec.cli import main as cli_main
+from xrec.ir.stats import pooling_stats
 from xrec.targets.hls.placement import plan_of
 from xrec.targets import get_target
 from xrec.targets.hls.tables import effective_table
@@ -29,7 +30,12 @@ ZOO_OPTS = {**FAST, "report_batch": 8, "uram_bytes": 150_000, "bram_bytes": 0, "
 def test_zoo_model_matches_pytorch(name, tmp_path):
     model, g = imported_zoo(name)
     cm = xrec.compile(g, target="hls", options=ZOO_OPTS, out=tmp_path / f"{name}.xrec")
-    assert {t.memory for t in plan_of(cm.graph).tables} >= {"onchip", "ddr"}
+    plan = plan_of(cm.graph)
+    assert {t.memory for t in plan.tables} >= {"onchip", "ddr"}
+    # placed by the pooling the frontend measured on the example inputs, never by the model's name
+    stats = pooling_stats(g)
+    assert plan.pooling_source.startswith("graph statistics")
+    assert [t.pooling for t in plan.tables] == [round(stats[t.feature].mean, 3) for t in plan.tables]
     assert cm.manifest["tolerances"] == {"rtol": 1e-4, "atol": 1e-6}
     check_model(cm, model, edge_case_inputs(model), rtol=1e-4, atol=1e-6)
 
