@@ -120,7 +120,8 @@ def sweep_embedding(model, step, env, binds, moved: int, copy) -> list[dict]:
         try:
             args[out_i].zero_()
             fn()
-            torch.cuda.synchronize()
+            if not SMOKE:
+                torch.cuda.synchronize()
             diff = float((args[out_i] - want).abs().max())
             t = graph_time(fn)
             rows.append({"BLOCK_B": bb, "L": L, "num_warps": w, "us": t * 1e6, "GBps": moved / t / 1e9,
