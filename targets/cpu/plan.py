@@ -19,6 +19,7 @@ from typing import Union
 
 from xrec.ir import Op
 from xrec.ir.types import DType
+from xrec.targets.views import is_contiguous
 
 TILE_MAX = 64          # rows per tile (the arena holds this many rows of every live buffer)
 ARENA_ALIGN = 64
@@ -63,7 +64,7 @@ class Buffer:
 
 @dataclass(frozen=True)
 class View:
-    """How a value is read or written inside a tile.
+    """How a value is read or written inside a tile (the layout algebra is xrec.targets.views').
 
     ``rowwise``: element [i, j0, j1, ...] (i in [0, m) the tile row) is at
     ``ptr[i * ld + j0 * strides[0] + ...]``; ``ld`` 0 broadcasts one row to all.
@@ -88,12 +89,7 @@ class View:
     @property
     def contiguous(self) -> bool:
         """Trailing dims dense row-major (each row one block)."""
-        s = 1
-        for d, st in zip(reversed(self.dims), reversed(self.strides)):
-            if d != 1 and st != s:
-                return False
-            s *= d
-        return True
+        return is_contiguous(self.dims, self.strides)
 
     @property
     def row_elems(self) -> int:
