@@ -8,8 +8,8 @@
     isa.py       CPU feature detection (avx512 / avx2 / scalar)
     include/     headers the generated code includes besides the kernels (copied into src/)
 
-Options: ``isa`` (auto = all three builds, or e.g. "avx2" / "avx2,scalar") and
-``bounds_check`` (default knobs.bounds_check).
+Options (options.py, ``xrec targets --options cpu``): ``isa`` (auto = all three builds, or e.g. "avx2" /
+"avx2,scalar") and ``bounds_check`` (default knobs.bounds_check).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import Capabilities, Target, register_target
 from . import isa as isa_mod
+from .options import CpuOptions
 from .plan import TILE_MAX
 
 INCLUDE_DIR = Path(__file__).resolve().parent / "include"
@@ -29,7 +30,7 @@ class CpuTarget(Target):
     name = "cpu"
     description = "C++17 + OpenMP for AVX-512 / AVX2 / scalar CPUs, C ABI (system C++ compiler)"
     tolerances = {"rtol": 1e-4, "atol": 1e-6}
-    _OPTIONS = ("isa", "bounds_check")
+    Options = CpuOptions
 
     def available(self) -> tuple[bool, str]:
         if not isa_mod.is_x86_64():
@@ -46,16 +47,6 @@ class CpuTarget(Target):
         return Capabilities(vector_width=isa_mod.VECTOR_WIDTH[best], memory_channels=1, supports_int4=True,
                             supports_fp16=True, supports_pruning=True,
                             checks_inputs=bool((options or {}).get("bounds_check", True)))
-
-    def parse_options(self, options: dict | None) -> dict:
-        from xrec.config import knobs
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(self._OPTIONS))
-        if unknown:
-            raise ValueError(f"target 'cpu' has no option(s) {unknown}; options: {', '.join(self._OPTIONS)}")
-        isas = isa_mod.parse_isa_list(options.get("isa", "auto"))
-        bc = options.get("bounds_check")
-        return {"isa": ",".join(isas), "bounds_check": bool(knobs.bounds_check if bc is None else bc)}
 
     # ------------------------------------------------------------ build
     def build(self, graph, options: dict, writer) -> None:
@@ -115,7 +106,7 @@ class CpuTarget(Target):
             writer.write_weights(list(graph.params) + list(extra) + list(packed))
             checksum = checksum64(writer.path / "weights.bin")
         writer.target_info.update({
-            "options": options,
+            "options": options.as_dict(),
             "isas": list(isas),
             "fingerprint": fingerprint,
             "weights_checksum64": str(checksum),
