@@ -4,6 +4,7 @@
                      [--threads N] [--reps R] [--warmup W] [--max-rows N] [--json F] [--plot P.png]
                      [--quantize fp32,int8,int4] [--mode warm|cold] [--burst K]
     xrec bench --kernel embedding-bag [--dims 64,128] [--pooling 1,10,50,200] [--rows ...] [--formats fp32,int8,int4]
+    xrec bench --kernel embedding-stage [--models dlrm-small] [--max-rows N] [--formats ...]
     xrec bench --kernel linear | interaction [--kernels-at REV,...] [--clock wall|thread-cpu]
     xrec bench --render F.json [--markdown PAGE.md] [--plot P.png]
 
@@ -25,7 +26,7 @@ from .timing import CLOCKS
 DEFAULT_BATCHES = "1,64,512,2048"
 DEFAULT_BASELINES = ("eager,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
                      "tvm,tvm-gather")
-KERNELS = ("embedding-bag", "linear", "interaction")
+KERNELS = ("embedding-bag", "embedding-stage", "linear", "interaction")
 KERNEL_FORMATS = ("fp32", "int8", "int4")       # --kernel embedding-bag row formats (xrec.ir.formats names)
 DEFAULT_MODE, DEFAULT_BURST = "warm", 5
 VARIANTS = ("fp32",) + QUANTIZE_CHOICES       # bench variants: uncompressed + every compile --quantize choice
@@ -157,7 +158,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     k.add_argument("--formats", type=_formats, default=["fp32", "int8"],
                    help=f"row formats, of {','.join(KERNEL_FORMATS)}; int8/int4 against FBGEMM's ops (default fp32,int8)")
     k.add_argument("--models", default="dlrm-small",
-                   help="--kernel linear: zoo models whose Linear shapes to measure (default dlrm-small)")
+                   help="--kernel linear: zoo models whose Linear shapes to measure; --kernel embedding-stage: "
+                        "zoo models whose tables and ids to pool (with --max-rows) (default dlrm-small)")
     k.add_argument("--vectors", type=int, default=27,
                    help="--kernel interaction: vectors interacting (default 27, dlrm-small)")
     k.add_argument("--zipf", type=float, default=1.05,
@@ -247,11 +249,11 @@ def run(args) -> int:
         from .kernel_bench import run_kernel_bench
         doc = run_kernel_bench(args.kernel, targets=targets, batches=args.batch or [512], threads=threads,
                                reps=args.reps, warmup=args.warmup, seed=args.seed, gap_ms=args.gap_ms,
-                               dims=args.dims, pooling=args.pooling, rows=args.rows, tables=args.tables,
+                               dims=args.dims, pooling=args.pooling, table_rows=args.rows, tables=args.tables,
                                formats=args.formats, zipf=args.zipf, models=_models(args.models),
                                num_vectors=args.vectors, roofline=not args.no_roofline, note=args.note,
                                command=command, mode=args.mode, burst=args.burst,
-                               kernels_at=tuple(args.kernels_at), clock=args.clock)
+                               kernels_at=tuple(args.kernels_at), clock=args.clock, max_rows=args.max_rows)
     else:
         if not args.model:
             print("error: xrec bench needs a MODEL (see `xrec models`) or --kernel NAME or --render F.json",

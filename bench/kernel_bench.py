@@ -2,13 +2,17 @@
 
 * ``embedding-bag``: a tiny module holding only EmbeddingBags (forward returns
   ``torch.cat`` of the pooled tables) compiled by xrec, against
-  ``F.embedding_bag`` once per table (as PyTorch users call it) and, for int8,
-  ``torch.ops.quantized.embedding_bag_byte_rowwise_offsets``; plus the plain C
+  ``F.embedding_bag`` once per table (as PyTorch users call it) and, for int8 and
+  int4, FBGEMM's ``torch.ops.quantized.embedding_bag_{byte,4bit}_rowwise_offsets``;
+  with the cpu target the kernels/cpu ``embedding_bags`` called directly
+  (:mod:`.kernel_calls`, system ``kernels-cpu``); plus the plain C
   gather loop of probes.c over the same tables and ids, timed in the same
   interleaved run. Each system's fraction = probe time / system time (same
   bytes of rows touched).
+* ``embedding-stage``: the same systems over a zoo model's own tables and
+  ids (every sparse feature, into one concat): the model's whole embedding stage.
 * ``linear``: every distinct ``nn.Linear`` shape of the chosen zoo models,
-  xrec vs ``F.linear``; fraction = achieved GFLOP/s / roofline attainable
+  xrec (and the kernels/cpu linear) vs ``F.linear`` and oneDNN's prepacked linear; fraction = achieved GFLOP/s / roofline attainable
   (min(FMA peak, intensity x stream bandwidth)).
 * ``interaction``: DLRM's dot interaction (cat, bmm, lower triangle) with 27
   vectors of each dim, xrec vs the PyTorch code of the zoo model.
@@ -71,7 +75,7 @@ class DotInteraction(nn.Module):
 
 
 # ------------------------------------------------------------------ one configuration
-class _Sys:
+class _KernelSystem:
     """One measured system of a kernel configuration.
 
     ``fn(*args)`` takes the configuration's torch inputs, or, when ``bound``, no
@@ -89,26 +93,26 @@ class _Sys:
 
 
 def _xrec_systems(targets: list[str], module: nn.Module, example: tuple, name: str, threads: int,
-                  workdir: Path, quantize: str | None = None) -> list[_Sys]:
+                  workdir: Path, quantize: str | None = None) -> list[_KernelSystem]:
     out = []
     ctx = ModelContext(name=name, module=module, example_inputs=example, threads=threads, workdir=workdir)
     for t in targets:
         s = xrec_system(t, quantize)
         try:
             p = s.prepare(ctx)
-            out.append(_Sys(f"xrec-{t}", s.label, "xrec", t, fn=p.fn))
+            out.append(_KernelSystem(f"xrec-{t}", s.label, "xrec", t, fn=p.fn))
             out[-1].keep = p.keep
         except (Unavailable, StageError) as e:
-            out.append(_Sys(f"xrec-{t}", s.label, "xrec", t, reason=str(e),
+            out.append(_KernelSystem(f"xrec-{t}", s.label, "xrec", t, reason=str(e),
                             status="unavailable" if isinstance(e, Unavailable) else "failed"))
         except Exception as e:
-            out.append(_Sys(f"xrec-{t}", s.label, "xrec", t, reason=f"prepare: {type(e).__name__}: {e}",
+            out.append(_KernelSystem(f"xrec-{t}", s.label, "xrec", t, reason=f"prepare: {type(e).__name__}: {e}",
                             status="failed"))
     return out
 
 
-def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, threads: int,
-                    systems: list[_Sys], args: tuple, ref: torch.Tensor, tol: tuple[float, float],
+def _measure_config(rows_out: list[dict], kernel: str, config: str, batch: int, threads: int,
+                    systems: list[_KernelSystem], args: tuple, ref: torch.Tensor, tol: tuple[float, float],
                     work: dict, reps: int, warmup: int, gap_ms: float, machine: dict,
                     fraction: Callable[[dict, dict], float | None] | None = None,
                     peak: float | None = None, mode: str = "cold", burst: int = 1,
@@ -153,16 +157,18 @@ def _measure_config(rows: list[dict], kernel: str, config: str, batch: int, thre
         for r in new:
             if r.get("status") == "ok":
                 r[_FRACTION_KEY[kernel]] = fraction(r, {x["system"]: x for x in new})
-    if peak and kernel != "embedding-bag":
+    if peak:
         for r in new:
             if r.get("status") == "ok" and r.get("gflops"):
                 r["fraction_of_fma_peak"] = r["gflops"] / peak
-    rows.extend(new)
+    rows_out.extend(new)
 
 
-_FRACTION_KEY = {"embedding-bag": "fraction_of_probe", "linear": "fraction_of_roofline",
+_FRACTION_KEY = {"embedding-bag": "fraction_of_probe", "embedding-stage": "fraction_of_probe",
+                 "linear": "fraction_of_roofline",
                  "interaction": "fraction_of_roofline"}
 _FRACTION_OF = {"embedding-bag": "the plain C gather loop (probes.c) on the same tables and ids",
+                "embedding-stage": "the plain C gather loop (probes.c) on the same tables and ids",
                 "linear": "the roofline: min(FMA peak, intensity x stream read bandwidth)",
                 "interaction": "the roofline: min(FMA peak, intensity x stream read bandwidth)"}
 
@@ -187,102 +193,131 @@ def _fbgemm(op_name: str):
     return getattr(torch.ops.quantized, op_name.split("::", 1)[1])
 
 
-def _embedding_bag_suite(rows_out: list, *, targets, batches, threads, reps, warmup, seed, gap_ms, dims, pooling,
-                         rows, tables, formats, zipf, machine, workdir, timing, kernel_libs) -> None:
+def _embedding_bag_suite(rows_out: list, *, dims, pooling, table_rows, tables, seed, **common) -> None:
+    """``tables`` synthetic tables per (dim, rows), every pooling factor: one kernel at many shapes."""
+    from xrec.zoo.common import FeatureSpec, ZooSpec
+    for dim in dims:
+        for nrows in table_rows:
+            _say(f"embedding-bag: {tables} tables of {nrows} x {dim} fp32 "
+                 f"({tables * nrows * dim * 4 / 2**20:.0f} MiB)")
+            g = torch.Generator().manual_seed(seed)
+            weights = [torch.rand(nrows, dim, generator=g) * 2 - 1 for _ in range(tables)]
+            shapes = [(f"d={dim} rows={_fmt_rows(nrows)} pool={pool:g}",
+                       ZooSpec("kernel", 1, tuple(FeatureSpec(f"t{i}", nrows, dim, float(pool))
+                                                  for i in range(tables)), ""),
+                       {"dim": dim, "rows": nrows, "pooling": pool, "tables": tables}) for pool in pooling]
+            _bags_suite(rows_out, "embedding-bag", f"d{dim}", weights, shapes, seed=seed, **common)
+            del weights
+
+
+def _embedding_stage_suite(rows_out: list, *, models, max_rows, seed, **common) -> None:
+    """A zoo model's whole embedding stage: its tables (capped at ``max_rows``) and its ids."""
+    from xrec import zoo
+    for name in models:
+        spec = zoo.spec(name, max_rows=max_rows)
+        mib = sum(f.num_rows * f.dim * 4 for f in spec.features) / 2**20
+        _say(f"embedding-stage: {name}, {len(spec.features)} tables, {mib:.0f} MiB fp32")
+        g = torch.Generator().manual_seed(seed)
+        weights = [torch.rand(f.num_rows, f.dim, generator=g) * 2 - 1 for f in spec.features]
+        shapes = [(f"{name} ({len(weights)} tables, {mib:.0f} MiB)", spec,
+                   {"model_tables": name, "tables": len(weights), "max_rows": max_rows})]
+        _bags_suite(rows_out, "embedding-stage", name.replace("-", "_"), weights, shapes, seed=seed, **common)
+        del weights
+
+
+def _bags_suite(rows_out: list, kernel: str, tag: str, weights: list[torch.Tensor], shapes: list, *, targets,
+                batches, threads, reps, warmup, seed, gap_ms, formats, zipf, machine, workdir, timing,
+                kernel_libs) -> None:
+    """Sum-pooled bags over ``weights`` (one table each) into one concat, per format, shape and batch:
+    torch (FBGEMM for quantized rows), xrec, the kernels/cpu call and the gather probe.
+    ``shapes``: (config prefix, ZooSpec drawing the ids, facts for the rows)."""
     from xrec import zoo
     from xrec.ir import formats as row_formats
     from xrec.zoo.common import FeatureSpec, ZooSpec
     from . import kernel_calls
     from .roofline import GatherProbe
-    for dim in dims:
-        for nrows in rows:
-            _say(f"embedding-bag: {tables} tables of {nrows} x {dim} fp32 "
-                 f"({tables * nrows * dim * 4 / 2**20:.0f} MiB)")
-            g = torch.Generator().manual_seed(seed)
-            weights = [torch.rand(nrows, dim, generator=g) * 2 - 1 for _ in range(tables)]
-            module = EmbeddingBags(weights).eval()
-            spec0 = ZooSpec("kernel", 1, tuple(FeatureSpec(f"t{i}", nrows, dim, 2.0) for i in range(tables)), "")
-            _, ex_i, ex_o = zoo.make_inputs(spec0, 8, seed=seed, empty_bag_prob=0.0, min_ids_per_feature=2)
-            example = (ex_i, ex_o)
-            for fmt in formats:
-                rf = row_formats.by_name(fmt)
+    dims = [w.shape[1] for w in weights]
+    module = EmbeddingBags(weights).eval()
+    spec0 = ZooSpec("kernel", 1, tuple(FeatureSpec(f"t{i}", w.shape[0], w.shape[1], 2.0)
+                                       for i, w in enumerate(weights)), "")
+    _, ex_i, ex_o = zoo.make_inputs(spec0, 8, seed=seed, empty_bag_prob=0.0, min_ids_per_feature=2)
+    example = (ex_i, ex_o)
+    for fmt in formats:
+        rf = row_formats.by_name(fmt)
+        if fmt == "fp32":
+            xs = _xrec_systems(targets, module, example, f"bags_{tag}", threads, workdir)
+            stored = weights
+            label = "torch F.embedding_bag per table + torch.cat"
+
+            def torch_fn(indices, offsets, ws=weights):
+                return torch.cat([F.embedding_bag(i, w, o, mode="sum", include_last_offset=True)
+                                  for w, i, o in zip(ws, indices, offsets)], dim=1)
+        else:
+            xs = _xrec_systems(targets, module, example, f"bags_{tag}_{fmt}", threads, workdir, quantize=fmt)
+            stored = [_fbgemm(rf.fbgemm_prepack)(w) for w in weights]
+            label = f"torch.ops.{rf.fbgemm_op.replace('::', '.')} (FBGEMM) per table + torch.cat"
+
+            def torch_fn(indices, offsets, ps=stored, op=_fbgemm(rf.fbgemm_op)):
+                return torch.cat([op(p, i, o, False, 0, False, None, None, True)
+                                  for p, i, o in zip(ps, indices, offsets)], dim=1)
+        bags = {name: kernel_calls.Bags(lib, [t.numpy() for t in stored], dims, rf.code, threads)
+                for name, lib in kernel_libs.items() if not isinstance(lib, str)}
+        for prefix, spec, facts in shapes:
+            for batch in batches:
+                _, idx, off = zoo.make_inputs(spec, batch, seed=seed + 1, empty_bag_prob=0.0, zipf_a=zipf)
+                config = f"{fmt} {prefix} B={batch}"
+                _say(f"  {config}")
+                n_ids = sum(len(i) for i in idx)
+                work = {"ids": n_ids, "bytes": sum(len(i) * rf.row_bytes(d) for i, d in zip(idx, dims)),
+                        "flops": sum(len(i) * d for i, d in zip(idx, dims)) * (1 if fmt == "fp32" else 3),
+                        "format": fmt, **facts}
+                with torch.inference_mode():
+                    ref = torch_fn(idx, off)
                 if fmt == "fp32":
-                    xs = _xrec_systems(targets, module, example, f"bags_d{dim}", threads, workdir)
-                    stored = weights
-                    label = "torch F.embedding_bag per table + torch.cat"
-
-                    def torch_fn(indices, offsets, ws=weights):
-                        return torch.cat([F.embedding_bag(i, w, o, mode="sum", include_last_offset=True)
-                                          for w, i, o in zip(ws, indices, offsets)], dim=1)
+                    tol = (1e-4, 1e-4)
+                else:   # another rounding of the same rows may differ: allow half a step per id
+                    size = rf.scale_bias.itemsize
+                    sdt = torch.float32 if size == 4 else torch.float16
+                    scale = max(float(p[:, rf.scale_offset(d):rf.scale_offset(d) + size].contiguous().view(sdt).max())
+                                for p, d in zip(stored, dims))
+                    most = max(int((o[1:] - o[:-1]).max()) for o in off)
+                    tol = (0.0, 1e-4 + 0.5 * scale * most)
+                np_idx = [np.ascontiguousarray(i.numpy(), np.int64) for i in idx]
+                np_off = [np.ascontiguousarray(o.numpy(), np.int64) for o in off]
+                out = np.empty((batch, sum(dims)), np.float32)
+                calls = [_kernel_call_sys(name, kernel_libs,
+                                          lambda b=bags.get(name): functools.partial(b, np_idx, np_off, out),
+                                          "embedding_bags (one call per thread over its bags)")
+                         for name in kernel_libs]
+                probe_label = "plain C gather loop (probes.c), same tables and ids"
+                if fmt in GatherProbe.FORMATS:
+                    probe = GatherProbe([t.numpy() for t in stored], np_idx, np_off, threads, fmt)
+                    psys = _KernelSystem("roofline-gather", probe_label, "probe", fn=probe, bound=True)
                 else:
-                    xs = _xrec_systems(targets, module, example, f"bags_d{dim}_{fmt}", threads, workdir,
-                                       quantize=fmt)
-                    stored = [_fbgemm(rf.fbgemm_prepack)(w) for w in weights]
-                    label = f"torch.ops.{rf.fbgemm_op.replace('::', '.')} (FBGEMM) per table + torch.cat"
+                    psys = _KernelSystem("roofline-gather", probe_label, "probe",
+                                         reason=f"the gather probe reads {', '.join(GatherProbe.FORMATS)} rows, "
+                                                f"not {fmt}")
 
-                    def torch_fn(indices, offsets, ps=stored, op=_fbgemm(rf.fbgemm_op)):
-                        return torch.cat([op(p, i, o, False, 0, False, None, None, True)
-                                          for p, i, o in zip(ps, indices, offsets)], dim=1)
-                bags = {name: kernel_calls.Bags(lib, [t.numpy() for t in stored], [dim] * tables, rf.code, threads)
-                        for name, lib in kernel_libs.items() if not isinstance(lib, str)}
-                for pool in pooling:
-                    spec = ZooSpec("kernel", 1, tuple(FeatureSpec(f"t{i}", nrows, dim, float(pool))
-                                                      for i in range(tables)), "")
-                    for batch in batches:
-                        _, idx, off = zoo.make_inputs(spec, batch, seed=seed + 1, empty_bag_prob=0.0, zipf_a=zipf)
-                        config = f"{fmt} d={dim} rows={_fmt_rows(nrows)} pool={pool:g} B={batch}"
-                        _say(f"  {config}")
-                        n_ids = sum(len(i) for i in idx)
-                        work = {"ids": n_ids, "bytes": n_ids * rf.row_bytes(dim),
-                                "flops": n_ids * dim * (1 if fmt == "fp32" else 3),
-                                "dim": dim, "rows": nrows, "pooling": pool, "format": fmt, "tables": tables}
-                        with torch.inference_mode():
-                            ref = torch_fn(idx, off)
-                        if fmt == "fp32":
-                            tol = (1e-4, 1e-4)
-                        else:   # another rounding of the same rows may differ: allow half a step per id
-                            at = rf.scale_offset(dim)
-                            sdt = torch.float32 if rf.scale_bias.itemsize == 4 else torch.float16
-                            scale = max(float(p[:, at:at + rf.scale_bias.itemsize].contiguous().view(sdt).max())
-                                        for p in stored)
-                            most = max(int((o[1:] - o[:-1]).max()) for o in off)
-                            tol = (0.0, 1e-4 + 0.5 * scale * most)
-                        np_idx = [np.ascontiguousarray(i.numpy(), np.int64) for i in idx]
-                        np_off = [np.ascontiguousarray(o.numpy(), np.int64) for o in off]
-                        out = np.empty((batch, tables * dim), np.float32)
-                        calls = [_kernel_call_sys(name, kernel_libs,
-                                                  lambda b=bags.get(name): functools.partial(b, np_idx, np_off, out),
-                                                  "embedding_bags (one call per thread over its bags)")
-                                 for name in kernel_libs]
-                        if fmt in GatherProbe.FORMATS:
-                            probe = GatherProbe([t.numpy() for t in stored], np_idx, np_off, threads, fmt)
-                            psys = _Sys("roofline-gather", "plain C gather loop (probes.c), same tables and ids",
-                                        "probe", fn=probe, bound=True)
-                        else:
-                            psys = _Sys("roofline-gather", "plain C gather loop (probes.c), same tables and ids",
-                                        "probe", reason=f"the gather probe reads {', '.join(GatherProbe.FORMATS)} "
-                                                        f"rows, not {fmt}")
-
-                        def frac(r, by_name):
-                            p = by_name.get("roofline-gather")
-                            return (p["median_ms"] / r["median_ms"]) if p and p.get("status") == "ok" else None
-                        with torch.inference_mode():
-                            _measure_config(rows_out, "embedding-bag", config, batch, threads,
-                                            [_Sys("torch", label, "baseline", fn=torch_fn)] + xs + calls + [psys],
-                                            (idx, off), ref, tol, work, reps, warmup, gap_ms, machine, frac, **timing)
-                del bags, stored, xs
-            del module, weights
+                def frac(r, by_name):
+                    p = by_name.get("roofline-gather")
+                    return (p["median_ms"] / r["median_ms"]) if p and p.get("status") == "ok" else None
+                with torch.inference_mode():
+                    _measure_config(rows_out, kernel, config, batch, threads,
+                                    [_KernelSystem("torch", label, "baseline", fn=torch_fn)] + xs + calls + [psys],
+                                    (idx, off), ref, tol, work, reps, warmup, gap_ms, machine, frac, **timing)
+        del bags, stored, xs
+    del module
 
 
 def _kernel_call_sys(name: str, kernel_libs: dict, make: Callable[[], Callable], what: str,
-                     expected: Callable[[torch.Tensor], torch.Tensor] | None = None) -> _Sys:
+                     expected: Callable[[torch.Tensor], torch.Tensor] | None = None) -> _KernelSystem:
     """The system ``name`` calling a kernels/cpu template directly, or the reason its library is missing."""
     lib = kernel_libs[name]
     label = (f"kernels/cpu {what} called directly (bench/kernel_calls.cpp"
              + (f", kernels/cpu as of {name.split('@', 1)[1]}" if "@" in name else "") + "), on ready numpy buffers")
     if isinstance(lib, str):
-        return _Sys(name, label, "xrec", "cpu", reason=lib, status="failed")
-    return _Sys(name, label, "xrec", "cpu", fn=make(), bound=True, expected=expected)
+        return _KernelSystem(name, label, "xrec", "cpu", reason=lib, status="failed")
+    return _KernelSystem(name, label, "xrec", "cpu", fn=make(), bound=True, expected=expected)
 
 
 def _zoo_linear_shapes(models: list[str]) -> list[tuple[int, int]]:
@@ -310,14 +345,14 @@ def _roofline_fraction(ceilings: dict | None):
     return frac
 
 
-def _onednn_linear(w: torch.Tensor, b: torch.Tensor, batch: int) -> _Sys:
+def _onednn_linear(w: torch.Tensor, b: torch.Tensor, batch: int) -> _KernelSystem:
     """oneDNN's prepacked linear as PyTorch's CPU inductor calls it, or the reason it is missing here."""
     label = "oneDNN prepacked linear (torch.ops.mkldnn._linear_pointwise, weight reordered for this batch)"
     try:
         packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
     except (AttributeError, RuntimeError) as e:
-        return _Sys("onednn", label, "baseline", reason=f"not in this torch build: {type(e).__name__}: {e}")
-    return _Sys("onednn", label, "baseline",
+        return _KernelSystem("onednn", label, "baseline", reason=f"not in this torch build: {type(e).__name__}: {e}")
+    return _KernelSystem("onednn", label, "baseline",
                 fn=lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], ""))
 
 
@@ -335,7 +370,7 @@ def _linear_suite(rows_out: list, *, targets, batches, threads, reps, warmup, se
         module = nn.Sequential(lin).eval()
         xs = _xrec_systems(targets, module, (torch.randn(8, k, generator=g),), f"linear_{k}x{n}", threads, workdir)
         w, b = lin.weight.detach(), lin.bias.detach()
-        torch_sys = _Sys("torch", "torch F.linear", "baseline", fn=lambda x, w=w, b=b: F.linear(x, w, b))
+        torch_sys = _KernelSystem("torch", "torch F.linear", "baseline", fn=lambda x, w=w, b=b: F.linear(x, w, b))
         linears = {name: kernel_calls.Linear(lib, w.numpy(), b.numpy(), 0, threads)
                    for name, lib in kernel_libs.items() if not isinstance(lib, str)}
         for batch in batches:
@@ -363,7 +398,7 @@ def _interaction_suite(rows_out: list, *, targets, batches, threads, reps, warmu
     for dim in dims:
         ex = (torch.randn(8, dim, generator=g), [torch.randn(8, dim, generator=g) for _ in range(num_vectors - 1)])
         xs = _xrec_systems(targets, module, ex, f"interaction_{num_vectors}x{dim}", threads, workdir)
-        base = [_Sys("torch", "PyTorch eager (cat, bmm, lower-triangle index) as the zoo's DLRM", "baseline",
+        base = [_KernelSystem("torch", "PyTorch eager (cat, bmm, lower-triangle index) as the zoo's DLRM", "baseline",
                      fn=module)]
         for batch in batches:
             args = (torch.randn(batch, dim, generator=g),
@@ -408,12 +443,13 @@ def _kernel_libs(machine: dict, cache: Path, kernels_at) -> dict:
 
 def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], threads: int, reps: int = 20,
                      warmup: int = 3, seed: int = 123, gap_ms: float = 10.0, dims=(64, 128), pooling=(1, 10, 50, 200),
-                     rows=(1_000_000,), tables: int = 4, formats=("fp32", "int8"), zipf: float = 1.05,
+                     table_rows=(1_000_000,), tables: int = 4, formats=("fp32", "int8"), zipf: float = 1.05,
                      models=("dlrm-small",), num_vectors: int = 27, roofline: bool = True, note: str = "",
                      command: list[str] | None = None, mode: str = "warm", burst: int = 5,
-                     kernels_at: tuple[str, ...] = (), clock: str = "wall") -> dict:
+                     kernels_at: tuple[str, ...] = (), clock: str = "wall", max_rows: int | None = None) -> dict:
     """Run one kernel suite; returns the result document (rows keyed by ``config``).
 
+    ``embedding-stage`` pools the tables of each of ``models`` (capped at ``max_rows``) with the zoo's ids.
     With the cpu target among ``targets``, the kernels/cpu template is also called directly
     (system ``kernels-cpu``), and as of each git revision in ``kernels_at`` (``kernels-cpu@REV``).
     ``mode`` / ``burst``: see :func:`xrec.bench.timing.measure`; ``clock``: see :data:`CLOCKS`."""
@@ -439,8 +475,10 @@ def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], thr
                 "timed_region": "one call on ready torch inputs (the probe and the kernels/cpu calls: one C call "
                                 "on ready numpy buffers)"}
     if kernel == "embedding-bag":
-        settings.update(dims=list(dims), pooling=list(pooling), rows=list(rows), tables=tables,
+        settings.update(dims=list(dims), pooling=list(pooling), rows=list(table_rows), tables=tables,
                         formats=list(formats), zipf=zipf)
+    elif kernel == "embedding-stage":
+        settings.update(models=list(models), max_rows=max_rows, formats=list(formats), zipf=zipf)
     elif kernel == "linear":
         settings.update(models=list(models))
     else:
@@ -465,8 +503,11 @@ def run_kernel_bench(kernel: str, *, targets: list[str], batches: list[int], thr
                           gap_ms=gap_ms, machine=machine, workdir=Path(wd), kernel_libs=kernel_libs,
                           timing={"mode": mode, "burst": burst, "timer": CLOCKS[clock]})
             if kernel == "embedding-bag":
-                _embedding_bag_suite(rows_out, dims=dims, pooling=pooling, rows=rows, tables=tables,
+                _embedding_bag_suite(rows_out, dims=dims, pooling=pooling, table_rows=table_rows, tables=tables,
                                      formats=formats, zipf=zipf, **common)
+            elif kernel == "embedding-stage":
+                _embedding_stage_suite(rows_out, models=list(models), max_rows=max_rows, formats=formats, zipf=zipf,
+                                       **common)
             elif kernel == "linear":
                 _linear_suite(rows_out, models=list(models), ceilings=ceilings, **common)
             else:

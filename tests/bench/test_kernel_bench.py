@@ -14,7 +14,7 @@ TINY = dict(targets=["reference"], threads=1, reps=2, warmup=1, gap_ms=0.0, roof
 
 @needs_cxx
 def test_embedding_bag_suite_measures_torch_xrec_and_the_gather_probe():
-    doc = kernel_bench.run_kernel_bench("embedding-bag", batches=[3], dims=[5], pooling=[1, 4], rows=[50], tables=2,
+    doc = kernel_bench.run_kernel_bench("embedding-bag", batches=[3], dims=[5], pooling=[1, 4], table_rows=[50], tables=2,
                                    formats=["fp32", "int8"], zipf=1.05, **TINY)
     report.validate(doc)
     assert doc["fraction_key"] == "fraction_of_probe"
@@ -68,3 +68,19 @@ def test_linear_suite_uses_zoo_shapes_and_roofline_fraction(monkeypatch):
 def test_zoo_linear_shapes_are_the_distinct_linear_layers():
     shapes = kernel_bench._zoo_linear_shapes(["dlrm-small"])
     assert shapes == [(13, 512), (512, 256), (256, 64), (415, 512), (256, 1)]
+
+
+def test_embedding_stage_suite_pools_a_zoo_models_own_tables_and_ids():
+    from xrec import zoo
+    spec = zoo.spec("dlrm-small", max_rows=30)
+    doc = kernel_bench.run_kernel_bench("embedding-stage", batches=[2], models=["dlrm-small"], max_rows=30,
+                                        formats=["fp32", "int8"], **TINY)
+    report.validate(doc)
+    assert doc["fraction_key"] == "fraction_of_probe" and doc["settings"]["max_rows"] == 30
+    assert {(r["system"], r["format"]) for r in doc["rows"]} == {
+        (s, f) for s in ("torch", "xrec-reference", "roofline-gather") for f in ("fp32", "int8")}
+    for r in doc["rows"]:
+        assert r["status"] == "ok" and r["check"] == "ok", r
+        assert r["tables"] == len(spec.features) and r["config"].startswith(f"{r['format']} dlrm-small (")
+        per_row = {"fp32": [4 * f.dim for f in spec.features], "int8": [f.dim + 8 for f in spec.features]}
+        assert r["bytes"] > 0 and r["ids"] * min(per_row[r["format"]]) <= r["bytes"] <= r["ids"] * max(per_row[r["format"]])

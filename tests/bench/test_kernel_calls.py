@@ -90,7 +90,7 @@ def no_cpu_target(monkeypatch):
 
 def test_kernel_suites_time_the_template_next_to_torch_with_a_reason_for_a_bad_revision(no_cpu_target):
     doc = kernel_bench.run_kernel_bench("embedding-bag", targets=["cpu"], batches=[3], dims=[6], pooling=[2],
-                                        rows=[50], tables=2, formats=["fp32", "int4"], zipf=1.05,
+                                        table_rows=[50], tables=2, formats=["fp32", "int4"], zipf=1.05,
                                         kernels_at=("no-such-revision",), **TINY)
     report.validate(doc)
     got = {(r["system"], r["format"]): r for r in doc["rows"]}
