@@ -38,7 +38,7 @@ from xrec.passes import register_pass
 
 from .. import Capabilities, Target, register_target
 from .options import HlsOptions
-from .placement import MemoryConfig, place, plan_of
+from .placement import META_KEY, MemoryConfig, place, plan_of
 
 
 class HlsTarget(Target):
@@ -70,7 +70,7 @@ class HlsTarget(Target):
         from .build import build
         options = self.parse_options(options)
         cfg = options.memory_config()
-        if graph.meta_get("hls.placement") is None or plan_of(graph).config_key != cfg.key():
+        if graph.meta_get(META_KEY) is None or plan_of(graph).config_key != cfg.key():
             graph = place(graph, cfg)
             writer.graph = graph
         build(self, graph, options, writer)

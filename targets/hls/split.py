@@ -16,7 +16,7 @@ import numpy as np
 
 from xrec.ir import Graph, Node, Op, make_attrs
 from xrec.ir.graph import dead_code_eliminate
-from .placement import gather_nodes
+from .placement import META_KEY, gather_nodes
 
 POOLED_PREFIX = "pooled:"
 
@@ -37,7 +37,7 @@ def dense_graph(g: Graph) -> Graph:
     keep = {n.attr("name") for n in live if n.op is Op.PARAM}
     params = {k: v for k, v in g.params.items() if k in keep}
     return Graph(name=g.name + ".dense", nodes=tuple(live), outputs=g.outputs, params=params,
-                 in_spec="", out_spec=g.out_spec, meta=tuple((k, v) for k, v in g.meta if k != "hls.placement"))
+                 in_spec="", out_spec=g.out_spec, meta=tuple((k, v) for k, v in g.meta if k != META_KEY))
 
 
 def dense_input_sources(g: Graph, dense: Graph) -> list[tuple[str, object]]:
