@@ -187,6 +187,115 @@ def reciprocal(ctx: Ctx, a):
     return ctx.emit(Op.DIV, (ctx.scalar(1.0, _t(ctx, x).dtype), x))
 
 
+# ----------------------------------------------------------------- comparisons, logic, where
+def _kind(dt: DType) -> int:
+    """torch's promotion categories: bool < integer < floating point."""
+    return 2 if dt.is_float else 0 if dt is DType.BOOL else 1
+
+
+def _scalar_dtype(v) -> DType:
+    return DType.BOOL if isinstance(v, bool) else DType.I64 if isinstance(v, int) else DType.F32
+
+
+def _common(ctx: Ctx, xs: list) -> DType:
+    """The dtype torch computes ``xs`` (IR values and Python scalars) in: the highest category wins;
+    within it, tensors decide (the widest), Python scalars only lift the category (to i64 / f32)."""
+    tensors = [_t(ctx, x).dtype for x in xs if _is_value(x)]
+    kind = max([_kind(d) for d in tensors] + [_kind(_scalar_dtype(x)) for x in xs if not _is_value(x)])
+    same = [d for d in tensors if _kind(d) == kind]
+    if not same:
+        return {0: DType.BOOL, 1: DType.I64, 2: DType.F32}[kind]
+    return max(same, key=lambda d: d.itemsize)
+
+
+def _operands(ctx: Ctx, xs: list) -> list[str]:
+    """``xs`` as IR values of one dtype (Python scalars become 0-d constants, tensors are cast)."""
+    want = _common(ctx, xs)
+    out = []
+    for x in xs:
+        if not _is_value(x):
+            out.append(ctx.scalar(x, want))
+        elif _t(ctx, x).dtype != want:
+            out.append(ctx.emit(Op.CAST, (x,), {"dtype": want}))
+        else:
+            out.append(x)
+    return out
+
+
+def _as_bool(ctx: Ctx, x) -> str:
+    """A bool operand (nonzero is true, as torch's logical ops read numbers)."""
+    if not _is_value(x):
+        return ctx.scalar(bool(x), DType.BOOL)
+    return x if _t(ctx, x).dtype is DType.BOOL else ctx.emit(Op.CAST, (x,), {"dtype": DType.BOOL})
+
+
+def _compare(op: Op):
+    def fn(ctx: Ctx, a):
+        x, y = _operands(ctx, [a["self"], a["other"]])
+        return ctx.emit(op, (x, y))
+    return fn
+
+
+for _name, _op in [("eq", Op.EQ), ("ne", Op.NE), ("lt", Op.LT), ("le", Op.LE), ("gt", Op.GT), ("ge", Op.GE)]:
+    RULES[f"aten::{_name}"] = _compare(_op)
+
+
+@rule("aten::logical_and", "aten::logical_or")
+def logical_binary(ctx: Ctx, a):
+    op = Op.LOGICAL_AND if ctx.fx_node.target._overloadpacket.__name__ == "logical_and" else Op.LOGICAL_OR
+    return ctx.emit(op, (_as_bool(ctx, a["self"]), _as_bool(ctx, a["other"])))
+
+
+@rule("aten::logical_not")
+def logical_not(ctx: Ctx, a):
+    return ctx.emit(Op.LOGICAL_NOT, (_as_bool(ctx, a["self"]),))
+
+
+@rule("aten::bitwise_and", "aten::bitwise_or", "aten::bitwise_not")
+def bitwise_on_bools(ctx: Ctx, a):
+    """``mask1 & mask2``, ``mask1 | mask2``, ``~mask`` on bool tensors (bitwise ops on integers are not supported)."""
+    name = ctx.fx_node.target._overloadpacket.__name__
+    xs = [a["self"]] + ([a["other"]] if name != "bitwise_not" else [])
+    for x in xs:
+        if _is_value(x) and _t(ctx, x).dtype is not DType.BOOL:
+            raise FrontendError(f"{ctx.loc}: {name} on {_t(ctx, x).dtype.value} tensors is not supported; "
+                                "xrec supports &, | and ~ on bool tensors (masks)")
+    op = {"bitwise_and": Op.LOGICAL_AND, "bitwise_or": Op.LOGICAL_OR, "bitwise_not": Op.LOGICAL_NOT}[name]
+    return ctx.emit(op, [_as_bool(ctx, x) for x in xs])
+
+
+@rule("aten::where")
+def where(ctx: Ctx, a):
+    if "self" not in a or "other" not in a:
+        raise FrontendError(f"{ctx.loc}: torch.where(condition) with one argument (nonzero) is not supported; "
+                            "use torch.where(condition, a, b)")
+    x, y = _operands(ctx, [a["self"], a["other"]])
+    return ctx.emit(Op.WHERE, (_as_bool(ctx, a["condition"]), x, y))
+
+
+@rule("aten::masked_fill")
+def masked_fill(ctx: Ctx, a):
+    x = a["self"]
+    value = a["value"]
+    if _is_value(value):
+        value = value if _t(ctx, value).dtype == _t(ctx, x).dtype else ctx.emit(Op.CAST, (value,),
+                                                                                {"dtype": _t(ctx, x).dtype})
+    else:
+        value = ctx.scalar(value, _t(ctx, x).dtype)
+    return ctx.emit(Op.WHERE, (_as_bool(ctx, a["mask"]), value, x))
+
+
+@rule("aten::softmax", "aten::_softmax")
+def softmax(ctx: Ctx, a):
+    x = a["self"]
+    if a.get("dtype") is not None:
+        want = DType.from_torch(a["dtype"])
+        x = x if want == _t(ctx, x).dtype else ctx.emit(Op.CAST, (x,), {"dtype": want})
+    if a.get("half_to_float"):
+        x = ctx.emit(Op.CAST, (x,), {"dtype": DType.F32})
+    return ctx.emit(Op.SOFTMAX, (x,), {"dim": _norm(int(a["dim"]), _t(ctx, x).rank)})
+
+
 # ----------------------------------------------------------------- reductions / norms
 def _dims_arg(ctx: Ctx, a, rank: int, key="dim"):
     d = a.get(key)

@@ -48,7 +48,7 @@ class Ctx:
 
     def scalar(self, value, dtype: DType) -> str:
         """A 0-d constant of ``dtype`` (Python scalars in arithmetic become these)."""
-        v = float(value) if dtype.is_float else int(value)
+        v = float(value) if dtype.is_float else bool(value) if dtype is DType.BOOL else int(value)
         return self.emit(Op.FULL, (), {"value": v}, hint="c", type=TensorType((), dtype))
 
     def param(self, hint: str, array: np.ndarray) -> str:

@@ -269,6 +269,19 @@ def i_layer_norm(it, n, args, b):
     return y.astype(x.dtype)
 
 
+def i_where(it, n, args, b):
+    return np.where(args[0], args[1], args[2]).astype(_np_dtype(n.type))
+
+
+def i_softmax(it, n, args, b):
+    x = args[0]
+    d = n.attr("dim") % x.ndim
+    with np.errstate(invalid="ignore", over="ignore"):      # rows of -inf (or with +inf/NaN) give NaN, as in torch
+        x64 = x.astype(np.float64)
+        e = np.exp(x64 - x64.max(axis=d, keepdims=True))
+        return (e / e.sum(axis=d, keepdims=True)).astype(x.dtype)
+
+
 def i_reshape(it, n, args, b):
     return args[0].reshape(_shape(n.attr("shape"), b))
 
@@ -312,6 +325,10 @@ _RULES: dict[Op, Callable] = {
     Op.ADD: _binary(np.add), Op.SUB: _binary(np.subtract), Op.MUL: _binary(np.multiply),
     Op.DIV: _binary(np.divide), Op.POW: _binary(np.power), Op.MAXIMUM: _binary(np.maximum),
     Op.MINIMUM: _binary(np.minimum),
+    Op.EQ: _binary(np.equal), Op.NE: _binary(np.not_equal), Op.LT: _binary(np.less),
+    Op.LE: _binary(np.less_equal), Op.GT: _binary(np.greater), Op.GE: _binary(np.greater_equal),
+    Op.LOGICAL_AND: _binary(np.logical_and), Op.LOGICAL_OR: _binary(np.logical_or),
+    Op.LOGICAL_NOT: _unary(np.logical_not), Op.WHERE: i_where, Op.SOFTMAX: i_softmax,
     Op.SUM: _reduce(np.sum), Op.MEAN: _reduce(np.mean), Op.AMAX: _reduce(np.max), Op.NORM: i_norm,
     Op.LAYER_NORM: i_layer_norm,
     Op.RESHAPE: i_reshape, Op.PERMUTE: i_permute, Op.EXPAND: i_expand, Op.CAT: i_cat,

@@ -52,6 +52,20 @@ class Op(enum.Enum):
     MAXIMUM = "maximum"
     MINIMUM = "minimum"
 
+    # comparisons (numpy broadcasting, operands of one dtype) -> bool; IEEE: NaN compares unequal
+    EQ = "eq"
+    NE = "ne"
+    LT = "lt"
+    LE = "le"
+    GT = "gt"
+    GE = "ge"
+
+    # logic on bool tensors (numpy broadcasting) -> bool
+    LOGICAL_AND = "logical_and"
+    LOGICAL_OR = "logical_or"
+    LOGICAL_NOT = "logical_not"
+    WHERE = "where"            # (cond: bool, a, b) -> a where cond else b; the three broadcast together
+
     # reductions; attrs: dims, keepdim
     SUM = "sum"
     MEAN = "mean"
@@ -59,6 +73,7 @@ class Op(enum.Enum):
     NORM = "norm"              # attrs: p, dims, keepdim
 
     LAYER_NORM = "layer_norm"  # (x[, w[, b]]); attrs: normalized_ndim, eps, has_weight, has_bias
+    SOFTMAX = "softmax"        # attrs: dim; exp(x - max) / sum(exp(x - max)) along dim (a row of -inf: NaN)
 
     # layout
     RESHAPE = "reshape"        # attrs: shape
@@ -73,6 +88,10 @@ UNARY = frozenset({Op.RELU, Op.SIGMOID, Op.TANH, Op.GELU, Op.SILU, Op.NEG, Op.EX
                    Op.SQRT, Op.RSQRT, Op.ABS, Op.CLAMP, Op.CAST})
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAXIMUM, Op.MINIMUM})
 ELEMENTWISE = UNARY | BINARY
+# bool-valued elementwise ops: kept out of UNARY/BINARY (whose rules keep the operand dtype) so a target's
+# elementwise rules do not claim them before it lowers them
+COMPARE = frozenset({Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE})
+LOGICAL = frozenset({Op.LOGICAL_AND, Op.LOGICAL_OR, Op.LOGICAL_NOT})
 REDUCE = frozenset({Op.SUM, Op.MEAN, Op.AMAX, Op.NORM})
 LAYOUT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.CAT, Op.SLICE, Op.INDEX})
 SPARSE = frozenset({Op.JAGGED, Op.EMBEDDING, Op.EMBEDDING_BAG, Op.EMBEDDING_BAG_GROUP})

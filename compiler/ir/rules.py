@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import sympy
 
 from .graph import GroupFeature, Node
-from .ops import ACTIVATIONS, BINARY, Op, UNARY
+from .ops import ACTIVATIONS, BINARY, COMPARE, LOGICAL, Op, UNARY
 from .types import DType, JaggedType, TensorType, Type, canon_dim, dims_equal, numel
 
 
@@ -279,6 +279,49 @@ def r_binary(node, ts):
     return TensorType(broadcast_shapes(node, a.shape, b.shape), a.dtype)
 
 
+def r_compare(node, ts):
+    _arity(node, ts, 2)
+    a = _tensor(node, ts[0], "lhs")
+    b = _tensor(node, ts[1], "rhs")
+    if a.dtype != b.dtype:
+        _fail(node, f"dtype mismatch {a.dtype.value} vs {b.dtype.value} (the frontend promotes operands first)")
+    return TensorType(broadcast_shapes(node, a.shape, b.shape), DType.BOOL)
+
+
+def r_logical(node, ts):
+    _arity(node, ts, 1 if node.op is Op.LOGICAL_NOT else 2)
+    xs = [_tensor(node, t, f"operand {i}") for i, t in enumerate(ts)]
+    for x in xs:
+        if x.dtype is not DType.BOOL:
+            _fail(node, f"operands must be bool, got {x} (cast to bool first: nonzero is true)")
+    shape = xs[0].shape if len(xs) == 1 else broadcast_shapes(node, xs[0].shape, xs[1].shape)
+    return TensorType(shape, DType.BOOL)
+
+
+def r_where(node, ts):
+    _arity(node, ts, 3)
+    c = _tensor(node, ts[0], "condition")
+    a = _tensor(node, ts[1], "a")
+    b = _tensor(node, ts[2], "b")
+    if c.dtype is not DType.BOOL:
+        _fail(node, f"condition must be bool, got {c}")
+    if a.dtype != b.dtype:
+        _fail(node, f"dtype mismatch {a.dtype.value} vs {b.dtype.value}")
+    shape = broadcast_shapes(node, broadcast_shapes(node, c.shape, a.shape), b.shape)
+    return TensorType(shape, a.dtype)
+
+
+def r_softmax(node, ts):
+    _arity(node, ts, 1)
+    x = _tensor(node, ts[0], "x")
+    if not x.dtype.is_float:
+        _fail(node, f"input must be floating point, got {x}")
+    if x.rank == 0:
+        _fail(node, "input must have at least one dim")
+    _norm_dim(node, node.attr("dim"), x.rank)
+    return x
+
+
 def r_reduce(node, ts):
     _arity(node, ts, 1)
     x = _tensor(node, ts[0], "x")
@@ -397,12 +440,14 @@ RULES: dict[Op, Callable[[Node, Sequence[Type]], Type]] = {
     Op.LINEAR: r_linear, Op.MATMUL: r_matmul, Op.MLP: r_mlp,
     Op.DOT_INTERACTION: r_dot_interaction, Op.CROSS_LAYER: r_cross_layer, Op.FM: r_fm,
     Op.SUM: r_reduce, Op.MEAN: r_reduce, Op.AMAX: r_reduce, Op.NORM: r_reduce,
-    Op.LAYER_NORM: r_layer_norm,
+    Op.LAYER_NORM: r_layer_norm, Op.SOFTMAX: r_softmax, Op.WHERE: r_where,
     Op.RESHAPE: r_reshape, Op.PERMUTE: r_permute, Op.EXPAND: r_expand, Op.CAT: r_cat,
     Op.SLICE: r_slice, Op.INDEX: r_index,
 }
 RULES.update({op: r_unary for op in UNARY})
 RULES.update({op: r_binary for op in BINARY})
+RULES.update({op: r_compare for op in COMPARE})
+RULES.update({op: r_logical for op in LOGICAL})
 
 missing = set(Op) - set(RULES)
 assert not missing, f"ops without a typing rule: {missing}"

@@ -77,6 +77,50 @@ def lower_binary(c: Ctx, n: Node) -> Value:
     return c.b.binary(_BINARY[n.op], a, w)
 
 
+_COMPARE = {Op.EQ: "EQ", Op.NE: "NE", Op.LT: "LT", Op.LE: "LE", Op.GT: "GT", Op.GE: "GE"}
+
+
+@rule(*_COMPARE)
+def lower_compare(c: Ctx, n: Node) -> Value:
+    """IEEE comparison (compare type FLOAT: NaN is unequal to everything) -> i1."""
+    shape = c.shape(n)
+    a = c.b.broadcast_to(c.value(n, n.inputs[0]), shape)
+    w = c.b.broadcast_to(c.value(n, n.inputs[1]), shape)
+    return c.b.compare(_COMPARE[n.op], a, w)
+
+
+@rule(Op.LOGICAL_AND, Op.LOGICAL_OR, Op.LOGICAL_NOT)
+def lower_logical(c: Ctx, n: Node) -> Value:
+    shape = c.shape(n)
+    xs = [c.b.broadcast_to(c.value(n, i), shape) for i in n.inputs]
+    if n.op is Op.LOGICAL_NOT:
+        return c.b.unary("not", xs[0])
+    return c.b.binary("and" if n.op is Op.LOGICAL_AND else "or", xs[0], xs[1])
+
+
+@rule(Op.WHERE)
+def lower_where(c: Ctx, n: Node) -> Value:
+    shape = c.shape(n)
+    cond, a, w = (c.b.broadcast_to(c.value(n, i), shape) for i in n.inputs)
+    return c.b.select(cond, a, w)
+
+
+@rule(Op.SOFTMAX)
+def lower_softmax(c: Ctx, n: Node) -> Value:
+    """exp(x - max) / sum(exp(x - max)) along the dim (a row of -inf gives NaN, as in PyTorch)."""
+    b = c.b
+    x = c.value(n, n.inputs[0])
+    d = n.attr("dim") % x.rank
+    if d in c.batch_dims(n, c.g.type_of(n.inputs[0])):
+        raise unsupported(n, f"it normalizes over the batch (dim {d}); the executable pads the batch to a static "
+                             "size, which would change the result")
+    keep = [i for i in range(x.rank) if i != d]
+    m = b.broadcast(b.reduce(x, [d], "maximum"), x.shape, keep)
+    e = b.unary("exponential", b.binary("subtract", x, m))
+    s = b.broadcast(b.reduce(e, [d], "add"), x.shape, keep)
+    return b.binary("divide", e, s)
+
+
 def _reduce_dims(c: Ctx, n: Node, x: Value) -> list[int]:
     dims = sorted({d % x.rank for d in n.attr("dims")})
     across = set(dims) & c.batch_dims(n, c.g.type_of(n.inputs[0]))
