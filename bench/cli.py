@@ -21,7 +21,7 @@ import sys
 
 from xrec.passes.quantize_embeddings import QUANTIZE_CHOICES
 
-from .timing import CLOCKS
+from .timing import CLOCKS, MODES
 
 DEFAULT_BATCHES = "1,64,512,2048"
 DEFAULT_BASELINES = ("eager,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
@@ -111,7 +111,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sleep after each system's turn (one call, or a burst in warm mode) so OpenMP workers "
                         "stop spinning before the next system's turn (they spin ~5 ms of CPU after each "
                         "parallel region; default 10)")
-    p.add_argument("--mode", choices=["warm", "cold"], default=DEFAULT_MODE,
+    p.add_argument("--mode", choices=list(MODES), default=DEFAULT_MODE,
                    help="warm: each turn is --burst calls back to back, all but the first timed (a busy "
                         "server); cold: each turn is one timed call after the gap (idle threads, cold caches) "
                         f"(default {DEFAULT_MODE})")
