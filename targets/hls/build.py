@@ -9,6 +9,7 @@ import numpy as np
 
 from xrec.artifact import ArtifactWriter
 from xrec.config import knobs
+from xrec.lowering import LoweringError
 from xrec.passes import run_pipeline
 from .placement import plan_of
 from xrec.progress import step
@@ -16,7 +17,7 @@ from xrec.progress import step
 from .. import get_target
 from . import csim, emit_host, emit_kernel, emit_testbench, report, tables, vpp_config
 from .headers import ap_types_dir, licence_note, xrt_include_dir
-from .options import HlsOptions
+from .options import HOSTS, HlsOptions
 from .spec import KERNEL, check_capacity, kernel_spec, memory_use
 from .split import dense_graph
 
@@ -131,7 +132,14 @@ def _build_host(g, host_name: str, opts: HlsOptions, path: Path) -> dict:
     dg = run_pipeline(dg, host.passes(hopts))
     w = ArtifactWriter(path, dg, host.name, target_info={"options": dict(hopts)},
                       tolerances=host.tolerances_for(hopts))
-    host.build(dg, hopts, w)
+    try:
+        host.build(dg, hopts, w)
+    except LoweringError as e:       # the dense part is the host target's to lower: say so, keep its error
+        others = [h for h in HOSTS if h != host.name]
+        e.add_note(f"hls target: the model's dense part (everything but the embedding gathers) runs on the host "
+                   f"target {host.name!r}; choose another host with -O host={others[0]} (or compile for a "
+                   "target that lowers this op)")
+        raise
     w.finish()
     return {"target": host.name, "artifact": str(path.name), "inputs": [n.attr("name") for n in dg.input_nodes]}
 

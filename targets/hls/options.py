@@ -32,7 +32,7 @@ class HlsOptions(TargetOptions):
 
     host: str | None = option(None, "target for the dense part: 'cpu' | 'reference' (None: cpu when available)",
                               check=_host_known)
-    host_options: dict[str, str | bool | int | float] = option(
+    host_options: dict[str, str | bool | int | float | None] = option(
         doc="options for the host target", default_factory=dict)
     quantize_rows: str = option("none", "rows on the card: 'none' (as the model: fp32, fp16 tables stay fp16) | "
                                         "'fp16' | 'int8' (FBGEMM row-wise uint8 + fp32 scale/bias)",
