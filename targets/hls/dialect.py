@@ -26,9 +26,6 @@ class HlsStyle(CStyle):
     binary = {**CStyle.binary, Op.MAXIMUM: "(({a}) > ({b}) ? ({a}) : ({b}))"}
 
     # ---- pooling: accumulate one element, per pooling mode ----
-    def pool_init(self, mode: str) -> str:
-        return "-INFINITY" if mode == "max" else "0.0f"
-
     def pool_update(self, mode: str, acc: str, x: str) -> str:
         return self.binary_expr(Op.MAXIMUM if mode == "max" else Op.ADD, acc, x)
 
