@@ -104,10 +104,6 @@ class Node:
             raise KeyError(f"node %{self.name} ({self.op.value}) has no attribute {key!r}")
         return default
 
-    @property
-    def attr_dict(self) -> dict[str, Any]:
-        return dict(self.attrs)
-
     def with_(self, **changes) -> "Node":
         if "attrs" in changes and isinstance(changes["attrs"], dict):
             changes["attrs"] = make_attrs(changes["attrs"])
@@ -195,9 +191,10 @@ class Graph:
     def param_bytes(self) -> int:
         return int(sum(a.nbytes for a in self.params.values()))
 
-    def __str__(self) -> str:
-        from .printer import print_graph
-        return print_graph(self)
+    def __repr__(self) -> str:
+        # short on purpose: the text form is xrec.ir.print_graph (printer.py imports this module, not the reverse)
+        return (f"Graph({self.name!r}, {len(self.nodes)} nodes, {len(self.params)} params, "
+                f"outputs={', '.join('%' + o for o in self.outputs)})")
 
 
 class GraphBuilder:

@@ -93,10 +93,6 @@ class DType(enum.Enum):
         return self in (DType.F32, DType.F16, DType.BF16, DType.F64)
 
     @property
-    def is_int(self) -> bool:
-        return self in (DType.I64, DType.I32, DType.I8, DType.U8, DType.I4X2)
-
-    @property
     def itemsize(self) -> int:
         return {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4,
                 "i8": 1, "u8": 1, "i4x2": 1, "bool": 1}[self.value]

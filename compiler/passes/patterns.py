@@ -42,10 +42,6 @@ def const_array(g: Graph, name: str) -> np.ndarray | None:
     return None
 
 
-def single_use(g: Graph, name: str) -> bool:
-    return g.num_uses(name) == 1
-
-
 def square_of(g: Graph, name: str) -> str | None:
     """If ``name`` is x*x or x**2, return x."""
     n = g.by_name.get(name)
