@@ -14,25 +14,10 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from .features import GroupFeature
 from .ops import Op
+from .printer import print_graph
 from .types import TensorType, JaggedType, Type
-
-
-@dataclass(frozen=True, slots=True)
-class GroupFeature:
-    """One feature of an ``EMBEDDING_BAG_GROUP``: which table it pools and how."""
-
-    feature: str
-    mode: str                 # "sum" | "mean" | "max"
-    padding_idx: int | None
-    has_psw: bool             # per-sample weights follow the jagged input
-    num_rows: int             # logical rows (ids range over [0, num_rows))
-    dim: int
-    has_remap: bool = False   # a pruned table: an int32 [num_rows] remap (-1 = pruned) comes last
-
-    @property
-    def num_inputs(self) -> int:
-        return 2 + self.has_psw + self.has_remap
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +176,10 @@ class Graph:
     def param_bytes(self) -> int:
         return int(sum(a.nbytes for a in self.params.values()))
 
+    def __str__(self) -> str:
+        return print_graph(self)
+
     def __repr__(self) -> str:
-        # short on purpose: the text form is xrec.ir.print_graph (printer.py imports this module, not the reverse)
         return (f"Graph({self.name!r}, {len(self.nodes)} nodes, {len(self.params)} params, "
                 f"outputs={', '.join('%' + o for o in self.outputs)})")
 

@@ -1,9 +1,14 @@
 """Textual form of the IR (what `xrec ir` prints)."""
 from __future__ import annotations
 
-from .graph import GroupFeature, Graph, Node
+from typing import TYPE_CHECKING
+
+from .features import GroupFeature
 from .ops import Op
 from .types import dim_str
+
+if TYPE_CHECKING:                      # graph.py imports this module (Graph.__str__), not the reverse
+    from .graph import Graph, Node
 
 
 def _fmt_attr(v) -> str:
