@@ -296,6 +296,19 @@ def softmax(ctx: Ctx, a):
     return ctx.emit(Op.SOFTMAX, (x,), {"dim": _norm(int(a["dim"]), _t(ctx, x).rank)})
 
 
+@rule("aten::full_like", "aten::zeros_like", "aten::ones_like")
+def full_like(ctx: Ctx, a):
+    x = a["self"]
+    t = _t(ctx, x)
+    dt = DType.from_torch(a["dtype"]) if a.get("dtype") is not None else t.dtype
+    name = ctx.fx_node.target._overloadpacket.__name__
+    value = {"zeros_like": 0, "ones_like": 1}.get(name, a.get("fill_value"))
+    if _is_value(value):
+        raise FrontendError(f"{ctx.loc}: full_like with a tensor fill value is not supported")
+    v = float(value) if dt.is_float else bool(value) if dt is DType.BOOL else int(value)
+    return ctx.emit(Op.FULL, (), {"value": v}, hint="full", type=TensorType(t.shape, dt))
+
+
 # ----------------------------------------------------------------- reductions / norms
 def _dims_arg(ctx: Ctx, a, rank: int, key="dim"):
     d = a.get(key)

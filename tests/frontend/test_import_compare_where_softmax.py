@@ -29,7 +29,12 @@ class Logic(nn.Module):
         a, b = x > 0, y < 1
         return (a & ~b, a | b, torch.logical_and(a, b), torch.logical_or(x, b), torch.logical_not(y),
                 torch.where(a, x, y), torch.where(b, x, 0.0), torch.where(a, 1.0, 0.0) + y,
-                x.masked_fill(b, -1e9), torch.where(x[:, :1] > 0, y, x))
+                x.masked_fill(b, -1e9), torch.where(x[:, :1] > 0, y, x), torch.where(a, x, torch.zeros_like(x)),
+                torch.full_like(x, 2.5) * y, torch.ones_like(ids_of(x), dtype=torch.bool) & b)
+
+
+def ids_of(x):
+    return x.to(torch.int64)
 
 
 class Softmax(nn.Module):
@@ -95,9 +100,9 @@ def test_comparisons_tensor_and_scalar_forms_match_torch_with_nan_inf_ties_and_b
     assert any(g.node(n.inputs[0]).op is Op.CAST for n in lt)
 
 
-def test_logic_and_where_match_torch_on_masks_numbers_and_scalars():
+def test_logic_where_and_full_like_match_torch_on_masks_numbers_and_scalars():
     g = _check(Logic(), lambda b, seed=0: _x(b, seed))
-    assert {Op.LOGICAL_AND, Op.LOGICAL_OR, Op.LOGICAL_NOT, Op.WHERE} <= {n.op for n in g.nodes}
+    assert {Op.LOGICAL_AND, Op.LOGICAL_OR, Op.LOGICAL_NOT, Op.WHERE, Op.FULL} <= {n.op for n in g.nodes}
 
 
 def test_softmax_matches_torch_including_all_minus_inf_and_nan_rows():
