@@ -155,10 +155,15 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any] | tuple,
     ep = _decompose_unknown(ep)
     g = import_exported(ep, name or getattr(model, "xrec_name", None) or type(model).__name__,
                         _flat_input_names(model, args, kwargs))
-    flat = [t.detach().cpu().numpy() for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
-    if len(flat) == len(g.input_nodes):
-        g = record_pooling(g, [flat])
-    return g
+    return _record_example_pooling(g, (args, kwargs))
+
+
+def _record_example_pooling(g: Graph, example) -> Graph:
+    """``g`` with the pooling statistics of its sparse features measured on ``example`` (args, kwargs)."""
+    flat = [t.detach().cpu().numpy() for t in pytree.tree_leaves(example) if isinstance(t, torch.Tensor)]
+    if not flat or len(flat) != len(g.input_nodes):
+        return g
+    return record_pooling(g, [flat])
 
 
 def import_exported(ep, name: str, flat_names: list[str] | None = None) -> Graph:
@@ -241,7 +246,8 @@ def import_exported(ep, name: str, flat_names: list[str] | None = None) -> Graph
                  out_spec=pytree.treespec_dumps(ep.call_spec.out_spec) if ep.call_spec.out_spec else "")
     g = verify(g, "import")
     _check_dynamic(g)
-    return g
+    example = getattr(ep, "example_inputs", None)      # a saved .pt2 keeps the inputs it was exported with
+    return _record_example_pooling(g, example) if example is not None else g
 
 
 def _map_arg(ctx: Ctx, v):

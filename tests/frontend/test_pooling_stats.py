@@ -72,3 +72,15 @@ def test_statistics_survive_the_pass_pipeline_and_the_ir_json_round_trip():
     assert pooling_stats(opt) == pooling_stats(g)
     back = graph_from_json(json.loads(json.dumps(graph_to_json(opt))), opt.params)
     assert pooling_stats(back) == pooling_stats(g)
+
+
+def test_an_exported_program_records_the_statistics_of_the_inputs_it_was_exported_with(tmp_path):
+    from xrec.frontend import import_exported
+    ids = torch.tensor([3, 3, 7, 1, 0, 9, 9, 2])
+    off = torch.tensor([0, 3, 3, 4])
+    dyn = {"ids": {0: torch.export.Dim.AUTO}, "offsets": {0: torch.export.Dim.AUTO}}
+    ep = torch.export.export(NoLastOffset(), (ids, off), dynamic_shapes=dyn, strict=False)
+    torch.export.save(ep, tmp_path / "m.pt2")
+    g = import_exported(torch.export.load(tmp_path / "m.pt2"), "m")
+    (s,) = pooling_stats(g).values()
+    assert (s.bags, s.ids, s.min_ids, s.max_ids) == (4, 8, 0, 4)
