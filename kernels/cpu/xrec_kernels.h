@@ -57,20 +57,21 @@
 //     row count (the remap's length), padding_idx a logical id; id -> remap[id],
 //     -1 pools as a zero row (the IR interpreter's semantics, FBGEMM's
 //     compressed_indices_mapping for sum). Every row format and pooling mode.
+// 13. The types (Act, RowFormat, PoolMode, BagFeature, BagStatus) live in
+//     xrec_kernel_types.h, which callers of the out-of-line entry points only
+//     (xrec_kernel_entry.h: the generated model code) include instead of this
+//     file. Their numeric codes come from xrec_formats.h (generated from
+//     xrec/ir/formats.py): row formats are FBGEMM's SparseType codes, so
+//     ROW_I2 = 4 and ROW_BF16 = 5 (they were 5 and 4).
+
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
-#ifndef XREC_ISA_NS
-#define XREC_ISA_NS isa_default
-#endif
+#include "xrec_kernel_types.h"
 
 namespace xrec {
 namespace XREC_ISA_NS {
-
-// ----------------------------------------------------------------- activations
-enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_SIGMOID = 2, ACT_TANH = 3,
-                 ACT_GELU = 4, ACT_GELU_TANH = 5, ACT_SILU = 6 };
 
 // ----------------------------------------------------------------- dense layers
 // A Linear layer's weight W is [N, K] row-major (PyTorch's layout). The kernel
@@ -88,49 +89,6 @@ inline void linear(const float* X, long M, int K, long ldx, const float* packed,
             const float* bias, Act act, float* Y, long ldy, int n0, int n1);
 
 // ----------------------------------------------------------------- embedding bags
-// Row formats of a table (FBGEMM's row-wise layouts for the quantized ones):
-//   ROW_F32: dim floats                          row_bytes = 4*dim
-//   ROW_F16: dim halves                          row_bytes = 2*dim
-//   ROW_I8:  dim uint8, then fp32 scale, fp32 bias   row_bytes = dim + 8
-//   ROW_I4:  ceil(dim/2) bytes (low nibble first), then fp16 scale, fp16 bias
-//   ROW_BF16: dim bfloat16 (uint16 bit patterns)  row_bytes = 2*dim
-//   ROW_I2:  ceil(dim/4) bytes (low bits first), then fp16 scale, fp16 bias
-// value = q * scale + bias for the quantized rows.
-enum RowFormat : int { ROW_F32 = 0, ROW_F16 = 1, ROW_I8 = 2, ROW_I4 = 3, ROW_BF16 = 4, ROW_I2 = 5 };
-enum PoolMode : int { POOL_SUM = 0, POOL_MEAN = 1, POOL_MAX = 2 };
-
-struct BagFeature {
-  const uint8_t* table;   // num_rows rows of row_bytes each
-  int64_t num_rows;
-  int dim;
-  int row_bytes;
-  RowFormat format;
-  PoolMode mode;
-  int64_t padding_idx;    // -1: none; ids equal to it are skipped (and not counted by mean)
-  const void* indices;    // int32 or int64, per index_bits
-  const void* offsets;    // int32 or int64, per offset_bits; batch+1 entries
-  int index_bits;         // 32 or 64
-  int offset_bits;        // 32 or 64
-  const float* per_sample_weights;  // null or one weight per id (multiplies the row in every mode)
-  int64_t num_indices = -1;  // length of indices; -1: unknown (then offsets are only checked
-                             // for being >= 0 and non-decreasing)
-  int prefetch_distance = -1;  // software prefetch of the row this many ids ahead; 0: off,
-                               // -1: kernel default (16 for tables > 1 MB, else 0)
-  const int32_t* remap = nullptr;  // pruned table: num_rows entries, id -> row of table or -1
-                                   // (a zero row: skipped by sum, counted by mean, 0 for max);
-                                   // null: unpruned. Ids are checked against num_rows (the
-                                   // logical rows); the remap's values are trusted.
-};
-
-// Error report of a bag kernel: code 0 = ok; otherwise what and where.
-enum BagError : int { BAG_OK = 0, BAG_INDEX_OUT_OF_RANGE = 1, BAG_OFFSETS_DECREASING = 2,
-                      BAG_OFFSETS_OUT_OF_RANGE = 3 };
-struct BagStatus {
-  int code;
-  int64_t position;      // position in indices (or offsets) of the first bad entry
-  int64_t value;         // the bad id or offset
-};
-
 // Pools bags [b0, b1) of one feature: out[b * ldo + j] for j in [0, dim).
 // With check_bounds, ids outside [0, num_rows) and bad offsets stop the kernel
 // before any out-of-bounds read and are reported in *status.

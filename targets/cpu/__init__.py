@@ -6,7 +6,8 @@
     weights.py   weights.bin: Linear weights packed at compile time by the kernels' pack_linear
     binding.py   Python -> C (ctypes for control, a tiny extension for the per-call path)
     isa.py       CPU feature detection (avx512 / avx2 / scalar)
-    include/     headers the generated code includes besides the kernels (copied into src/)
+    kernels/cpu/ (xrec.kernels) holds every model-independent C++ file copied into src/: the kernels, their
+                 out-of-line entry points (compiled once per ISA and cached), xrec_gen.h (run-time helpers)
 
 Options (options.py, ``xrec targets --options cpu``): ``isa`` (auto = all three builds, or e.g. "avx2" /
 "avx2,scalar") and ``bounds_check`` (default knobs.bounds_check).
@@ -22,7 +23,6 @@ from . import isa as isa_mod
 from .options import CpuOptions
 from .plan import TILE_MAX
 
-INCLUDE_DIR = Path(__file__).resolve().parent / "include"
 RUNTIME_FILES = ("xrec_model.h", "xrec_impl.h", "xrec_json.h", "xrec_dispatch.cpp")
 
 
@@ -69,12 +69,10 @@ class CpuTarget(Target):
         (src / "model.cpp").write_text(source)
         kdir = cpu_include_dir()
         for p in sorted(kdir.rglob("*")):
-            if p.is_file() and p.suffix in (".h", ".hpp", ".inc"):
+            if p.is_file() and p.suffix in B.KERNEL_SUFFIXES:
                 dst = src / p.relative_to(kdir)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(p, dst)
-        for p in sorted(INCLUDE_DIR.iterdir()):
-            shutil.copyfile(p, src / p.name)
         for name in RUNTIME_FILES:
             shutil.copyfile(csrc_dir() / name, src / name)
         shutil.copyfile(csrc_dir() / "xrec_model.h", writer.path / "include" / "xrec_model.h")

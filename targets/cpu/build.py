@@ -144,12 +144,15 @@ def run_jobs(jobs: list[Job]) -> None:
         raise CompilerError("\n".join(errors))
 
 
-KERNEL_SUFFIXES = (".h", ".hpp", ".inc")
+KERNEL_SUFFIXES = (".h", ".hpp", ".inc", ".cpp")
 
 
 def kernel_object_job(isa: str, src_dir: Path) -> Job:
-    """The kernels compiled once for ``isa`` (keyed by the kernel headers only, shared by every model)."""
-    files = [p for p in src_dir.iterdir() if p.suffix in KERNEL_SUFFIXES or p.name == "xrec_kernel_entry.cpp"]
+    """The kernels compiled once for ``isa``: keyed by the files of kernels/cpu only (as copied into
+    ``src_dir``) and the flags, so every model (and any change outside kernels/cpu) reuses the object."""
+    from xrec.kernels import cpu_include_dir
+    names = {p.name for p in cpu_include_dir().iterdir() if p.suffix in KERNEL_SUFFIXES}
+    files = [p for p in src_dir.iterdir() if p.name in names]
     flags = [f for f in COMMON if f != "-shared"] + ["-c"] + ISA_FLAGS[isa] + [f"-DXREC_ISA_NS={isa}"]
     return Job(f"the {isa} kernels", flags, ["xrec_kernel_entry.cpp"], src_dir, f"kernels_{isa}.o",
                hash_files=files)

@@ -14,7 +14,7 @@ from xrec.ir.types import DType, dim_str
 from xrec.targets.cstyle import CodeWriter, CStyle
 
 from .plan import (TILE_MAX, Apply, BagStep, BmmStep, Const, FMStep, GatherStep, InteractionStep, LayerNormStep,
-                   LinearStep, Load, LoopStep, Program, ReduceStep, View)
+                   LinearStep, Load, LoopStep, Program, ReduceStep, SoftmaxStep, View)
 
 # Linear layers with at least this many bytes of weights split their columns over the
 # threads when the whole batch is one tile (batch <= 16): at batch 1 such a layer streams
@@ -37,9 +37,24 @@ class CppDialect(CStyle):
     """The cpu target's C++ dialect of the shared C-family tables."""
 
     kernel_prefix = "static inline"
+    # comparisons and logic (not in the shared tables yet): C's operators are IEEE's (NaN compares unequal)
+    unary = {**CStyle.unary, Op.LOGICAL_NOT: "(!({x}))"}
+    binary = {**CStyle.binary, Op.EQ: "({a} == {b})", Op.NE: "({a} != {b})", Op.LT: "({a} < {b})",
+              Op.LE: "({a} <= {b})", Op.GT: "({a} > {b})", Op.GE: "({a} >= {b})",
+              Op.LOGICAL_AND: "({a} && {b})", Op.LOGICAL_OR: "({a} || {b})"}
 
     def cast(self, x: str, dt: DType) -> str:
         return f"(({self.ctype(dt)})({x}))"
+
+    def where_expr(self, c: str, a: str, b: str) -> str:
+        return f"({c} ? {a} : {b})"
+
+
+def _accepted_words(i) -> str:
+    """The dtypes input ``i`` takes, in words (for the error message)."""
+    if len(i.accept) > 1:
+        return " or ".join({"XREC_I32": "int32", "XREC_I64": "int64"}.get(a, a) for a in i.accept)
+    return i.dtype.to_numpy().name if i.dtype is not DType.BF16 else "bfloat16"
 
 
 def sym_c(d, sizes: str = "S.") -> str:
@@ -84,6 +99,8 @@ class Codegen:
             attrs = dict(e.attrs)
             if e.op is Op.CAST:
                 return self.c.cast(self.expr(e.args[0]), attrs["dtype"])
+            if e.op is Op.WHERE:
+                return self.c.where_expr(*(self.expr(a) for a in e.args))
             if len(e.args) == 1:
                 return self.c.unary_expr(e.op, self.expr(e.args[0]), attrs)
             return self.c.binary_expr(e.op, self.expr(e.args[0]), self.expr(e.args[1]))
@@ -178,6 +195,9 @@ class Codegen:
         arr("int", "kInputDtypes", [XDT[i.dtype] for i in p.inputs])
         arr("int", "kInputNdims", [str(len(i.shape)) for i in p.inputs])
         arr("char* const", "kInputShapes", [cstr(",".join(dim_str(d) for d in i.shape)) for i in p.inputs])
+        w.line("static const int kInputAccept[][2] = {" + (", ".join(
+            "{" + ", ".join((i.accept * 2)[:2]) + "}" for i in p.inputs) or "{0, 0}") + "};   // dtypes taken")
+        arr("char* const", "kInputWant", [cstr(_accepted_words(i)) for i in p.inputs])
         arr("int", "kOutputDtypes", [XDT[o.dtype] for o in p.outputs])
         arr("int", "kOutputNdims", [str(len(o.shape)) for o in p.outputs])
         w.line()
@@ -209,21 +229,8 @@ class Codegen:
         w.lines[-1] += ";"
         with w.block("static int bind_sizes(const xrec_tensor* in, int n, Sizes* s, char* err, size_t len)"):
             w.line("using gen::report;")
-            with w.block("if (n != kNumInputs)"):
-                w.line(f'return report(err, len, XREC_ERR_INPUT, "expected %d input tensors, got %d", kNumInputs, n);')
-            with w.block("for (int k = 0; k < n; ++k)"):
-                with w.block("if (in[k].ndim != kInputNdims[k])"):
-                    w.line('return report(err, len, XREC_ERR_INPUT, "input \'%s\': rank %d, expected rank %d (%s)", '
-                           "kInputNames[k], in[k].ndim, kInputNdims[k], kInputShapes[k]);")
-                with w.block("if (!in[k].data && in[k].shape[0] != 0)"):
-                    w.line('return report(err, len, XREC_ERR_INPUT, "input \'%s\': data is null", kInputNames[k]);')
-            for i in p.inputs:
-                cond = " && ".join(f"in[{i.index}].dtype != {a}" for a in i.accept)
-                want = " or ".join({"XREC_I32": "int32", "XREC_I64": "int64"}.get(a, a) for a in i.accept) \
-                    if len(i.accept) > 1 else i.dtype.to_numpy().name if i.dtype is not DType.BF16 else "bfloat16"
-                with w.block(f"if ({cond})"):
-                    w.line(f'return report(err, len, XREC_ERR_INPUT, "input \'%s\': dtype %s, expected {want}", '
-                           f"kInputNames[{i.index}], gen::dtype_name(in[{i.index}].dtype));")
+            w.line("if (int rc = gen::check_inputs(in, n, kNumInputs, kInputNames, kInputNdims, kInputShapes, "
+                   "kInputAccept, kInputWant, err, len)) return rc;")
             # plain symbols first, then affine dims (solved or checked), as xrec.ir.bind does
             pending = []
             bound = set()
@@ -301,29 +308,6 @@ class Codegen:
     # ------------------------------------------------------------ the tile function
     def _tile(self, w: CodeWriter):
         p = self.p
-        if p.bags:
-            w.line("// Pools the bags of rows [r0, r1) of Call::bags[k] into out (tile rows), checking offsets.")
-            with w.block("static bool pool_feature(const Call& C, int k, long r0, long r1, float* out, long ldo, "
-                         "Error* err)"):
-                w.line("const kc::BagFeature& f = C.bags[k];")
-                with w.block("if (kBoundsCheck && !gen::check_offsets(kBagFeature[k], f.offsets, f.offset_bits, r0, "
-                             "r1, C.nnz[k], err))"):
-                    w.line("return false;")
-                w.line("kc::BagFeature t = f;          // this tile's bags: offsets from row r0 on")
-                w.line("t.offsets = (const char*)f.offsets + (size_t)r0 * (f.offset_bits / 8);")
-                w.line("kc::BagStatus st{0, 0, 0};")
-                w.line("xk::embedding_bag(t, 0, r1 - r0, out, ldo, kBoundsCheck, &st);")
-                with w.block("if (st.code == kc::BAG_INDEX_OUT_OF_RANGE)"):
-                    w.line('gen::fail(err, XREC_ERR_INPUT, r0, "feature \'%s\': index %lld at position %lld is out '
-                           'of range for its table of %lld rows", kBagFeature[k], (long long)st.value, '
-                           "(long long)st.position, (long long)f.num_rows);")
-                    w.line("return false;")
-                with w.block("if (st.code != kc::BAG_OK)"):
-                    w.line('gen::fail(err, XREC_ERR_INPUT, r0, "feature \'%s\': bad offsets near position %lld '
-                           '(value %lld)", kBagFeature[k], (long long)(st.position + r0), (long long)st.value);')
-                    w.line("return false;")
-                w.line("return true;")
-            w.line()
         w.line("// Runs every step for the rows [r0, r1) of the batch, on one thread's arena.")
         with w.block("static void run_tile(const Weights& W, const Call& C, long r0, long r1, unsigned char* arena, "
                      "Error* err)"):
@@ -360,11 +344,15 @@ class Codegen:
         cols = ", ".join(str(c) for _, c, _, _, _ in s.features)
         n = len(s.features)
         if n == 1:
-            w.line(f"if (!pool_feature(C, {s.group}, r0, r1, {s.out}, {s.ldo}, err)) return;")
+            k = s.group
+            w.line(f"if (!gen::pool_feature(C.bags[{k}], kBagFeature[{k}], C.nnz[{k}], r0, r1, {s.out}, {s.ldo}, "
+                   "kBoundsCheck, err)) return;")
             return
         w.line(f"static const int cols[{n}] = {{{cols}}};   // column of each feature's pooled rows")
         with w.block(f"for (int f = 0; f < {n}; ++f)"):
-            w.line(f"if (!pool_feature(C, {s.group} + f, r0, r1, {s.out} + cols[f], {s.ldo}, err)) return;")
+            w.line(f"const int k = {s.group} + f;")
+            w.line(f"if (!gen::pool_feature(C.bags[k], kBagFeature[k], C.nnz[k], r0, r1, {s.out} + cols[f], {s.ldo}, "
+                   "kBoundsCheck, err)) return;")
 
     def _step_InteractionStep(self, w, s: InteractionStep):
         w.line(f"xk::dot_interaction({s.t}, {s.ldt}, {s.F}, {s.D}, {s.pairs}_i, {s.pairs}_j, {s.P}, {s.out}, "
@@ -458,6 +446,22 @@ class Codegen:
                 bs = f" + {s.bias}[l]" if s.bias else ""
                 w.line(f"for (long l = 0; l < {L}; ++l) y[l] = (x[l] - mean) * rstd{wt}{bs};")
 
+    def _step_SoftmaxStep(self, w, s: SoftmaxStep):
+        dims = s.x.dims
+        jv = tuple(f"j{k}" for k in range(len(dims)))
+        outer = [k for k in range(len(dims)) if k != s.axis]
+        opened = self._loops(w, ("m",) + tuple(dims[k] for k in outer), ("i",) + tuple(jv[k] for k in outer))
+        at = ("i",) + tuple("l" if k == s.axis else jv[k] for k in range(len(dims)))
+        L = dims[s.axis]
+        w.line("float mx = -INFINITY, sum = 0.0f;")
+        w.line(f"for (long l = 0; l < {L}; ++l) mx = {self.load(s.x, at)} > mx ? {self.load(s.x, at)} : mx;")
+        with w.block(f"for (long l = 0; l < {L}; ++l)"):
+            w.line(f"const float e = expf({self.load(s.x, at)} - mx);   // NaN where x is NaN, or x and mx are inf")
+            w.line(f"{self.load(s.out, at)} = e;")
+            w.line("sum += e;")
+        w.line(f"for (long l = 0; l < {L}; ++l) {self.load(s.out, at)} /= sum;")
+        self._close(w, opened)
+
     def _step_BmmStep(self, w, s: BmmStep):
         with w.block("for (long i = 0; i < m; ++i)"):
             with w.block(f"for (long r = 0; r < {s.M}; ++r)"):
@@ -535,17 +539,10 @@ class Codegen:
             w.line("const Weights& W = M->W;")
             w.line("Sizes S;")
             w.line("if (int rc = bind_sizes(in, n_in, &S, err, len)) return rc;")
-            with w.block("if (n_out != kNumOutputs)"):
-                w.line('return gen::report(err, len, XREC_ERR_INPUT, "expected %d output tensors, got %d", '
-                       "kNumOutputs, n_out);")
             w.line("int64_t want[kNumOutputs * XREC_MAX_DIMS];")
             w.line("output_dims(S, want);")
-            with w.block("for (int k = 0; k < kNumOutputs; ++k)"):
-                w.line("bool ok = out[k].dtype == kOutputDtypes[k] && out[k].ndim == kOutputNdims[k];")
-                w.line("for (int d = 0; ok && d < kOutputNdims[k]; ++d) ok = out[k].shape[d] == want[k * XREC_MAX_DIMS + d];")
-                with w.block("if (!ok || (!out[k].data && want[k * XREC_MAX_DIMS] != 0))"):
-                    w.line('return gen::report(err, len, XREC_ERR_INPUT, "output %d: wrong dtype, shape or null data '
-                           '(see xrec_model_output_shapes)", k);')
+            w.line("if (int rc = gen::check_outputs(out, n_out, kNumOutputs, kOutputDtypes, kOutputNdims, want, err, "
+                   "len)) return rc;")
             w.line("Call C;")
             w.line(f"C.B = S.{B};")
             for i in p.inputs:
@@ -574,47 +571,12 @@ class Codegen:
                         w.line(f"C.bags[{k}].offset_bits = 64;")
             if p.bags:
                 with w.block("if (kBoundsCheck)"):
-                    with w.block("for (int k = 0; k < kNumBags; ++k)"):
-                        w.line("const kc::BagFeature& f = C.bags[k];")
-                        w.line("const int64_t first = gen::load_int(f.offsets, f.offset_bits, 0);")
-                        w.line(f"const int64_t last = gen::load_int(f.offsets, f.offset_bits, S.{B});")
-                        with w.block("if (first != 0)"):
-                            w.line('return gen::report(err, len, XREC_ERR_INPUT, "feature \'%s\': offsets must start '
-                                   'at 0, got %lld", kBagFeature[k], (long long)first);')
-                        with w.block("if (last != C.nnz[k])"):
-                            w.line('return gen::report(err, len, XREC_ERR_INPUT, "feature \'%s\': offsets end at %lld '
-                                   'but indices holds %lld ids (offsets[-1] must equal len(indices))", '
-                                   "kBagFeature[k], (long long)last, (long long)C.nnz[k]);")
-            w.line(f"if (S.{B} == 0) return XREC_OK;")
-            w.line("gen::Context* ctx = M->pool.acquire();")
-            w.line('if (!ctx) return gen::report(err, len, XREC_ERR_RUNTIME, "out of memory for scratch");')
-            w.line(f"const long T = gen::tile_rows(S.{B}, M->threads, kTileMax);")
-            w.line(f"const long ntiles = (S.{B} + T - 1) / T;")
-            w.line("const int nt = ntiles < M->threads ? (int)ntiles : M->threads;")
-            w.line("for (int t = 0; t < nt; ++t) ctx->errors[t].code = 0;")
-            w.line("C.col_threads = nt <= 1 ? M->threads : 1;")
-            with w.block("if (nt <= 1)"):
-                w.line("// small batch: every tile on the calling thread, no thread team")
-                with w.block("for (long t = 0; t < ntiles && !ctx->errors[0].code; ++t)"):
-                    w.line(f"run_tile(W, C, t * T, t * T + T < S.{B} ? t * T + T : S.{B}, ctx->arena(0), "
-                           "&ctx->errors[0]);")
-            with w.block("else"):
-                w.line("#pragma omp parallel num_threads(nt)")
-                with w.block(""):
-                    w.line("const int tid = omp_get_thread_num();")
-                    w.line("Error* e = &ctx->errors[tid];")
-                    w.line("#pragma omp for schedule(dynamic, 1)   // a preempted thread does not hold up the rest")
-                    with w.block("for (long t = 0; t < ntiles; ++t)"):
-                        w.line(f"if (!e->code) run_tile(W, C, t * T, t * T + T < S.{B} ? t * T + T : S.{B}, "
-                               "ctx->arena(tid), e);")
-            w.line("// report the failing tile with the lowest rows")
-            w.line("const Error* first = nullptr;")
-            with w.block("for (int t = 0; t < nt; ++t)"):
-                w.line("if (ctx->errors[t].code && (!first || ctx->errors[t].row < first->row)) first = &ctx->errors[t];")
-            w.line("int rc = XREC_OK;")
-            w.line('if (first) rc = gen::report(err, len, first->code, "%s", first->msg);')
-            w.line("M->pool.release(ctx);")
-            w.line("return rc;")
+                    w.line(f"if (int rc = gen::check_bag_ends(C.bags, C.nnz, kBagFeature, kNumBags, S.{B}, err, len)) "
+                           "return rc;")
+            w.line(f"return gen::run_tiles(M->pool, M->threads, S.{B}, kTileMax, &C.col_threads,")
+            w.line("                       [&](long r0, long r1, unsigned char* arena, Error* e) "
+                   "{ run_tile(W, C, r0, r1, arena, e); },")
+            w.line("                       err, len);")
         w.line()
 
     def _exports(self, w: CodeWriter):

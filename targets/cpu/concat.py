@@ -10,13 +10,13 @@ placed (the header comment of model.cpp lists which).
 from __future__ import annotations
 
 from xrec.ir import Op
-from xrec.ir.ops import ELEMENTWISE, REDUCE
+from xrec.ir.ops import COMPARE, ELEMENTWISE, LOGICAL, REDUCE
 from xrec.targets.views import slice_axis
 
 from .plan import View
 
 # producers that can write into any strided view (loops) or into a [rows, N] block with a row stride
-LOOP_PRODUCERS = ELEMENTWISE | REDUCE | {Op.FM, Op.EXPAND}
+LOOP_PRODUCERS = ELEMENTWISE | COMPARE | LOGICAL | REDUCE | {Op.WHERE, Op.FM, Op.EXPAND}
 MATRIX_PRODUCERS = {Op.MLP, Op.LINEAR, Op.EMBEDDING_BAG, Op.EMBEDDING_BAG_GROUP, Op.DOT_INTERACTION,
                     Op.CROSS_LAYER}
 

@@ -1,6 +1,6 @@
 """Planning step 2, inlining: which elementwise values are computed inside the loop of their one consumer.
 
-An elementwise value (or ``expand``/``full``) with one use, whose consumer is
+An elementwise value (arithmetic, comparison, logic, ``where``; or ``expand``/``full``) with one use, whose consumer is
 itself a loop (elementwise, broadcast or reduction), becomes part of that loop's
 expression instead of a buffer: a chain ``relu(x * w + b)`` is one loop. A
 ``full`` is always a literal wherever it is read. Graph outputs and folded
@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Callable, Container
 
 from xrec.ir import Graph, Node, Op
-from xrec.ir.ops import ELEMENTWISE, REDUCE
+from xrec.ir.ops import COMPARE, ELEMENTWISE, LOGICAL, REDUCE
 
-INLINE_OPS = ELEMENTWISE | {Op.EXPAND, Op.FULL}
+INLINE_OPS = ELEMENTWISE | COMPARE | LOGICAL | {Op.WHERE, Op.EXPAND, Op.FULL}
 
 
 def consumer_inlines(user: Node) -> bool:

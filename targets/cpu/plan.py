@@ -208,6 +208,15 @@ class LayerNormStep(Step):
 
 
 @dataclass
+class SoftmaxStep(Step):
+    """out[i, ...] = softmax of x[i, ...] along non-batch dim ``axis`` (x and out strided views)."""
+
+    x: View = None
+    out: View = None
+    axis: int = 0
+
+
+@dataclass
 class BmmStep(Step):
     """Per row: out[i] = a[i] @ b[i] (or b shared), matrices [M, K] @ [K, N]."""
 

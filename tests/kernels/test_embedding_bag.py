@@ -15,9 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from xrec.ir import formats
+
 P = ctypes.c_void_p
-FMT = {"f32": 0, "f16": 1, "i8": 2, "i4": 3, "bf16": 4, "i2": 5}
-MODE = {"sum": 0, "mean": 1, "max": 2}
+# the kernels' RowFormat / PoolMode codes are xrec's (xrec/ir/formats.py, via kernels/cpu/xrec_formats.h)
+FMT = {k: formats.by_name(v).code for k, v in
+       {"f32": "fp32", "f16": "fp16", "i8": "int8", "i4": "int4", "bf16": "bf16", "i2": "int2"}.items()}
+MODE = dict(formats.POOL_CODES)
 ERR = {"ok": 0, "index": 1, "decreasing": 2, "offsets_range": 3}
 
 

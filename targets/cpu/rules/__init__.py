@@ -7,11 +7,11 @@ appends steps (kernel calls, loops) and records where the node's value lives
 ``@register_lowering(op, "cpu")``; the files group them by kind:
 
     layout.py       reshape, slice, permute, cat (views; copies only where needed)
-    elementwise.py  elementwise ops, expand, full (one loop with the inlined producers)
+    elementwise.py  elementwise ops, comparisons, logic, where, expand, full (one loop with the inlined producers)
     dense.py        mlp, linear, matmul, cross_layer (the GEMM kernel)
     sparse.py       embedding_bag, embedding_bag_group, embedding (the bag kernel, gathers)
     interaction.py  dot_interaction, fm
-    norm.py         layer_norm
+    norm.py         layer_norm, softmax
     reduce.py       sum, mean, amax, norm
 """
 from __future__ import annotations

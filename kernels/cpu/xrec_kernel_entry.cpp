@@ -1,4 +1,5 @@
 // xrec_kernel_entry.cpp: see xrec_kernel_entry.h (compiled once per ISA, cached, linked into models).
+#include "xrec_kernels.h"
 #include "xrec_kernel_entry.h"
 
 namespace xrec {

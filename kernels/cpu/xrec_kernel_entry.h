@@ -1,4 +1,4 @@
-// xrec_kernel_entry.h: out-of-line entry points to the kernels of xrec_kernels.h.
+// xrec_kernel_entry.h: out-of-line entry points to the kernels of xrec_kernels.h (needs only their types).
 //
 // xrec_kernel_entry.cpp defines them by calling the (inline, header-only) kernels; it
 // is compiled once per ISA and kernel version and cached, then linked into every
@@ -7,7 +7,7 @@
 #pragma once
 #include <cstddef>
 
-#include "xrec_kernels.h"
+#include "xrec_kernel_types.h"
 
 namespace xrec {
 namespace XREC_ISA_NS {
