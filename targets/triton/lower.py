@@ -76,6 +76,24 @@ def linear_variants(M, N: int, K: int, precision: str) -> list[Variant]:
     return [small, large]
 
 
+def embedding_tiles(kind: int, block_d: int) -> tuple[int, int, int]:
+    """(L ids per step, BLOCK_B bags per program, warps) of the table-batched embedding kernel.
+
+    Measured on an H200 (bench/results/2026-12-04-gpu-h200.md: dlrm-small's 26 tables, dim 64,
+    batch 2048 and 8192, 14 configs): the kernel is bound by the latency of its dependent loads
+    (offsets -> ids -> rows), so many small programs beat big tiles. For 64-wide rows: fp32/fp16
+    rows one bag per one-warp program, 8 ids a step (46 us vs 100 us for 8 bags x 8 ids on 4 warps
+    at batch 2048); int8 rows 16 bags x 2 ids on 4 warps (70 vs 216 us). Other widths and row
+    formats keep the tile that was not measured against them: BLOCK_B x L x BLOCK_D = 4096.
+    """
+    if block_d == 64 and kind in (0, 1):                      # fp32 / fp16 rows
+        return 8, 1, 1
+    if block_d == 64 and kind == 2:                           # row-wise int8
+        return 2, 16, 4
+    L = 8
+    return L, max(1, min(32, 4096 // (L * block_d))), 4
+
+
 def linear_interp_variants(M, N: int, K: int) -> list[Variant]:
     """Tiles for Triton's CPU interpreter. It pays ~0.1 ms per op and program and runs tl.dot as a
     numpy matmul (no minimum tile there), so: few programs, and the batch tile only as tall as
@@ -545,8 +563,7 @@ class Lowerer:
             pname = f"ptrs_{n.name}_{k}"
             self.buffers[pname] = Buffer(pname, PTRTABLE, "i64", (len(fs), 4), rows=rows)
             bd = np2(max(f["dim"] for f in fs))
-            L = 8
-            bb = max(1, min(32, 4096 // (L * bd)))
+            L, bb, warps = embedding_tiles(kind, bd)
             wdt = fs[0]["wdtype"]
             cx = dict(KIND=kind, IDX_64=idt == "i64", OFF_64=odt == "i64", INCLUDE_LAST=bool(last),
                       HAS_PSW=any(f["psw"] is not None for f in fs),
@@ -565,7 +582,7 @@ class Lowerer:
                       Arg("ptr", View(pname, "i64", (len(fs), 4), (4, 1)), name="PTRS"),
                       Arg("ptr", out, name="OUT"), Arg("ptr", View(ERR, "i32", (1,), (1,)), name="ERR"),
                       Arg("i32", expr=B, name="B"), Arg("i32", expr=out.strides[0], name="stride_out")],
-                variants=[Variant(None, ((len(fs), 1), cdiv_grid(B, bb), (1, 1)), cx, num_warps=4, num_stages=1)],
+                variants=[Variant(None, ((len(fs), 1), cdiv_grid(B, bb), (1, 1)), cx, num_warps=warps, num_stages=1)],
                 batch=B, interp=interp,
                 note=f"%{n.name}: {len(fs)} embedding bag(s) "
                      f"[{', '.join(str(f['feature']) + ':' + f['mode'] for f in fs[:4])}"

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from xrec.ir.quant import bf16_bits, dequantize_rows, quantize_rows
-from xrec.targets.triton.lower import linear_variants, np2
+from xrec.targets.triton.lower import embedding_tiles, linear_variants, np2
 
 from .conftest import INT32_MAX, jagged, pack_tables, run_bags
 
@@ -107,6 +107,28 @@ def test_fbgemm_rowwise_int8_int4_rows_match_torch_quantized_ops(K, bits, dim):
         else:
             want = F.embedding_bag(idx, unpack, off, mode="mean", include_last_offset=True)
         torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,dim", [(0, 64), (2, 64), (0, 16), (2, 30)])
+def test_the_embedding_tile_config_the_lowering_picks_matches_embedding_bag(K, kind, dim):
+    """The GPU tiles chosen per row format and width (one bag per program for 64-wide fp32 rows,
+    16 bags x 2 ids for int8 ones, the 4096-element tile otherwise) pool exactly like torch."""
+    gen = torch.Generator().manual_seed(kind * 100 + dim)
+    L, block_b, _ = embedding_tiles(kind, np2(dim))
+    w = torch.randn(50, dim, generator=gen)
+    idx, off = jagged(9, 6, 50, gen, long_bag=2 * L + 1)        # empty bags, a bag of several steps
+    if kind == 2:
+        pack = torch.ops.quantized.embedding_bag_byte_prepack(w)
+        blob, stride = pack.contiguous().view(-1), pack.shape[1]
+        w = torch.ops.quantized.embedding_bag_byte_unpack(pack)
+    else:
+        blob, stride = w.contiguous().view(-1), dim
+    for mode in ("sum", "mean", "max"):
+        f = dict(base=0, rows=50, dim=dim, mode=mode, row_stride=stride, idx=idx, off=off)
+        out, err = run_bags(K, blob, [f], 9, kind=kind, block_b=block_b, L=L)
+        want = F.embedding_bag(idx, w, off, mode=mode, include_last_offset=True)
+        torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+        assert int(err.min()) == INT32_MAX
 
 
 @pytest.mark.parametrize("fmt", ["rowwise_i2", "rowwise_i4", "f16", "bf16"])
