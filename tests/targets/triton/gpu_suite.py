@@ -491,10 +491,163 @@ def main(argv=None) -> int:
         save()
         log(f"step {name} done in {r['step_wall_s']} s")
     save()
-    print(f"wrote {outdir / 'gpu_suite.json'}")
+    (outdir / "calibration.json").write_text(json.dumps(calibration(res, "gpu_suite.json"), indent=1))
+    print(f"wrote {outdir / 'gpu_suite.json'} and {outdir / 'calibration.json'}")
     return 0
+
+
+
+
+# ------------------------------------------------------------------------------------------- report
+def render(runs: list[tuple[str, dict]]) -> str:
+    """A markdown page of one or more suite results (label, parsed gpu_suite.json)."""
+    L: list[str] = []
+
+    def table(head, rows):
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "---|" * len(head))
+        for r in rows:
+            L.append("| " + " | ".join(str(x) for x in r) + " |")
+        L.append("")
+
+    for label, r in runs:
+        p = r.get("probe", {})
+        L += [f"## {label}", "", f"`{r.get('command', '')}`", "",
+              f"{p.get('device')} (sm_{''.join(map(str, p.get('capability', [])))}, {p.get('sms')} SMs, "
+              f"{p.get('memory_gib')} GiB), torch {p.get('torch')}, triton {p.get('triton')}; device-to-device "
+              f"copy {p.get('copy_GBps', 0):.0f} GB/s (bytes read + written, median of 20 copies of 2 GiB).", ""]
+        t = r.get("tests", {})
+        if t:
+            last = [ln for ln in str(t.get("tail", "")).splitlines() if "passed" in ln or "failed" in ln][-1:]
+            L += [f"**GPU tests** (`{t.get('cmd', '').split('python')[-1].strip()}`): exit {t.get('rc')}, "
+                  f"{last[0] if last else '?'}", ""]
+        c = {k: v for k, v in r.get("check", {}).items() if isinstance(v, dict)}
+        if c:
+            rows = []
+            for name, v in c.items():
+                runs_ = {k: x for k, x in v.items() if isinstance(x, dict)}
+                rows.append([name, "ok" if v.get("ok") else f"**FAILED** {v.get('error', '')}"] +
+                            [", ".join(f"{k}: {x['max_rel_err']:.2e}" for k, x in runs_.items())])
+            L.append("**Check against PyTorch eager (fp32, CPU), batch 1 / 64 / 2048, tables capped at 100k rows:**")
+            L.append("")
+            table(["model", "result", "max relative error (per runtime mode)"], rows)
+        s = r.get("server")
+        if s:
+            L += [f"**xrec-server on the triton artifact's C library** (dlrm-small, 4-row KServe v2 request): "
+                  f"{'ok' if s.get('ok') else 'FAILED ' + str(s.get('error', s.get('skipped')))}"
+                  + (f", max abs error vs PyTorch {s['max_abs_err']:.1e}, {s['latency_ms']:.1f} ms first request"
+                     if "max_abs_err" in s else ""), ""]
+        e = r.get("embedding")
+        if e and e.get("rows"):
+            timed = "graph replay (kernel time)" if any("python_launch_us" in x for x in e["rows"]) \
+                else "CUDA events around a Python launch (includes ~130 us of launch overhead)"
+            L.append(f"**Embedding kernel alone** (dlrm-small's 26 tables, dim 64, full size; time by {timed}; "
+                     "bytes = rows read x row bytes + ids + offsets + output; % of the copy bandwidth):")
+            L.append("")
+            rows = []
+            for x in e["rows"]:
+                if "xrec_us" not in x:
+                    continue
+                rows.append([x["precision"], x["batch"], x["ids"], x["nnz"], f"{x['xrec_us']:.1f}",
+                             f"{x['xrec_GBps']:.0f}", f"{100 * (x.get('xrec_frac_copy') or 0):.1f}",
+                             f"{x['torch_per_table_us']:.1f}" if "torch_per_table_us" in x else "-",
+                             f"{x['speedup_vs_torch']:.2f}" if "speedup_vs_torch" in x else "-"])
+            table(["rows", "batch", "ids", "ids total", "xrec us", "GB/s", "% copy", "F.embedding_bag x26 us",
+                   "xrec speed-up"], rows)
+            sweeps = [x for x in e["rows"] if x.get("sweep")]
+            if sweeps:
+                L.append("**Tile sweep of the same kernel** (BLOCK_B bags x L ids per step, warps; us and % copy):")
+                L.append("")
+                cfgs = [(c["BLOCK_B"], c["L"], c["num_warps"]) for c in sweeps[0]["sweep"]]
+                head = ["config"] + [f"{x['precision']} b{x['batch']}" for x in sweeps]
+                rows = []
+                for k, cfg in enumerate(cfgs):
+                    row = [f"{cfg[0]} x {cfg[1]}, {cfg[2]}w"]
+                    for x in sweeps:
+                        c = x["sweep"][k]
+                        row.append(f"{c['us']:.0f} ({100 * (c.get('frac_copy') or 0):.0f}%)" if "us" in c
+                                   else c.get("error", "?")[:40])
+                    rows.append(row)
+                table(head, rows)
+        b = r.get("bench")
+        if b:
+            for name, v in b.items():
+                if not isinstance(v, dict) or not v.get("rows"):
+                    continue
+                L.append(f"**{name}, whole model** (median ms of CUDA-event-timed calls, p10-p90; interleaved rounds; "
+                         "vs = fastest torch.compile mode / system):")
+                L.append("")
+                systems = []
+                for row in v["rows"]:
+                    for k in row.get("systems", {}):
+                        if k not in systems:
+                            systems.append(k)
+                rows = []
+                for k in systems:
+                    line = [k]
+                    for row in v["rows"]:
+                        x = row.get("systems", {}).get(k)
+                        line.append(f"{x['median_ms']:.3f} ({x['p10_ms']:.2f}-{x['p90_ms']:.2f})"
+                                    + (f" {x['vs_fastest_torch_compile']:.2f}x" if "vs_fastest_torch_compile" in x
+                                       else "") if x else "-")
+                    rows.append(line)
+                table(["system"] + [f"batch {row['batch']}" for row in v["rows"]], rows)
+                notes = {k: e2["error"] for row in v["rows"] for k, e2 in row.get("failed", {}).items()}
+                for k, why in notes.items():
+                    L.append(f"- {k}: {why}")
+                L.append("")
+    return "\n".join(L) + "\n"
+
+
+def render_main(argv) -> int:
+    p = argparse.ArgumentParser(description="render gpu_suite.json files as one markdown page")
+    p.add_argument("json", nargs="+", help="LABEL=PATH")
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--calibration", help="also write the calibration profile of the last JSON here")
+    a = p.parse_args(argv)
+    runs = []
+    for item in a.json:
+        label, _, path = item.partition("=")
+        runs.append((label, json.loads(Path(path).read_text())))
+    Path(a.markdown).write_text(render(runs))
+    if a.calibration:
+        path = a.json[-1].partition("=")[2]
+        Path(a.calibration).write_text(json.dumps(calibration(runs[-1][1], path), indent=1) + "\n")
+    return 0
+
+
+
+def calibration(res: dict, source: str = "") -> dict:
+    """The measured figures a cost model of the triton target starts from (one device, one run)."""
+    p = res.get("probe", {})
+    out = {"device": p.get("device"), "capability": p.get("capability"), "torch": p.get("torch"),
+           "triton": p.get("triton"), "source": source,
+           "copy_GBps": p.get("copy_GBps"), "embedding": {}, "python_launch_overhead_us": None, "whole_model_ms": {}}
+    overheads = []
+    for x in (res.get("embedding") or {}).get("rows", []):
+        if "xrec_us" not in x:
+            continue
+        e = out["embedding"].setdefault(x["precision"], {}).setdefault(x["ids"], {})
+        e[str(x["batch"])] = {"kernel_us": round(x["xrec_us"], 2), "bytes": x["bytes"],
+                              "frac_copy": round(x.get("xrec_frac_copy") or 0, 4), "config": x.get("variant")}
+        if "python_launch_us" in x:
+            overheads.append(x["python_launch_us"] - x["xrec_us"])
+        if x.get("sweep"):
+            best = min((c for c in x["sweep"] if "us" in c), key=lambda c: c["us"])
+            e[str(x["batch"])]["best_config"] = {k: best[k] for k in ("BLOCK_B", "L", "num_warps", "us", "frac_copy")}
+    if overheads:
+        out["python_launch_overhead_us"] = round(statistics.median(overheads), 1)
+    for name, v in (res.get("bench") or {}).items():
+        if isinstance(v, dict):
+            for row in v.get("rows", []):
+                for k, x in row.get("systems", {}).items():
+                    out["whole_model_ms"].setdefault(name, {}).setdefault(k, {})[str(row["batch"])] = \
+                        round(x["median_ms"], 4)
+    return out
 
 
 if __name__ == "__main__":
     os.environ.setdefault("XREC_QUIET", "1")
+    if sys.argv[1:2] == ["render"]:
+        sys.exit(render_main(sys.argv[2:]))
     sys.exit(main())
