@@ -1,6 +1,8 @@
 """The cpu target: readable C++17 for the whole model, built per ISA, loaded through a C ABI.
 
-    lower.py     optimized IR -> Program (kernel calls, fused loops, buffer plan)   plan.py: its records
+    lower.py     optimized IR -> Program (kernel calls, fused loops, buffer plan)   plan.py: its records;
+                 the driver of the planning steps fold.py, inline.py, signature.py, concat.py, rules/ (one
+                 rule per Op, in xrec.lowering's registry), arena.py, on one context.py LowerContext
     codegen.py   Program -> src/model.cpp (C++ dialect of targets/cstyle.py)
     build.py     system C++ compiler, one .so per ISA + the C ABI dispatcher, cached by content hash
     weights.py   weights.bin: Linear weights packed at compile time by the kernels' pack_linear
