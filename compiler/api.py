@@ -280,7 +280,8 @@ def compile(model, example_inputs: Sequence[Any] | None = None, target: str | No
         # a compressed model is compared with the fp32 PyTorch model: allow the drift measured on the
         # calibration set (with a margin for inputs it did not see)
         tol["atol"] = max(tol.get("atol", 0.0), 4 * report["max_abs_err"])
-    writer = ArtifactWriter(Path(out), g, target, target_info={"options": opts}, extra=extra, tolerances=tol)
+    recorded = opts.as_dict() if hasattr(opts, "as_dict") else opts      # typed options are not JSON
+    writer = ArtifactWriter(Path(out), g, target, target_info={"options": recorded}, extra=extra, tolerances=tol)
     with step(f"build for target {target}"):
         tgt.build(g, opts, writer)
         writer.finish(source=source)

@@ -43,5 +43,5 @@ def all_passes() -> dict[str, PassInfo]:
 
 # registration happens on import, one pass per module
 from . import canonicalize, fuse_embedding_bags, recognize_interaction, recognize_cross  # noqa: E402,F401
-from . import recognize_fm, fuse_mlp, quantize_embeddings, prune_embeddings, place_tables  # noqa: E402,F401
+from . import recognize_fm, fuse_mlp, quantize_embeddings, prune_embeddings  # noqa: E402,F401
 from .pipeline import DEFAULT_PIPELINE, build_pipeline, run_pipeline  # noqa: E402,F401
