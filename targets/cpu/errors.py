@@ -1,4 +1,5 @@
-"""The cpu target's lowering errors: the one LoweringError of xrec.lowering, naming the op, node and source line."""
+"""The cpu target's lowering errors: xrec.lowering's one LoweringError, naming the op, the node, its source
+line and the target (``e.op``, ``e.node``, ``e.target`` for programs)."""
 from __future__ import annotations
 
 from xrec.ir import Node
@@ -9,5 +10,4 @@ TARGET = "cpu"
 
 def unsupported(n: Node, why: str) -> LoweringError:
     """The cpu cannot lower node ``n`` as it stands, because ``why``."""
-    where = n.loc or "an unknown source line"
-    return LoweringError(f"cpu target cannot lower %{n.name} = {n.op.value}(...) from {where}: {why}")
+    return LoweringError(why, target=TARGET, node=n)

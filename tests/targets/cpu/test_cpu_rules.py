@@ -33,8 +33,10 @@ def test_a_value_that_mixes_batch_rows_is_refused_with_the_reason(ir):
     x = g.input("x", 4)
     s = g.op(Op.SUM, x, type=ir.f32(1, 4), hint="s", dims=(0,), keepdim=True)
     y = g.op(Op.SUB, x, s, hint="y")                          # x - x.sum(0): row b depends on every row
-    with pytest.raises(LoweringError, match="%s = sum.*does not have the batch as leading dim"):
+    with pytest.raises(LoweringError, match="target .cpu. cannot lower %s = sum.*does not have the batch as leading "
+                       "dim") as e:
         lower(g.finish(y))
+    assert (e.value.target, e.value.op, e.value.node.name) == ("cpu", Op.SUM, "s")
 
 
 def test_stages_run_in_order_and_can_stop_after_any_one(ir):
