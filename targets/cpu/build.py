@@ -145,13 +145,14 @@ def run_jobs(jobs: list[Job]) -> None:
 
 
 KERNEL_SUFFIXES = (".h", ".hpp", ".inc", ".cpp")
+MODEL_RUNTIME_HEADER = "xrec_gen.h"     # in kernels/cpu, but compiled with each model, not into the kernel object
 
 
 def kernel_object_job(isa: str, src_dir: Path) -> Job:
     """The kernels compiled once for ``isa``: keyed by the files of kernels/cpu only (as copied into
     ``src_dir``) and the flags, so every model (and any change outside kernels/cpu) reuses the object."""
     from xrec.kernels import cpu_include_dir
-    names = {p.name for p in cpu_include_dir().iterdir() if p.suffix in KERNEL_SUFFIXES}
+    names = {p.name for p in cpu_include_dir().iterdir() if p.suffix in KERNEL_SUFFIXES} - {MODEL_RUNTIME_HEADER}
     files = [p for p in src_dir.iterdir() if p.name in names]
     flags = [f for f in COMMON if f != "-shared"] + ["-c"] + ISA_FLAGS[isa] + [f"-DXREC_ISA_NS={isa}"]
     return Job(f"the {isa} kernels", flags, ["xrec_kernel_entry.cpp"], src_dir, f"kernels_{isa}.o",
