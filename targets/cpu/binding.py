@@ -178,11 +178,25 @@ class CpuModel:
         addr = lambda name: ctypes.cast(getattr(self.lib, name), ctypes.c_void_p).value  # noqa: E731
         self._ctx = (h, addr("xrec_model_run"), addr("xrec_model_output_shapes"), addr("xrec_last_error"), n_out,
                      np.empty, tuple(outs), InputError)
+        # the per-call extension is built (once per torch version) or loaded on the first call, not here: a
+        # compile that only writes the artifact never pays for it
+        self._run = self._first_run
+        self._call = self._first_call
+        self.n_inputs = self.lib.xrec_model_num_inputs(h)
+        self._free = self.lib.xrec_model_free
+
+    def _bind_pycall(self) -> None:
         mod = pycall_module()
         self._run = mod.run
         self._call = getattr(mod, "call", None)
-        self.n_inputs = self.lib.xrec_model_num_inputs(h)
-        self._free = self.lib.xrec_model_free
+
+    def _first_run(self, ctx, flat):
+        self._bind_pycall()
+        return self._run(ctx, flat)
+
+    def _first_call(self, ctx, args, n_inputs):
+        self._bind_pycall()
+        return NotImplemented if self._call is None else self._call(ctx, args, n_inputs)
 
     def inputs(self) -> list[dict]:
         """Names, kinds, dtypes and symbolic shapes of the flat inputs (from the C ABI)."""

@@ -113,3 +113,19 @@ def test_unknown_huge_pages_setting_is_refused(compiled_zoo):
     cm, _ = compiled_zoo("dlrm-small")
     with pytest.raises(ValueError, match="huge_pages must be one of auto, on, off"):
         CpuModel(cm.path, huge_pages="sometimes")
+
+
+def test_loading_does_not_build_the_python_binding_the_first_call_does(compiled_zoo, monkeypatch):
+    """A compile that only writes the artifact never waits for the per-call extension (built once per torch
+    version); the first call builds or loads it and then runs as before."""
+    from xrec.targets.cpu import binding
+    cm, model = compiled_zoo("dlrm-small")
+    built = []
+    real = binding.pycall_module
+    monkeypatch.setattr(binding, "pycall_module", lambda: built.append(1) or real())
+    m = CpuModel(cm.path)
+    assert built == []
+    flat, _ = cm.flatten_inputs(edge_case_inputs(model)[0], {})
+    np.testing.assert_array_equal(m(flat)[0], cm.run_flat(flat)[0])
+    m(flat)
+    assert built == [1]
