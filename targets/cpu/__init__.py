@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from pathlib import Path
 
 from .. import Capabilities, Target, register_target
 from . import isa as isa_mod
