@@ -46,7 +46,6 @@ def static_dims(dims, n: Node) -> tuple[int, ...]:
     return tuple(dims)
 
 
-contig_strides = contiguous_strides
 
 
 def index_vars(rank: int) -> tuple:
@@ -150,7 +149,7 @@ class LowerContext:
         b = self.new_buffer(int(np.prod(dims, dtype=np.int64)) if dims else 1, dtype, what)
         ld = int(np.prod(dims, dtype=np.int64)) if dims else 1
         return View(ptr=b.cname, ctype=b.ctype, rowwise=True, ld=str(ld), dims=dims,
-                    strides=contig_strides(dims), buffer=b.id)
+                    strides=contiguous_strides(dims), buffer=b.id)
 
     def out_view(self, n: Node) -> View:
         """Where the step computing ``n`` writes: its concat slice, the caller's output, or a tile buffer."""
@@ -217,7 +216,7 @@ class LowerContext:
             s = self.slot(self.const_key(name))
             dims = tuple(arr.shape)
             return View(ptr="W." + s.cname, ctype=s.ctype, rowwise=False, ld="0", dims=dims,
-                        strides=contig_strides(dims))
+                        strides=contiguous_strides(dims))
         if name in self.inline:
             # an inlined value read by a non-loop consumer: materialise it (only FULL gets here)
             return self._materialize_expr(n)

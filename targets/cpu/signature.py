@@ -12,8 +12,9 @@ import numpy as np
 
 from xrec.ir import Node, Op
 from xrec.ir.types import DType
+from xrec.targets.views import contiguous_strides
 
-from .context import CTYPES, cident, contig_strides, index_vars, static_dims
+from .context import CTYPES, cident, index_vars, static_dims
 from .errors import unsupported
 from .plan import InputInfo, LoopStep, OutputInfo, View
 
@@ -25,7 +26,7 @@ XREC_DTYPE = {DType.F32: "XREC_F32", DType.I64: "XREC_I64", DType.I32: "XREC_I32
 def _row_view(ptr_name: str, dims: tuple, dtype: DType) -> View:
     ld = int(np.prod(dims, dtype=np.int64)) if dims else 1
     return View(ptr=f"(C.{ptr_name} + r0 * {ld}L)", ctype=CTYPES[dtype], rowwise=True, ld=str(ld), dims=dims,
-                strides=contig_strides(dims))
+                strides=contiguous_strides(dims))
 
 
 def plan_outputs(ctx) -> None:

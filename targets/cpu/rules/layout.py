@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from xrec.ir import Op
 from xrec.lowering import register_lowering
-from xrec.targets.views import permute_axes
+from xrec.targets.views import contiguous_strides, permute_axes
 
 from ..arena import expr_buffers, writes_of
 from ..concat import slice_view
-from ..context import contig_strides, index_vars, is_batch, static_dims
+from ..context import index_vars, is_batch, static_dims
 from ..errors import TARGET, unsupported
 from ..plan import LoopStep
 
@@ -21,7 +21,7 @@ def lower_reshape(ctx, n):
         raise unsupported(n, "a reshape that merges or splits the batch dim")
     if not v.rowwise or not v.contiguous or v.ld == "0":
         v = ctx.copy_contiguous(src, v, n)
-    ctx.set(n, v.with_(dims=dims, strides=contig_strides(dims)))
+    ctx.set(n, v.with_(dims=dims, strides=contiguous_strides(dims)))
 
 
 @register_lowering(Op.SLICE, TARGET)
