@@ -15,13 +15,13 @@ has a working ``xrec``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from xrec.passes.quantize_embeddings import QUANTIZE_CHOICES
 
 from .timing import CLOCKS, MODES
+from xrec.targets.options import option_arg
 
 DEFAULT_BATCHES = "1,64,512,2048"
 DEFAULT_BASELINES = ("eager,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
@@ -67,17 +67,6 @@ def _variants(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"--quantize takes a comma-separated list of {', '.join(VARIANTS)} "
                                          f"(fp32 = uncompressed), got {text!r}")
     return list(dict.fromkeys(out))
-
-
-def _option(text: str) -> tuple[str, object]:
-    """KEY=VALUE (as `xrec compile -O`); VALUE is read as JSON when it parses, else a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def _models(text: str) -> list[str]:
@@ -135,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-call-s", type=float, default=30.0,
                    help="a system whose single call takes longer (a simulator at a large batch) gets a reason "
                         "row at that batch and larger ones instead of timings (default 30)")
-    p.add_argument("--option", "-O", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--option", "-O", type=option_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="a target option for every xrec target's compile, as `xrec compile -O` (e.g. -O batch=64 "
                         "-O large_batch=split for xla); a target that rejects it gets a reason row")
     p.add_argument("--parts", action="store_true",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .passes.quantize_embeddings import QUANTIZE_CHOICES
 from .progress import say, step
+from xrec.targets.options import option_arg
 
 
 def _batches(text: str) -> list[int]:
@@ -20,17 +21,6 @@ def _batches(text: str) -> list[int]:
     if not out or min(out) < 1:
         raise argparse.ArgumentTypeError("batch sizes must be >= 1")
     return out
-
-
-def _option(text: str) -> tuple[str, object]:
-    """KEY=VALUE; VALUE is read as JSON when it parses (numbers, true/false, lists), else a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def _target_options(args) -> dict | None:
@@ -232,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--target", "-t", default=target_default,
                         help="reference | cpu | triton | xla | hls (see `xrec targets`)")
         sp.add_argument("--max-rows", type=int, default=None, help="cap zoo tables at this many rows")
-        sp.add_argument("--option", "-O", type=_option, action="append", metavar="KEY=VALUE",
+        sp.add_argument("--option", "-O", type=option_arg, action="append", metavar="KEY=VALUE",
                         help="a target option (repeatable), e.g. -O isa=avx2 for cpu, -O batch=256 for xla")
 
     sp = sub.add_parser("models", help="list the built-in model zoo")

@@ -259,3 +259,17 @@ class TargetOptions(Mapping):
     def help_text(cls) -> str:
         """One line per option: name, type, default, choices, doc."""
         return "\n".join(cls._format(d) for d in cls.describe())
+
+
+def option_arg(text: str) -> tuple[str, object]:
+    """One command-line target option, ``-O KEY=VALUE`` (xrec compile, check, bench): VALUE is read
+    as JSON when it parses (numbers, true/false, lists), else kept as a string; the target's
+    options dataclass then coerces and checks it."""
+    import argparse
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
