@@ -17,43 +17,21 @@ What it builds (``build``), into the artifact:
   and the model-level C ABI (``xrec_model_load/run/free``, ``xrec_last_error``)
   over the CUDA driver API, loaded at run time with dlopen (no -lcuda needed).
 
-Options (``xrec.compile(..., options={...})``):
-  mode          auto | gpu | interpret   where ``load`` runs the kernels (auto: GPU if present)
-  precision     tf32x3 | ieee | tf32     fp32 tl.dot products. tf32x3 (the default): three TF32
-                                         tensor-core passes (hi*hi + hi*lo + lo*hi), fp32-level error
-                                         (on an H200 every zoo model matched PyTorch's fp32 as closely
-                                         as ieee did) at 2.3-3.7x ieee's speed on dlrm-v2; ieee: exact
-                                         fp32 products on the FMA units; tf32: one pass, ~1e-3
-                                         relative, looser than the target's tolerance. The
-                                         interpreter computes fp32 either way
-  bounds_check  bool                     kernels record out-of-range ids / bad offsets (default: knob)
-  aot           bool                     compile cubins + C launcher at build (default True)
-  archs         list of int              SM versions for the cubins (default [80, 90])
-  cuda_graphs   bool                     on a GPU, replay the whole program as one CUDA graph per batch
-                                         size (captured on first use; ids and offsets of any length
-                                         reach the kernels through pointer tables, so id counts do not
-                                         re-capture); default True
+Options: ``TritonOptions`` in options.py (``xrec targets --options triton`` lists them): mode,
+precision (tf32x3 by default: fp32-level error at 2.3-3.7x ieee's speed on dlrm-v2 on an H200),
+bounds_check, aot, archs, cuda_graphs, strict (refuse the listed torch fallback, rules/fallback.py).
 """
 from __future__ import annotations
 
 from .. import Capabilities, Target, register_target
-
-DEFAULT_ARCHS = (80, 90)
-
-
-def _bool(v) -> bool:
-    """An option value given as a bool or as text (-O cuda_graphs=false)."""
-    if isinstance(v, str):
-        if v.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise ValueError(f"target 'triton': expected a boolean (true/false), got {v!r}")
-        return v.lower() in ("1", "true", "yes", "on")
-    return bool(v)
+from .options import TritonOptions
 
 
 class TritonTarget(Target):
     name = "triton"
     description = "Triton GPU kernels + AOT cubin (sm_80/sm_90) + C launcher; CPU interpreter without a GPU"
     tolerances = {"rtol": 1e-4, "atol": 1e-6}
+    Options = TritonOptions
 
     def available(self):
         try:
@@ -67,34 +45,17 @@ class TritonTarget(Target):
                             supports_int4=True, supports_fp16=True, supports_pruning=True,
                             checks_inputs=bool((options or {}).get("bounds_check", True)))
 
-    def parse_options(self, options):
-        from xrec.config import knobs
-        opts = dict(options or {})
-        out = {"mode": opts.pop("mode", "auto"), "precision": opts.pop("precision", "tf32x3"),
-               "bounds_check": bool(opts.pop("bounds_check", knobs.bounds_check)),
-               "aot": bool(opts.pop("aot", True)),
-               "archs": [int(a) for a in opts.pop("archs", DEFAULT_ARCHS)],
-               "cuda_graphs": _bool(opts.pop("cuda_graphs", True))}
-        if opts:
-            raise ValueError(f"target 'triton' got unknown options {sorted(opts)}; it takes mode, precision, "
-                             "bounds_check, aot, archs, cuda_graphs")
-        if out["mode"] not in ("auto", "gpu", "interpret"):
-            raise ValueError(f"target 'triton': mode must be auto, gpu or interpret, got {out['mode']!r}")
-        if out["precision"] not in ("ieee", "tf32x3", "tf32"):
-            raise ValueError(f"target 'triton': precision must be ieee, tf32x3 or tf32, got {out['precision']!r}")
-        bad = [a for a in out["archs"] if a < 80]
-        if bad:
-            raise ValueError(f"target 'triton': archs {bad} are below sm_80, which the kernels need")
-        return out
-
     def build(self, graph, options, writer) -> None:
+        options = TritonOptions.parse(options)
+        from xrec.lowering import lowering_for
         from xrec.progress import step
         from .lower import lower
         from .loader import TEMPLATE
 
         layout = writer.write_weights()
+        lowering = lowering_for(self.name, strict=bool(options.get("strict", False)))
         with step("triton: lower the IR to kernel launches"):
-            prog, generated = lower(graph, layout, options)
+            prog, generated = lower(graph, layout, options, lowering)
         src = TEMPLATE.read_text() + "".join(f"\n\n{s}" for s in generated.values())
         writer.write_text(f"src/{prog.kernels_file}", src)
         writer.write_text("src/program.json", prog.to_json() + "\n")
@@ -102,22 +63,23 @@ class TritonTarget(Target):
         info["kernels_file"] = f"src/{prog.kernels_file}"
         info["launches"] = len(prog.launches())
         info["torch_steps"] = [s.note for s in prog.torch_steps()]
+        info["fallbacks"] = lowering.fallbacks_used()
         if options.get("aot", True):
             from .aot import compile_program
             from .launcher import write_launcher
             with step("triton: AOT-compile the kernels to cubin"):
-                kernels = compile_program(writer.path, prog, options["archs"])
-            info["archs"] = [f"sm_{a}" for a in options["archs"]]
+                kernels = compile_program(writer.path, prog, options.arch_list)
+            info["archs"] = [f"sm_{a}" for a in options.arch_list]
             info["kernels"] = kernels
             with step("triton: generate and compile the C launcher"):
-                info["c_abi"] = write_launcher(writer.path, prog, kernels, options["archs"], graph)
+                info["c_abi"] = write_launcher(writer.path, prog, kernels, options.arch_list, graph)
 
     def load(self, artifact, options):
         from .runtime import load_model
         import numpy as np
         import torch
-        model = load_model(artifact, mode=options.get("mode", "auto"),
-                           cuda_graphs=_bool(options.get("cuda_graphs", True)))
+        opts = TritonOptions.parse(options)          # the manifest's recorded dict, parsed again
+        model = load_model(artifact, mode=opts.mode, cuda_graphs=opts.cuda_graphs)
 
         def run(flat):
             outs = model(*[torch.from_numpy(np.ascontiguousarray(a)) for a in flat])

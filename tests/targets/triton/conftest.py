@@ -86,3 +86,20 @@ def pack_tables(tables: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
         pos += len(b)
     parts.append(np.zeros((-pos) % 64, np.uint8))
     return np.concatenate(parts), offs
+
+
+def optimized_graph(model, inputs, **kw):
+    """The IR the triton target lowers for ``model`` (imported and optimized with the target's passes)."""
+    from xrec.api import lower
+    return lower(model, inputs, target="triton", **kw)[0]
+
+
+def lowered(g, until: str | None = None, options: dict | None = None, strict: bool = False):
+    """The LowerContext after the triton planning steps up to ``until`` (all of them by default)."""
+    from xrec.lowering import TargetLowering
+    from xrec.targets import get_target
+    from xrec.targets.triton.lower import context, run_stages
+    from xrec.targets.triton.signature import weights_layout
+    opts = get_target("triton").parse_options({"aot": False, **(options or {})})
+    ctx = context(g, weights_layout(g), opts, TargetLowering("triton", strict=strict, say=lambda m: None))
+    return run_stages(ctx, until)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from xrec.ir.quant import bf16_bits, dequantize_rows, quantize_rows
-from xrec.targets.triton.lower import embedding_tiles, linear_variants, np2
+from xrec.targets.triton.tiles import embedding_tiles, linear_variants, np2
 
 from .conftest import INT32_MAX, jagged, pack_tables, run_bags
 
