@@ -21,13 +21,15 @@ from .runtime.validate import InputError, InputValidator
 class CompiledModel:
     """A compiled model: call it like the original module; ``save`` it; ``xrec.load`` it back."""
 
-    def __init__(self, artifact: Artifact, validate: bool = True, owns_dir: bool = False):
+    def __init__(self, artifact: Artifact, validate: bool = True, owns_dir: bool = False, lazy: bool = False):
         from xrec.targets import get_target
         self.artifact = artifact
         self.graph: Graph = artifact.graph
         self.target = get_target(artifact.target)
         self.options = artifact.manifest.get("target_info", {}).get("options", {})
-        self._run = self.target.load(artifact, self.options)
+        self._runner = None
+        if not lazy:          # xrec.load: a broken artifact fails here; xrec.compile loads on first call
+            self._load()
         self.validate = validate
         # ids and offsets are scanned here only where the generated code does not check them itself
         self._check_values = not self.target.capabilities(self.options).checks_inputs
@@ -35,10 +37,28 @@ class CompiledModel:
         self._in_spec = pytree.treespec_loads(self.graph.in_spec) if self.graph.in_spec else None
         self._out_spec = pytree.treespec_loads(self.graph.out_spec) if self.graph.out_spec else None
         self._out_is_leaf = self._out_spec is not None and self._out_spec.is_leaf()
-        # the native fast path: torch tensors straight into generated code that checks every input itself
-        self._fast = getattr(self._run, "call_torch", None) if not self._check_values else None
         if owns_dir:   # compiled into the cache and never saved: remove when collected
             weakref.finalize(self, shutil.rmtree, str(artifact.path), True)
+
+    def _load(self):
+        self._runner = self.target.load(self.artifact, self.options)
+        # the native fast path: torch tensors straight into generated code that checks every input itself
+        self._fast_fn = getattr(self._runner, "call_torch", None) if not self._check_values_of() else None
+        return self._runner
+
+    def _check_values_of(self) -> bool:
+        return not self.target.capabilities(self.options).checks_inputs
+
+    @property
+    def _run(self):
+        """The target's runner (loaded on first use for a freshly compiled model)."""
+        return self._runner if self._runner is not None else self._load()
+
+    @property
+    def _fast(self):
+        if self._runner is None:
+            self._load()
+        return self._fast_fn
 
     @property
     def path(self) -> Path:
@@ -285,7 +305,7 @@ def compile(model, example_inputs: Sequence[Any] | None = None, target: str | No
     with step(f"build for target {target}"):
         tgt.build(g, opts, writer)
         writer.finish(source=source)
-    return CompiledModel(open_artifact(out), owns_dir=owns)
+    return CompiledModel(open_artifact(out), owns_dir=owns, lazy=True)
 
 
 def load(path, validate: bool = True) -> CompiledModel:
