@@ -20,12 +20,12 @@ import math
 from dataclasses import dataclass, field
 
 from xrec.ir import Graph, Op
+from xrec.ir.formats import ACT_CODES
 from xrec.ir.ops import BINARY, UNARY
 from xrec.ir.types import DType, TensorType, dims_equal
 
 FLOATS = (DType.F32, DType.F16)
 REDUCE_OPS = (Op.SUM, Op.MEAN, Op.AMAX, Op.NORM)
-POW_EXPONENTS = (0.5, 1.0, 2.0, 3.0, -1.0, -0.5)
 MAX_BLOCK_K = 16384
 TILE_ELEMS = 4096
 
@@ -81,7 +81,7 @@ def node_extent(g: Graph, n) -> tuple | None:
         ins = [g.type_of(i) for i in n.inputs]
         if not all(_float(x) and x.rank <= 2 for x in ins):
             return None
-        if n.op is Op.POW and scalar_full(g, n.inputs[1]) not in POW_EXPONENTS:
+        if n.op is Op.POW and scalar_full(g, n.inputs[1]) not in POW_EXPR:
             return None
         if n.op is Op.CAST and not n.attr("dtype") in FLOATS:
             return None
@@ -89,7 +89,7 @@ def node_extent(g: Graph, n) -> tuple | None:
         x = g.type_of(n.inputs[0])
         if not _float(x) or x.rank != 2 or [d % 2 for d in n.attr("dims")] != [1]:
             return None
-        if n.op is Op.NORM and float(n.attr("p", 2.0)) not in (1.0, 2.0, math.inf):
+        if n.op is Op.NORM and float(n.attr("p", 2.0)) not in NORM_EXPR:
             return None
         ins = [x]
     else:
@@ -220,80 +220,104 @@ def generate(g: Graph, cl: Cluster, outputs: list[str]) -> Generated:
                      block_r=block_r, block_k=block_k, note=note)
 
 
+# tl.maximum / tl.minimum drop a NaN operand by default; torch (and the IR) propagate it
+NAN = "propagate_nan=tl.PropagateNan.ALL"
+
+# ---- the Triton expression of each op, over register tiles named ``{x}`` (unary) / ``{a}``, ``{b}`` (binary)
+UNARY_EXPR: dict[Op, str] = {
+    Op.RELU: f"tl.maximum({{x}}, 0.0, {NAN})",
+    Op.SIGMOID: "_sigmoid({x})",
+    Op.TANH: "_tanh({x})",
+    Op.SILU: f"_act({{x}}, {ACT_CODES['silu']})",
+    Op.NEG: "(-{x})",
+    Op.EXP: "tl.exp({x})",
+    Op.LOG: "tl.log({x})",
+    Op.SQRT: "tl.sqrt_rn({x})",
+    Op.RSQRT: "(1.0 / tl.sqrt_rn({x}))",
+    Op.ABS: "tl.abs({x})",
+    Op.CAST: "({x})",
+}
+BINARY_EXPR: dict[Op, str] = {
+    Op.ADD: "({a} + {b})",
+    Op.SUB: "({a} - {b})",
+    Op.MUL: "({a} * {b})",
+    Op.DIV: "({a} / {b})",
+    Op.MAXIMUM: f"tl.maximum({{a}}, {{b}}, {NAN})",
+    Op.MINIMUM: f"tl.minimum({{a}}, {{b}}, {NAN})",
+}
+# pow by a literal exponent (other exponents leave the node to torch: node_extent)
+POW_EXPR: dict[float, str] = {
+    0.5: "tl.sqrt_rn({x})",
+    1.0: "({x})",
+    2.0: "({x} * {x})",
+    3.0: "({x} * {x} * {x})",
+    -1.0: "(1.0 / {x})",
+    -0.5: "(1.0 / tl.sqrt_rn({x}))",
+}
+# row reductions over the K columns of a full tile (``cm`` masks the padding columns)
+REDUCE_EXPR: dict[Op, str] = {
+    Op.SUM: "_rsum(tl.where(cm, {x}, 0.0), 1)[:, None]",
+    Op.MEAN: "(_rsum(tl.where(cm, {x}, 0.0), 1)[:, None] / {cols})",
+    Op.AMAX: "_rmax(tl.where(cm, {x}, float('-inf')), 1)[:, None]",
+}
+NORM_EXPR: dict[float, str] = {
+    2.0: "tl.sqrt_rn(_rsum(tl.where(cm, {x} * {x}, 0.0), 1))[:, None]",
+    1.0: "_rsum(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None]",
+    math.inf: "_rmax(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None]",
+}
+# a reduction over one column (an "r" tile) is the value itself (the norm: its magnitude)
+REDUCE_ONE_COLUMN: dict[Op, str] = {Op.SUM: "{x}", Op.MEAN: "{x}", Op.AMAX: "{x}", Op.NORM: "tl.abs({x})"}
+
+
+def _gelu(g, n, a, ka, kout) -> str:
+    act = "gelu_tanh" if n.attr("approximate", "none") == "tanh" else "gelu"
+    return f"_act({a[0]}, {ACT_CODES[act]})"
+
+
+def _pow(g, n, a, ka, kout) -> str:
+    return POW_EXPR[scalar_full(g, n.inputs[1])].format(x=a[0])
+
+
+def _clamp(g, n, a, ka, kout) -> str:
+    x = a[0]
+    lo, hi = n.attr("min", None), n.attr("max", None)
+    if lo is not None:
+        x = f"tl.maximum({x}, {_lit(lo)}, {NAN})"
+    if hi is not None:
+        x = f"tl.minimum({x}, {_lit(hi)}, {NAN})"
+    return x
+
+
+def _expand(g, n, a, ka, kout) -> str:
+    return f"tl.broadcast_to({a[0]}, [BLOCK_R, {'BLOCK_K' if kout == 'f' else '1'}])"
+
+
+def _reduce(g, n, a, ka, kout) -> str:
+    x, k = a[0], ka[0]
+    if k != "f":
+        return f"tl.broadcast_to({REDUCE_ONE_COLUMN[n.op].format(x=x)}, [BLOCK_R, 1])"
+    if n.op is Op.NORM:
+        return NORM_EXPR[float(n.attr("p", 2.0))].format(x=x)
+    cols = g.type_of(n.inputs[0]).shape[-1]
+    return REDUCE_EXPR[n.op].format(x=x, cols=repr(float(cols)))
+
+
+# ops whose expression depends on attributes or tile kinds: rule(g, node, input vars, input kinds, output kind)
+SPECIAL_EXPR = {Op.GELU: _gelu, Op.POW: _pow, Op.CLAMP: _clamp, Op.EXPAND: _expand,
+                **{op: _reduce for op in REDUCE_OPS}}
+FUSED_OPS = frozenset(UNARY_EXPR) | frozenset(BINARY_EXPR) | frozenset(SPECIAL_EXPR)
+
+
 def _expr(g: Graph, n, a: list[str], ka: list[str], kout: str) -> str:
     op = n.op
-    if op is Op.ADD:
-        return f"({a[0]} + {a[1]})"
-    if op is Op.SUB:
-        return f"({a[0]} - {a[1]})"
-    if op is Op.MUL:
-        return f"({a[0]} * {a[1]})"
-    if op is Op.DIV:
-        return f"({a[0]} / {a[1]})"
-    if op is Op.MAXIMUM:
-        return f"tl.maximum({a[0]}, {a[1]})"
-    if op is Op.MINIMUM:
-        return f"tl.minimum({a[0]}, {a[1]})"
-    if op is Op.POW:
-        e = scalar_full(g, n.inputs[1])
-        return {0.5: f"tl.sqrt_rn({a[0]})", 1.0: f"({a[0]})", 2.0: f"({a[0]} * {a[0]})",
-                3.0: f"({a[0]} * {a[0]} * {a[0]})", -1.0: f"(1.0 / {a[0]})",
-                -0.5: f"(1.0 / tl.sqrt_rn({a[0]}))"}[e]
-    if op is Op.RELU:
-        return f"tl.maximum({a[0]}, 0.0)"
-    if op is Op.SIGMOID:
-        return f"_sigmoid({a[0]})"
-    if op is Op.TANH:
-        return f"_tanh({a[0]})"
-    if op is Op.GELU:
-        return f"_act({a[0]}, {5 if n.attr('approximate', 'none') == 'tanh' else 4})"
-    if op is Op.SILU:
-        return f"_act({a[0]}, 6)"
-    if op is Op.NEG:
-        return f"(-{a[0]})"
-    if op is Op.EXP:
-        return f"tl.exp({a[0]})"
-    if op is Op.LOG:
-        return f"tl.log({a[0]})"
-    if op is Op.SQRT:
-        return f"tl.sqrt_rn({a[0]})"
-    if op is Op.RSQRT:
-        return f"(1.0 / tl.sqrt_rn({a[0]}))"
-    if op is Op.ABS:
-        return f"tl.abs({a[0]})"
-    if op is Op.CLAMP:
-        x = a[0]
-        lo, hi = n.attr("min", None), n.attr("max", None)
-        if lo is not None:
-            x = f"tl.maximum({x}, {_lit(lo)})"
-        if hi is not None:
-            x = f"tl.minimum({x}, {_lit(hi)})"
-        return x
-    if op is Op.CAST:
-        return f"({a[0]})"
-    if op is Op.EXPAND:
-        return f"tl.broadcast_to({a[0]}, [BLOCK_R, {'BLOCK_K' if kout == 'f' else '1'}])"
-    if op in REDUCE_OPS:
-        x, k = a[0], ka[0]
-        cols = g.type_of(n.inputs[0]).shape[-1]
-        if k != "f":                                  # one column: the reduction is the value itself
-            red = {Op.SUM: x, Op.MEAN: x, Op.AMAX: x}.get(op)
-            if op is Op.NORM:
-                red = f"tl.abs({x})"
-            return f"tl.broadcast_to({red}, [BLOCK_R, 1])"
-        if op is Op.SUM:
-            return f"_rsum(tl.where(cm, {x}, 0.0), 1)[:, None]"
-        if op is Op.MEAN:
-            return f"(_rsum(tl.where(cm, {x}, 0.0), 1)[:, None] / {float(cols)!r})"
-        if op is Op.AMAX:
-            return f"_rmax(tl.where(cm, {x}, float('-inf')), 1)[:, None]"
-        p = float(n.attr("p", 2.0))
-        if p == 2.0:
-            return f"tl.sqrt_rn(_rsum(tl.where(cm, {x} * {x}, 0.0), 1))[:, None]"
-        if p == 1.0:
-            return f"_rsum(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None]"
-        return f"_rmax(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None]"
-    raise NotImplementedError(f"%{n.name}: no fused-kernel expression for {op.value}")
+    if op in UNARY_EXPR:
+        return UNARY_EXPR[op].format(x=a[0])
+    if op in BINARY_EXPR:
+        return BINARY_EXPR[op].format(a=a[0], b=a[1])
+    if op in SPECIAL_EXPR:
+        return SPECIAL_EXPR[op](g, n, a, ka, kout)
+    raise NotImplementedError(f"%{n.name}: no fused-kernel expression for {op.value}; fused ops: "
+                              + ", ".join(sorted(o.value for o in FUSED_OPS)))
 
 
 def generate_copy(K: int) -> Generated:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from xrec.ir.formats import POOL_CODES, by_name
 from xrec.targets.triton.loader import load_kernels
 
 INT32_MAX = 2 ** 31 - 1
@@ -46,7 +47,8 @@ def jagged(batch: int, max_len: int, rows: int, gen: torch.Generator, dtype=torc
     return idx.to(dtype), off.to(dtype)
 
 
-def run_bags(K, blob: torch.Tensor, feats: list[dict], B: int, *, kind: int = 0, include_last: bool = True,
+def run_bags(K, blob: torch.Tensor, feats: list[dict], B: int, *, kind: int = by_name("fp32").code,
+             include_last: bool = True,
              block_b: int = 4, L: int = 4, check: bool = True, remap_blob: torch.Tensor | None = None):
     """Launch embedding_bag_group_kernel over ``feats`` (dicts: base, rows, dim, mode, pad, row_stride,
     idx, off, psw, remap) and return (out [B, sum dim], err flags)."""
@@ -54,7 +56,7 @@ def run_bags(K, blob: torch.Tensor, feats: list[dict], B: int, *, kind: int = 0,
     out = torch.full((B, total), float("nan"))
     meta, ptrs, col = [], [], 0
     for s, f in enumerate(feats):
-        meta.append([f["base"], f["rows"], f["dim"], col, {"sum": 0, "mean": 1, "max": 2}[f["mode"]],
+        meta.append([f["base"], f["rows"], f["dim"], col, POOL_CODES[f["mode"]],
                      -1 if f.get("pad") is None else f["pad"], f["row_stride"], s, f.get("remap", -1), 0])
         ptrs.append([f["idx"].data_ptr(), f["off"].data_ptr(), f["psw"].data_ptr() if f.get("psw") is not None else 0,
                      len(f["idx"])])

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from xrec.ir.quant import bf16_bits, dequantize_rows, quantize_rows
+from xrec.ir import formats
 from xrec.targets.triton.tiles import embedding_tiles, linear_variants, np2
 
 from .conftest import INT32_MAX, jagged, pack_tables, run_bags
@@ -98,7 +99,7 @@ def test_fbgemm_rowwise_int8_int4_rows_match_torch_quantized_ops(K, bits, dim):
               else torch.ops.quantized.embedding_bag_4bit_unpack)(pack)
     psw = torch.rand(len(idx), generator=gen)
     blob = pack.contiguous().view(-1)
-    kind = 2 if bits == 8 else 3
+    kind = formats.by_name("int8" if bits == 8 else "int4").code
     base = dict(base=0, rows=13, dim=dim, row_stride=pack.shape[1], idx=idx, off=off)
     for mode, weights in (("sum", None), ("sum", psw), ("mean", None)):
         out, _ = run_bags(K, blob, [dict(base, mode=mode, psw=weights)], 5, kind=kind)
@@ -108,8 +109,10 @@ def test_fbgemm_rowwise_int8_int4_rows_match_torch_quantized_ops(K, bits, dim):
             want = F.embedding_bag(idx, unpack, off, mode="mean", include_last_offset=True)
         torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
 
+FP32, INT8 = formats.by_name("fp32").code, formats.by_name("int8").code
 
-@pytest.mark.parametrize("kind,dim", [(0, 64), (2, 64), (0, 16), (2, 30)])
+
+@pytest.mark.parametrize("kind,dim", [(FP32, 64), (INT8, 64), (FP32, 16), (INT8, 30)])
 def test_the_embedding_tile_config_the_lowering_picks_matches_embedding_bag(K, kind, dim):
     """The GPU tiles chosen per row format and width (one bag per program for 64-wide fp32 rows,
     16 bags x 2 ids for int8 ones, the 4096-element tile otherwise) pool exactly like torch."""
@@ -117,7 +120,7 @@ def test_the_embedding_tile_config_the_lowering_picks_matches_embedding_bag(K, k
     L, block_b, _ = embedding_tiles(kind, np2(dim))
     w = torch.randn(50, dim, generator=gen)
     idx, off = jagged(9, 6, 50, gen, long_bag=2 * L + 1)        # empty bags, a bag of several steps
-    if kind == 2:
+    if kind == INT8:
         pack = torch.ops.quantized.embedding_bag_byte_prepack(w)
         blob, stride = pack.contiguous().view(-1), pack.shape[1]
         w = torch.ops.quantized.embedding_bag_byte_unpack(pack)
@@ -138,14 +141,14 @@ def test_int2_fp16_bf16_rows_match_the_ir_dequantization(K, fmt):
     if fmt.startswith("rowwise"):
         stored = quantize_rows(w.numpy(), fmt)
         deq = torch.from_numpy(dequantize_rows(stored, fmt, 9))
-        blob, kind, stride = torch.from_numpy(stored.reshape(-1)), {"rowwise_i2": 4, "rowwise_i4": 3}[fmt], stored.shape[1]
+        blob, kind, stride = torch.from_numpy(stored.reshape(-1)), formats.by_layout(fmt).code, stored.shape[1]
     elif fmt == "f16":
         h = w.half()
-        deq, blob, kind, stride = h.float(), h.reshape(-1), 1, 9
+        deq, blob, kind, stride = h.float(), h.reshape(-1), formats.by_name("fp16").code, 9
     else:
         bits = bf16_bits(w.numpy())
         deq = torch.from_numpy((bits.astype(np.uint32) << 16).view(np.float32))
-        blob, kind, stride = torch.from_numpy(bits.view(np.int16).reshape(-1)), 5, 9
+        blob, kind, stride = torch.from_numpy(bits.view(np.int16).reshape(-1)), formats.by_name("bf16").code, 9
     for mode in ("sum", "max"):
         out, _ = run_bags(K, blob, [dict(base=0, rows=13, dim=9, row_stride=stride, idx=idx, off=off, mode=mode)], 5,
                           kind=kind)
@@ -186,7 +189,7 @@ def test_out_of_range_ids_and_bad_offsets_are_recorded_and_never_read(K):
     assert int(err[1]) == 1
 
 
-ACTS = ["none", "relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu"]
+ACTS = list(formats.ACTIVATIONS)
 TORCH_ACT = {"none": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
              "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu}
 
@@ -197,7 +200,7 @@ def _linear(K, x, w, b, y, act, cfg, cross=None):
     x0, xl = cross if cross is not None else (x, x)
     grid = (-(-M // cfg["BLOCK_M"]), -(-N // cfg["BLOCK_N"]))
     K.linear_kernel[grid](x, w, b if b is not None else w, y, x0, xl, M, x.stride(0), y.stride(0), x0.stride(0),
-                          xl.stride(0), N=N, K=Kd, ACT=ACTS.index(act), HAS_BIAS=b is not None,
+                          xl.stride(0), N=N, K=Kd, ACT=formats.ACT_CODES[act], HAS_BIAS=b is not None,
                           CROSS=cross is not None, PRECISION="ieee", **cfg)
 
 
