@@ -31,10 +31,12 @@ EXTRAS = {
     "triton": ["triton==3.9.0"],
     "xla": ["jax==0.10.2", "jaxlib==0.10.2"],
     "hls": [],
+    # MovieLens-100K for xrec.data; install it with --no-deps (scripts/setup.sh does): only its files are read
+    "data": ["recbole==1.2.1"],
     "bench": ["pytest-benchmark>=4", "matplotlib>=3.8", "onnx==1.23.2", "onnxruntime==1.32.0",
               "onnxscript==0.7.2", "apache-tvm==0.27.0.post1", "rich==15.0.0"],
 }
-EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
+EXTRAS["all"] = sorted({r for name, reqs in EXTRAS.items() if name != "data" for r in reqs})
 # compiling for TPU without a TPU (684 MB; not in "all", not in CI: the TPU tests skip without it)
 EXTRAS["tpu"] = ["libtpu==0.0.42.*"]
 

@@ -31,6 +31,13 @@ if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.fi
   $VPIP install -q --no-deps hls4ml==1.3.0
 fi
 
+# Real labelled data for accuracy reports (xrec.data): MovieLens-100K ships in the recbole wheel
+# (MIT); only its data files are read, so install it without its (heavy) dependencies.
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)"; then
+  echo "[setup] installing recbole==1.2.1 (MovieLens-100K data files only, --no-deps)"
+  $VPIP install -q --no-deps recbole==1.2.1
+fi
+
 # System packages: the C++ compiler and cmake (cpu target, C++ runtime), cpp-httplib and
 # nlohmann-json (the inference server), XRT headers (the HLS target's host code).
 APT_PKGS=(g++ cmake pkg-config libcpp-httplib-dev nlohmann-json3-dev libxrt-dev)
