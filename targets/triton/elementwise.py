@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 from xrec.ir import Graph, Op
 from xrec.ir.formats import ACT_CODES
-from xrec.ir.ops import BINARY, UNARY
+from xrec.ir.ops import BINARY, COMPARE, LOGICAL, UNARY
 from xrec.ir.types import DType, TensorType, dims_equal
 
 FLOATS = (DType.F32, DType.F16)
 REDUCE_OPS = (Op.SUM, Op.MEAN, Op.AMAX, Op.NORM)
+MASK_OPS = COMPARE | LOGICAL          # ops with a bool result (an int1 tile in the kernel)
 MAX_BLOCK_K = 16384
 TILE_ELEMS = 4096
 
@@ -61,6 +62,14 @@ def _float(t) -> bool:
     return isinstance(t, TensorType) and t.dtype in FLOATS
 
 
+def full_value(g: Graph, name: str):
+    """The fill value of a FULL node (a literal in the kernels of the clusters reading it), else None."""
+    n = g.node(name)
+    if n.op is Op.FULL and (_float(n.type) or _bool(n.type)):
+        return n.attr("value")
+    return None
+
+
 def scalar_full(g: Graph, name: str):
     """The value of a FULL node holding one element, else None."""
     n = g.node(name)
@@ -69,25 +78,44 @@ def scalar_full(g: Graph, name: str):
     return None
 
 
+def _bool(t) -> bool:
+    return isinstance(t, TensorType) and t.dtype is DType.BOOL
+
+
+def _operands_ok(g: Graph, n) -> bool:
+    """The operand types an op takes inside a cluster: floats, except masks (bool) where the op reads them."""
+    ins = [g.type_of(i) for i in n.inputs]
+    if not all(isinstance(x, TensorType) and x.rank <= 2 for x in ins):
+        return False
+    if n.op in LOGICAL:
+        return all(_bool(x) for x in ins)
+    if n.op is Op.WHERE:
+        return _bool(ins[0]) and all(_float(x) for x in ins[1:])
+    if n.op is Op.CAST:
+        return _float(ins[0]) or _bool(ins[0])
+    return all(_float(x) for x in ins)
+
+
 def node_extent(g: Graph, n) -> tuple | None:
     """(R, K) of a node that can join a cluster, else None."""
     t = n.type
-    if not _float(t) or t.rank > 2 or t.rank == 0:
+    if not (_float(t) or (_bool(t) and n.op in MASK_OPS)) or t.rank > 2 or t.rank == 0:
         return None
     R = t.shape[0]
     if not _is_sym(R):
         return None                     # depends on no batch dim: leave to torch
-    if n.op in UNARY or n.op in BINARY or n.op is Op.EXPAND:
+    if n.op in UNARY or n.op in BINARY or n.op in MASK_OPS or n.op in (Op.EXPAND, Op.WHERE):
         ins = [g.type_of(i) for i in n.inputs]
-        if not all(_float(x) and x.rank <= 2 for x in ins):
+        if not _operands_ok(g, n):
             return None
         if n.op is Op.POW and scalar_full(g, n.inputs[1]) not in POW_EXPR:
             return None
         if n.op is Op.CAST and not n.attr("dtype") in FLOATS:
             return None
-    elif n.op in REDUCE_OPS:
+    elif n.op in REDUCE_OPS or n.op is Op.SOFTMAX:
         x = g.type_of(n.inputs[0])
-        if not _float(x) or x.rank != 2 or [d % 2 for d in n.attr("dims")] != [1]:
+        dims = [n.attr("dim")] if n.op is Op.SOFTMAX else n.attr("dims")
+        if not _float(x) or x.rank != 2 or [d % 2 for d in dims] != [1]:
             return None
         if n.op is Op.NORM and float(n.attr("p", 2.0)) not in NORM_EXPR:
             return None
@@ -158,7 +186,7 @@ def generate(g: Graph, cl: Cluster, outputs: list[str]) -> Generated:
         for i in g.node(m).inputs:
             if i in members or i in ext or i in lits:
                 continue
-            v = scalar_full(g, i)
+            v = full_value(g, i)
             if v is not None:
                 lits[i] = v
             else:
@@ -173,19 +201,28 @@ def generate(g: Graph, cl: Cluster, outputs: list[str]) -> Generated:
         in_kinds.append(k)
         var[x] = f"x{j}"
         P, S = f"X{j}", f"X{j}_rs"
-        load = {"f": f"tl.load({P} + r64 * {S} + c, mask=rm & cm, other=0.0)",
-                "r": f"tl.load({P} + r64 * {S}, mask=rm, other=0.0)",
-                "c": f"tl.load({P} + c, mask=cm, other=0.0)",
+        mask = _bool(g.type_of(x))                   # a mask: an int1 tile
+        zero = "0" if mask else "0.0"
+        load = {"f": f"tl.load({P} + r64 * {S} + c, mask=rm & cm, other={zero})",
+                "r": f"tl.load({P} + r64 * {S}, mask=rm, other={zero})",
+                "c": f"tl.load({P} + c, mask=cm, other={zero})",
                 "s": f"tl.load({P})"}[k]
-        body.append(f"    x{j} = {load}.to(tl.float32)")
+        body.append(f"    x{j} = ({load} != 0)" if mask else f"    x{j} = {load}.to(tl.float32)")
     for x, v in lits.items():
-        var[x] = f"tl.full([1, 1], {_lit(v)}, tl.float32)"
+        if _bool(g.type_of(x)):
+            var[x] = f"tl.full([1, 1], {bool(v)}, tl.int1)"
+        else:
+            var[x] = f"tl.full([1, 1], {_lit(v)}, tl.float32)"
         kinds[x] = "s"
     for idx, m in enumerate(cl.members):
         n = g.node(m)
         kinds[m] = value_kind(n.type, R, K)
         a = [var[i] for i in n.inputs]
-        expr = _expr(g, n, a, [kinds[i] for i in n.inputs], kinds[m])
+        if n.op in MULTILINE_EXPR:
+            pre, expr = MULTILINE_EXPR[n.op](g, n, a, [kinds[i] for i in n.inputs], kinds[m], f"t{idx}")
+            body += [f"    {line}" for line in pre]
+        else:
+            expr = _expr(g, n, a, [kinds[i] for i in n.inputs], kinds[m])
         if n.type.dtype is DType.F16:
             expr = f"({expr}).to(tl.float16).to(tl.float32)"
         var[m] = f"v{idx}"
@@ -235,7 +272,6 @@ UNARY_EXPR: dict[Op, str] = {
     Op.SQRT: "tl.sqrt_rn({x})",
     Op.RSQRT: "(1.0 / tl.sqrt_rn({x}))",
     Op.ABS: "tl.abs({x})",
-    Op.CAST: "({x})",
 }
 BINARY_EXPR: dict[Op, str] = {
     Op.ADD: "({a} + {b})",
@@ -244,6 +280,17 @@ BINARY_EXPR: dict[Op, str] = {
     Op.DIV: "({a} / {b})",
     Op.MAXIMUM: f"tl.maximum({{a}}, {{b}}, {NAN})",
     Op.MINIMUM: f"tl.minimum({{a}}, {{b}}, {NAN})",
+}
+# comparisons give int1 tiles (IEEE: NaN compares unequal to everything); logic and selection read them
+MASK_EXPR: dict[Op, str] = {
+    Op.EQ: "({a} == {b})",
+    Op.NE: "({a} != {b})",
+    Op.LT: "({a} < {b})",
+    Op.LE: "({a} <= {b})",
+    Op.GT: "({a} > {b})",
+    Op.GE: "({a} >= {b})",
+    Op.LOGICAL_AND: "({a} & {b})",
+    Op.LOGICAL_OR: "({a} | {b})",
 }
 # pow by a literal exponent (other exponents leave the node to torch: node_extent)
 POW_EXPR: dict[float, str] = {
@@ -302,10 +349,39 @@ def _reduce(g, n, a, ka, kout) -> str:
     return REDUCE_EXPR[n.op].format(x=x, cols=repr(float(cols)))
 
 
+def _logical_not(g, n, a, ka, kout) -> str:
+    return f"({a[0]} == 0)"
+
+
+def _where(g, n, a, ka, kout) -> str:
+    return f"tl.where({a[0]}, {a[1]}, {a[2]})"
+
+
+def _cast(g, n, a, ka, kout) -> str:
+    """To a float: masks become 0.0 / 1.0; floats stay fp32 tiles (fp16 results are rounded by generate)."""
+    if _bool(g.type_of(n.inputs[0])):
+        return f"{a[0]}.to(tl.float32)"
+    return f"({a[0]})"
+
+
+def _softmax(g, n, a, ka, kout, tmp) -> tuple[list[str], str]:
+    """exp(x - max) / sum(exp(x - max)) over the row's K columns (a row of -inf, or with NaN or +inf: NaN,
+    like torch); over one column: 1 (NaN for a non-finite value)."""
+    x = a[0]
+    if ka[0] != "f":
+        return [], f"(tl.exp({x} - {x}) / tl.exp({x} - {x}))"
+    return [f"{tmp}m = _rmax(tl.where(cm, {x}, float('-inf')), 1)[:, None]",
+            f"{tmp}e = tl.where(cm, tl.exp({x} - {tmp}m), 0.0)"], f"({tmp}e / _rsum({tmp}e, 1)[:, None])"
+
+
+# ops whose expression takes helper lines first: rule(g, node, vars, kinds, output kind, temp prefix)
+MULTILINE_EXPR = {Op.SOFTMAX: _softmax}
+
 # ops whose expression depends on attributes or tile kinds: rule(g, node, input vars, input kinds, output kind)
-SPECIAL_EXPR = {Op.GELU: _gelu, Op.POW: _pow, Op.CLAMP: _clamp, Op.EXPAND: _expand,
-                **{op: _reduce for op in REDUCE_OPS}}
-FUSED_OPS = frozenset(UNARY_EXPR) | frozenset(BINARY_EXPR) | frozenset(SPECIAL_EXPR)
+SPECIAL_EXPR = {Op.GELU: _gelu, Op.POW: _pow, Op.CLAMP: _clamp, Op.EXPAND: _expand, Op.CAST: _cast,
+                Op.LOGICAL_NOT: _logical_not, Op.WHERE: _where, **{op: _reduce for op in REDUCE_OPS}}
+FUSED_OPS = (frozenset(UNARY_EXPR) | frozenset(BINARY_EXPR) | frozenset(MASK_EXPR) | frozenset(SPECIAL_EXPR)
+             | frozenset(MULTILINE_EXPR))
 
 
 def _expr(g: Graph, n, a: list[str], ka: list[str], kout: str) -> str:
@@ -314,6 +390,8 @@ def _expr(g: Graph, n, a: list[str], ka: list[str], kout: str) -> str:
         return UNARY_EXPR[op].format(x=a[0])
     if op in BINARY_EXPR:
         return BINARY_EXPR[op].format(a=a[0], b=a[1])
+    if op in MASK_EXPR:
+        return MASK_EXPR[op].format(a=a[0], b=a[1])
     if op in SPECIAL_EXPR:
         return SPECIAL_EXPR[op](g, n, a, ka, kout)
     raise NotImplementedError(f"%{n.name}: no fused-kernel expression for {op.value}; fused ops: "

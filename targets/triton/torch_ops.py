@@ -107,6 +107,16 @@ def run_node(n, args: list, jagged: list, binds: dict, device, graph=None) -> to
               Op.MAXIMUM: torch.maximum, Op.MINIMUM: torch.minimum}
     if op in binary:
         return binary[op](args[0], args[1]).to(out_dt)
+    compare = {Op.EQ: torch.eq, Op.NE: torch.ne, Op.LT: torch.lt, Op.LE: torch.le, Op.GT: torch.gt, Op.GE: torch.ge,
+               Op.LOGICAL_AND: torch.logical_and, Op.LOGICAL_OR: torch.logical_or}
+    if op in compare:
+        return compare[op](args[0], args[1])
+    if op is Op.LOGICAL_NOT:
+        return torch.logical_not(args[0])
+    if op is Op.WHERE:
+        return torch.where(args[0].bool(), args[1], args[2]).to(out_dt)
+    if op is Op.SOFTMAX:
+        return torch.softmax(args[0], dim=n.attr("dim")).to(out_dt)
     if op in (Op.SUM, Op.MEAN, Op.AMAX, Op.NORM):
         x = args[0]
         dims = tuple(d % x.ndim for d in n.attr("dims"))

@@ -12,7 +12,7 @@ triton rule at all, or its rule declines some operands (returns False).
 from __future__ import annotations
 
 from xrec.ir import Op
-from xrec.ir.ops import BINARY, REDUCE, UNARY
+from xrec.ir.ops import BINARY, COMPARE, LOGICAL, REDUCE, UNARY
 from xrec.lowering import register_fallback
 
 from ..context import LowerContext
@@ -45,7 +45,10 @@ FALLBACK_REASONS: dict[tuple[Op, ...], str] = {
         f"other than 0.5, 1, 2, 3, -1, -0.5, or a norm other than p=1, 2, inf): {_TORCH}",
     (Op.MLP, Op.LINEAR, Op.CROSS_LAYER, Op.DOT_INTERACTION, Op.FM):
         f"operands that are not f32/f16 row-major values with parameter weights of the input's dtype: {_TORCH}",
-    (Op.FULL,): f"a constant that is not a one-element literal read only by fused kernels: {_TORCH}",
+    tuple(sorted(COMPARE | LOGICAL | {Op.WHERE, Op.SOFTMAX}, key=list(Op).index)):
+        "outside a fused elementwise kernel (operands not float values (masks for logic, where's condition) of "
+        f"rank 1-2 over the batch, or a softmax not along the last of 2 dims): {_TORCH}",
+    (Op.FULL,): f"a constant not read only by fused kernels: {_TORCH}",
     (Op.RESHAPE,): f"a reshape no strided view of its input expresses: {_TORCH}",
     (Op.SLICE,): f"a slice with a negative start on a symbolic dim: {_TORCH}",
     (Op.CAT,): f"a concatenation that is not along the columns of 2-D values: {_TORCH}",

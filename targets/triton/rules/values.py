@@ -1,4 +1,4 @@
-"""Rules for values that launch nothing: INPUT / PARAM (declared by signature.py), JAGGED, scalar FULL."""
+"""Rules for values that launch nothing: INPUT / PARAM (declared by signature.py), JAGGED, FULL read by clusters."""
 from __future__ import annotations
 
 from xrec.ir import Op
@@ -21,8 +21,8 @@ def lower_jagged(ctx: LowerContext, n):
 
 @register_lowering(Op.FULL, "triton")
 def lower_full(ctx: LowerContext, n):
-    """A one-element constant read only by fused clusters is a literal in their kernels; else declined."""
-    if (ew.scalar_full(ctx.g, n.name) is not None and n.name not in ctx.outputs
+    """A constant read only by fused clusters is a literal in their kernels; else declined."""
+    if (ew.full_value(ctx.g, n.name) is not None and n.name not in ctx.outputs
             and all(u.name in ctx.cluster_of for u in ctx.g.users.get(n.name, []))):
         return True
     return False

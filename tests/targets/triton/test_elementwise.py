@@ -9,7 +9,7 @@ from torch import nn
 
 import xrec
 from xrec.ir import Op
-from xrec.ir.ops import BINARY, REDUCE, UNARY
+from xrec.ir.ops import BINARY, COMPARE, LOGICAL, REDUCE, UNARY
 from xrec.targets.triton import elementwise as ew
 
 from .conftest import optimized_graph
@@ -17,7 +17,9 @@ from .conftest import optimized_graph
 
 def test_every_unary_binary_and_reduce_op_has_a_fused_expression():
     assert UNARY | BINARY | REDUCE <= ew.FUSED_OPS
-    assert set(ew.UNARY_EXPR) | set(ew.BINARY_EXPR) | set(ew.SPECIAL_EXPR) == ew.FUSED_OPS
+    assert (set(ew.UNARY_EXPR) | set(ew.BINARY_EXPR) | set(ew.MASK_EXPR) | set(ew.SPECIAL_EXPR)
+            | set(ew.MULTILINE_EXPR)) == ew.FUSED_OPS
+    assert COMPARE | LOGICAL | {Op.WHERE, Op.SOFTMAX} <= ew.FUSED_OPS
 
 
 def test_an_op_without_an_expression_says_which_ops_fuse():
