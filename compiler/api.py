@@ -172,18 +172,21 @@ def _calibration_batches(g: Graph, calibration, samples: int, batch: int = 512) 
 
 
 def _compress(g: Graph, quantize, *, calibration=None, budget_mb: float | None = None,
-              max_auc_drop: float | None = None, calib_samples: int = 4096, prune: tuple | None = None):
+              max_auc_drop: float | None = None, calib_samples: int = 4096, prune: tuple | None = None,
+              model=None):
     """Prune and quantize embedding tables; return the new graph and the accuracy report (a dict).
 
-    ``prune`` is (method, keep_fraction) with method "frequency" or "norm".
+    ``prune`` is (method, keep_fraction) with method "frequency" or "norm". A ``model`` with
+    ``xrec_data`` (xrec.data) is measured on its real splits (see xrec.compress.evaluation_sets).
     """
-    from .compress import CompressionError, measure, plan_precision, table_stats
-    from .compress.accuracy import is_probability, predictions
+    from .compress import CompressionError, evaluation_sets, measure, plan_precision, table_stats
+    from .compress.accuracy import is_probability
     from .compress.prune import prune_plan
     from .passes import run_pipeline
-    with step(f"calibration inputs ({calib_samples} samples)"):
-        batches = _calibration_batches(g, calibration, calib_samples)
-        p0 = predictions(g, batches)
+    with step("calibration inputs"):
+        sets = evaluation_sets(model, lambda: _calibration_batches(g, calibration, calib_samples))
+        batches = sets.calib
+        p0 = sets.report.scored(g).p_fp32
     stats = table_stats(g, batches)
     fp32 = g
     pruned: dict = {}
@@ -201,7 +204,7 @@ def _compress(g: Graph, quantize, *, calibration=None, budget_mb: float | None =
         return run_pipeline(g, ["quantize_embeddings"], options={"quantize_embeddings": {"precision": plan}})
 
     def auc_change(plan):
-        return measure(fp32, apply(plan), batches, p_fp32=p0).auc_change
+        return measure(fp32, apply(plan), sets.decide.scored(fp32)).auc_change
 
     if max_auc_drop is not None and not is_probability(p0):
         raise CompressionError("--max-auc-drop needs a model whose first output is a probability (a CTR "
@@ -214,10 +217,10 @@ def _compress(g: Graph, quantize, *, calibration=None, budget_mb: float | None =
                                   evaluate=auc_change, max_auc_drop=max_auc_drop)
     with step("quantize tables and measure accuracy"):
         q = apply(plan)
-        rep = measure(fp32, q, batches, p_fp32=p0)
+        rep = measure(fp32, q, sets.report)
     say(f"compression: {rep.summary()}")
     if max_auc_drop is not None and -rep.auc_change > max_auc_drop:
-        raise CompressionError(f"AUC drops by {-rep.auc_change:.5f} on the calibration set, more than the allowed "
+        raise CompressionError(f"AUC drops by {-rep.auc_change:.5f} (labels {rep.labels}), more than the allowed "
                                f"{max_auc_drop}; use more bits (e.g. --quantize int8) or raise --max-auc-drop")
     return q, {"plan": plan, **({"prune": pruned} if pruned else {}), **rep.as_dict()}
 
@@ -259,7 +262,7 @@ def lower(model_or_graph, example_inputs=None, *, target: str = "reference", opt
         return g, tgt, opts, report
     with step("optimize IR"):
         g = run_pipeline(g, RECOGNIZE)
-    g, report = _compress(g, quantize, prune=prune, **(compression or {}))
+    g, report = _compress(g, quantize, prune=prune, model=model_or_graph, **(compression or {}))
     with step("optimize IR after compression"):
         g = run_pipeline(g, list(FUSE) + tgt.passes(opts), stop_after=stop_after)
     return g, tgt, opts, report
