@@ -24,6 +24,7 @@ import sympy
 
 from xrec.ir.types import canon_dim
 
+from ..cpu.codegen import cstr   # the one C string-literal escaper (to move into targets/cstyle.py)
 from .aot import cuda_include, launch_keys
 from .program import BLOB, CONST, ERRFLAG, INPUT, PTRTABLE, TEMP, Launch, Program, TorchStep, View
 
@@ -51,10 +52,6 @@ def cexpr(d) -> str:
 
 def _ccomment(s: str) -> str:
     return s.replace("/*", "/ *").replace("*/", "* /")
-
-
-def _cstr(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class _Gen:
@@ -202,12 +199,12 @@ class _Gen:
         L.append("XREC_UNUSED static const int k_archs[N_ARCHS] = {" + ", ".join(str(a) for a in self.archs) + "};")
         L.append("/* per kernel: symbol, then per arch (ascending): cubin file, dynamic shared memory bytes */")
         L.append("XREC_UNUSED static const char* const k_symbol[N_KERNELS] = {"
-                 + ", ".join(_cstr(k["archs"][f"sm_{self.archs[0]}"]["symbol"]) for k in specs) + "};")
+                 + ", ".join(cstr(k["archs"][f"sm_{self.archs[0]}"]["symbol"]) for k in specs) + "};")
         L.append("XREC_UNUSED static const char* const k_cubin[N_KERNELS][N_ARCHS] = {"
-                 + ", ".join("{" + ", ".join(_cstr(k["archs"][f"sm_{a}"]["cubin"]) for a in self.archs) + "}"
+                 + ", ".join("{" + ", ".join(cstr(k["archs"][f"sm_{a}"]["cubin"]) for a in self.archs) + "}"
                              for k in specs) + "};")
         L.append("XREC_UNUSED static const char* const k_ptx[N_KERNELS] = {"
-                 + ", ".join(_cstr(k["archs"][f"sm_{self.archs[0]}"].get("ptx", "")) for k in specs) + "};")
+                 + ", ".join(cstr(k["archs"][f"sm_{self.archs[0]}"].get("ptx", "")) for k in specs) + "};")
         L.append("XREC_UNUSED static const int k_shared[N_KERNELS][N_ARCHS] = {"
                  + ", ".join("{" + ", ".join(str(k["archs"][f"sm_{a}"]["shared_bytes"]) for a in self.archs) + "}"
                              for k in specs) + "};")
@@ -302,7 +299,7 @@ class _Gen:
             ops = "; ".join(s.note for s in torch_steps)[:600]
             msg = (f"{p.name}: the C entry point cannot run this model: {len(torch_steps)} step(s) have no Triton "
                    f"kernel and run as torch ops in Python ({ops}); use the Python runtime")
-            L += ["  (void)m; (void)dir; (void)o;", f"  return fail(XREC_ERR_ARTIFACT, \"%s\", {_cstr(msg)});", "}", ""]
+            L += ["  (void)m; (void)dir; (void)o;", f"  return fail(XREC_ERR_ARTIFACT, \"%s\", {cstr(msg)});", "}", ""]
         else:
             L += self.load_body()
         L += ["xrec_model* xrec_model_load_ex(const char* artifact_dir, const xrec_load_options* options) {",
@@ -568,9 +565,9 @@ class _Gen:
         shapes = [",".join(str(d).replace(" ", "") for d in b.shape) for b in ins]
         L = ["/* ---- introspection */",
              f"int xrec_model_num_inputs(const xrec_model* m) {{ (void)m; return {len(ins)}; }}",
-             "static const char* const in_names[] = {" + ", ".join(_cstr(n) for n in names) + "};",
-             "static const char* const in_kinds[] = {" + ", ".join(_cstr(str(k)) for k in kinds) + "};",
-             "static const char* const in_shapes[] = {" + ", ".join(_cstr(s) for s in shapes) + "};",
+             "static const char* const in_names[] = {" + ", ".join(cstr(n) for n in names) + "};",
+             "static const char* const in_kinds[] = {" + ", ".join(cstr(str(k)) for k in kinds) + "};",
+             "static const char* const in_shapes[] = {" + ", ".join(cstr(s) for s in shapes) + "};",
              "static const int in_dtypes[] = {" + ", ".join(_XREC_DTYPES[b.dtype] for b in ins) + "};",
              "static const int in_ndims[] = {" + ", ".join(str(len(b.shape)) for b in ins) + "};",
              'const char* xrec_model_input_name(const xrec_model* m, int i) { (void)m; return i >= 0 && i < N_IN ? '
@@ -602,7 +599,7 @@ class _Gen:
             L.append(f"  if (k == {k}) {{ {dims}; return XREC_OK; }}")
         L += ['  return XREC_OK;', "}",
               "const char* xrec_model_isa(const xrec_model* m) { return m ? m->isa : NULL; }",
-              f"const char* xrec_model_name(const xrec_model* m) {{ (void)m; return {_cstr(p.name)}; }}", ""]
+              f"const char* xrec_model_name(const xrec_model* m) {{ (void)m; return {cstr(p.name)}; }}", ""]
         return "\n".join(L)
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from xrec.ir.types import DType, canon_dim, dim_str, eval_dim
 
+from ..views import View, contiguous_strides  # noqa: F401  (the shared strided view; re-exported)
+
 # buffer kinds
 INPUT, BLOB, TEMP, CONST, PTRTABLE, ERRFLAG = "input", "blob", "temp", "const", "ptrtable", "errflag"
 
@@ -44,36 +46,6 @@ class Buffer:
     @property
     def dt(self) -> DType:
         return DType(self.dtype)
-
-
-@dataclass
-class View:
-    """A strided window of a buffer: offset and strides in elements of ``dtype``."""
-
-    buf: str
-    dtype: str
-    shape: tuple
-    strides: tuple
-    offset: Any = 0
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-    def is_rows(self) -> bool:
-        """A 2-D view with unit column stride (what the kernels take: pointer + row stride)."""
-        return self.rank == 2 and (self.strides[1] == 1 or self.shape[1] == 1)
-
-    def row_stride(self):
-        return self.strides[0]
-
-
-def contiguous_strides(shape) -> tuple:
-    out, acc = [], 1
-    for d in reversed(shape):
-        out.append(acc)
-        acc = canon_dim(acc * d)
-    return tuple(reversed(out))
 
 
 @dataclass

@@ -10,31 +10,28 @@ symbolic-width values). A concatenation that absorbs a dot interaction
 """
 from __future__ import annotations
 
+import dataclasses
+
 from xrec.ir import Op
 from xrec.ir.rules import slice_length
-from xrec.ir.types import canon_dim, dims_equal
+from xrec.ir.types import canon_dim
 from xrec.lowering import register_lowering
 
+from ... import views
 from .. import elementwise as ew
 from ..context import KERNEL_INPUT_DTYPES, LowerContext
-from ..program import Arg, Launch, TorchStep, Variant, View, contiguous_strides
+from ..program import Arg, Launch, TorchStep, Variant, View
 from ..tiles import cdiv_grid
 from .interaction import interaction_launch
 
 
 @register_lowering(Op.RESHAPE, "triton")
 def lower_reshape(ctx: LowerContext, n):
-    v = ctx.views[n.inputs[0]]
-    shape = n.type.shape
-    if v.strides == contiguous_strides(v.shape):
-        ctx.views[n.name] = View(v.buf, v.dtype, shape, contiguous_strides(shape), v.offset)
-        return True
-    # same leading dim, trailing dims contiguous: keep the leading stride
-    if (len(shape) >= 1 and v.rank >= 1 and dims_equal(shape[0], v.shape[0])
-            and tuple(v.strides[1:]) == contiguous_strides(v.shape[1:])):
-        ctx.views[n.name] = View(v.buf, v.dtype, shape, (v.strides[0],) + contiguous_strides(shape[1:]), v.offset)
-        return True
-    return False
+    v = views.reshape(ctx.views[n.inputs[0]], n.type.shape)
+    if v is None:
+        return False
+    ctx.views[n.name] = v
+    return True
 
 
 @register_lowering(Op.SLICE, "triton")
@@ -49,37 +46,21 @@ def lower_slice(ctx: LowerContext, n):
         start = max(0, size + start)
     if isinstance(size, int):
         start = min(start, size)
-    shape = list(v.shape)
-    shape[d] = slice_length(size, n.attr("start"), n.attr("end"), step)
-    strides = list(v.strides)
-    strides[d] = canon_dim(strides[d] * step)
-    ctx.views[n.name] = View(v.buf, v.dtype, tuple(shape), tuple(strides), canon_dim(v.offset + start * v.strides[d]))
+    s = views.view_slice(v, d, start, slice_length(size, n.attr("start"), n.attr("end"), step), step)
+    ctx.views[n.name] = dataclasses.replace(s, strides=tuple(canon_dim(x) for x in s.strides),
+                                            offset=canon_dim(s.offset))
     return True
 
 
 @register_lowering(Op.EXPAND, "triton")
 def lower_expand(ctx: LowerContext, n):
-    v = ctx.views[n.inputs[0]]
-    shape = n.type.shape
-    pad = len(shape) - v.rank
-    strides = []
-    for k, d in enumerate(shape):
-        if k < pad:
-            strides.append(0)
-        else:
-            src = v.shape[k - pad]
-            strides.append(0 if (isinstance(src, int) and src == 1 and not (isinstance(d, int) and d == 1))
-                           else v.strides[k - pad])
-    ctx.views[n.name] = View(v.buf, v.dtype, shape, tuple(strides), v.offset)
+    ctx.views[n.name] = views.expand(ctx.views[n.inputs[0]], n.type.shape)
     return True
 
 
 @register_lowering(Op.PERMUTE, "triton")
 def lower_permute(ctx: LowerContext, n):
-    v = ctx.views[n.inputs[0]]
-    perm = n.attr("perm")
-    ctx.views[n.name] = View(v.buf, v.dtype, tuple(v.shape[p] for p in perm), tuple(v.strides[p] for p in perm),
-                             v.offset)
+    ctx.views[n.name] = views.permute(ctx.views[n.inputs[0]], n.attr("perm"))
     return True
 
 
