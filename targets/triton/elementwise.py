@@ -305,12 +305,15 @@ POW_EXPR: dict[float, str] = {
 REDUCE_EXPR: dict[Op, str] = {
     Op.SUM: "_rsum(tl.where(cm, {x}, 0.0), 1)[:, None]",
     Op.MEAN: "(_rsum(tl.where(cm, {x}, 0.0), 1)[:, None] / {cols})",
-    Op.AMAX: "_rmax(tl.where(cm, {x}, float('-inf')), 1)[:, None]",
+    # the row's max; NaN when the row has a NaN (the max combine drops NaN; torch.amax propagates it)
+    Op.AMAX: "tl.where(_rmax(tl.where(cm & ({x} != {x}), 1.0, 0.0), 1)[:, None] > 0.0, float('nan'), "
+             "_rmax(tl.where(cm, {x}, float('-inf')), 1)[:, None])",
 }
 NORM_EXPR: dict[float, str] = {
     2.0: "tl.sqrt_rn(_rsum(tl.where(cm, {x} * {x}, 0.0), 1))[:, None]",
     1.0: "_rsum(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None]",
-    math.inf: "_rmax(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None]",
+    math.inf: "tl.where(_rmax(tl.where(cm & ({x} != {x}), 1.0, 0.0), 1)[:, None] > 0.0, float('nan'), "
+              "_rmax(tl.where(cm, tl.abs({x}), 0.0), 1)[:, None])",
 }
 # a reduction over one column (an "r" tile) is the value itself (the norm: its magnitude)
 REDUCE_ONE_COLUMN: dict[Op, str] = {Op.SUM: "{x}", Op.MEAN: "{x}", Op.AMAX: "{x}", Op.NORM: "tl.abs({x})"}

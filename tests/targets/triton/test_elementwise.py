@@ -76,3 +76,17 @@ def test_row_reductions_match_torch_over_odd_widths(batch, cols):
 def _steps(cm):
     from xrec.targets.triton.program import Program
     return Program.from_json((cm.path / "src" / "program.json").read_text()).steps
+
+
+class RowMax(nn.Module):
+    def forward(self, x):
+        return x.amax(1, keepdim=True) * 1.0, x.sum(1, keepdim=True) * 1.0
+
+
+def test_row_max_and_sum_propagate_nan_and_inf_like_torch():
+    x = torch.tensor([[1.0, float("nan"), 3.0], [float("-inf"), float("-inf"), float("-inf")],
+                      [-0.5, float("inf"), 2.0], [2.0, 2.0, -1.0]])
+    cm = xrec.compile(RowMax().eval(), (torch.randn(2, 3),), target="triton", options={"aot": False})
+    assert all(s.kind == "launch" for s in _steps(cm))
+    for got, want in zip(cm(x), RowMax()(x)):
+        torch.testing.assert_close(got, want, equal_nan=True)
