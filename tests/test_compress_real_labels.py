@@ -102,3 +102,21 @@ def test_models_without_data_are_scored_on_synthetic_labels_and_say_so():
     c = cm.manifest["compression"]
     assert c["labels"].startswith("synthetic") and c["samples"] == 512
     assert c["auc_ratio"] is None and c["meets_99"] is None and c["meets_99_9"] is None
+
+
+def test_cli_compile_of_a_movielens_factory_reports_on_real_labels(tmp_path, monkeypatch, capsys):
+    import json
+
+    import xrec.data.factories as factories
+    from xrec.cli import main
+    quick = data.TrainConfig(epochs=1, max_train_rows=3000)
+    real_trained = data.trained
+    monkeypatch.setattr(data, "trained", lambda name, **kw: real_trained(name, config=quick))
+    out = tmp_path / "ml.xrec"
+    code = main(["compile", f"{factories.__file__}:two_tower", "--target", "reference", "--quantize", "int8",
+                 "-o", str(out)])
+    assert code == 0
+    c = json.loads((out / "manifest.json").read_text())["compression"]
+    assert c["labels"] == "real: movielens-100k test split" and c["samples"] == len(data.load().test)
+    assert c["meets_99"] is not None
+    assert "AUC" in capsys.readouterr().out

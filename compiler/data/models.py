@@ -26,7 +26,7 @@ from ..zoo import DCNv2, DeepFM, FeatureSpec, WideDeep, ZooSpec, example_inputs 
 from ..zoo.common import EmbeddingBagList, mlp, new_generator
 from ..zoo.dlrm import DLRM
 from ..zoo.two_tower import TwoTower
-from .movielens import ITEM_FEATURES, USER_FEATURES, MovieLens100K, load
+from .movielens import USER_FEATURES, MovieLens100K, load
 
 __all__ = ["MODELS", "TrainConfig", "LabelledData", "spec_for", "build", "train", "trained", "evaluate",
            "example_inputs", "checkpoint_path"]
