@@ -129,3 +129,11 @@ def test_batches_follow_xrecs_calling_convention_with_ids_in_range(ml):
     # empty bags occur (a user's first ratings have no history), and the zoo's EmbeddingBag takes them
     hist_len = np.diff(ml.train.ids[data.FEATURES.index("hist_items")][1])
     assert (hist_len == 0).any()
+
+
+def test_missing_recbole_wheel_says_how_to_install_it(monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "recbole" else real(name, *a))
+    with pytest.raises(data.DataMissingError, match=r"scripts/setup.sh.*--no-deps recbole==1\.2\.1"):
+        data.data_dir()
