@@ -26,16 +26,9 @@ manifest), and refuses it with a LoweringError when the target's options say
 
 The IR interpreter registers its semantics as the ``"reference"`` target's
 rules (xrec/ir/interpreter.py), the xla target its StableHLO rules
-(targets/xla/). Every new op gets a rule on "reference" first (the
+(targets/xla/), the cpu and triton targets theirs (targets/cpu/rules/,
+targets/triton/rules/). Every new op gets a rule on "reference" first (the
 definition of its meaning), then one per target.
-
-Transition: ``xrec.targets.cpu.lower.LoweringError`` and
-``xrec.targets.triton.lower.LoweringError`` are still their own classes; their
-owners should replace them with ``from xrec.lowering import LoweringError``
-(a subclass of NotImplementedError, so ``except NotImplementedError`` keeps
-working, and ``LoweringError("message")`` keeps its message unchanged) and
-register their rules here. ``xrec.targets.xla.context.LoweringError`` is
-already this class.
 """
 from __future__ import annotations
 

@@ -13,6 +13,12 @@ from xrec.ir import Op
 from xrec.ir.types import DType
 
 
+def cstr(s: str) -> str:
+    """``s`` as a C string literal (backslashes, quotes and newlines escaped): the one escaper of the
+    C-family generators."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 class CodeWriter:
     """Indented line-by-line source emission."""
 

@@ -11,7 +11,7 @@ import sympy
 from xrec import __version__
 from xrec.ir import Op
 from xrec.ir.types import DType, dim_str
-from xrec.targets.cstyle import CodeWriter, CStyle
+from xrec.targets.cstyle import CodeWriter, CStyle, cstr
 
 from .plan import (TILE_MAX, Apply, BagStep, BmmStep, Const, FMStep, GatherStep, InteractionStep, LayerNormStep,
                    LinearStep, Load, LoopStep, Program, ReduceStep, SoftmaxStep, View)
@@ -27,10 +27,6 @@ ACT = {"none": "ACT_NONE", "relu": "ACT_RELU", "sigmoid": "ACT_SIGMOID", "tanh":
 XDT = {DType.F32: "XREC_F32", DType.F16: "XREC_F16", DType.F64: "XREC_F64", DType.I32: "XREC_I32",
        DType.I64: "XREC_I64", DType.I8: "XREC_I8", DType.U8: "XREC_U8", DType.BOOL: "XREC_BOOL",
        DType.BF16: "XREC_BF16"}
-
-
-def cstr(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 class CppDialect(CStyle):

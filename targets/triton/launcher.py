@@ -24,7 +24,7 @@ import sympy
 
 from xrec.ir.types import canon_dim
 
-from ..cpu.codegen import cstr   # the one C string-literal escaper (to move into targets/cstyle.py)
+from ..cstyle import cstr
 from .aot import cuda_include, launch_keys
 from .program import BLOB, CONST, ERRFLAG, INPUT, PTRTABLE, TEMP, Launch, Program, TorchStep, View
 
