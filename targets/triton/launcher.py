@@ -450,7 +450,7 @@ class _Gen:
         if p.err_buffer:
             n = int(p.buffers[p.err_buffer].shape[0])
             L.append(f'  CU(d_cuMemsetD32_v2(m->err, 0x7fffffffu, {n}), "cuMemsetD32(error flags)");')
-        L.append("  CUresult r = CUDA_SUCCESS;")
+        L.append("  CUresult r = CUDA_SUCCESS; (void)r;")
         for si, s in enumerate(p.steps):
             L += self.launch_code(si, s)
         for k, v in enumerate(p.outputs):

@@ -290,3 +290,19 @@ def test_python_runtime_on_a_gpu_matches_pytorch(artifact):
         assert got.is_cuda
         with torch.no_grad():
             torch.testing.assert_close(got.cpu(), m(dense, idx, off), rtol=1e-4, atol=1e-6)
+
+
+class _SoftmaxOverBatch(torch.nn.Module):
+    def forward(self, x):
+        return torch.softmax(x, dim=0)          # not along the last dim: the listed torch fallback
+
+
+def test_a_model_of_fallback_steps_only_still_builds_its_c_library_which_refuses_it_at_load(tmp_path):
+    x = torch.randn(4, 5)
+    cm = xrec.compile(_SoftmaxOverBatch(), (x,), target="triton", out=tmp_path / "fb.xrec")
+    ti = cm.manifest["target_info"]
+    assert [f["op"] for f in ti["fallbacks"]] == ["softmax"]
+    assert ti["c_abi"]["runs_in_c"] is False and (tmp_path / "fb.xrec" / "lib" / "libxrec_model_cuda.so").is_file()
+    torch.testing.assert_close(torch.as_tensor(cm(x)), torch.softmax(x, dim=0))
+    with pytest.raises(xrec.lowering.LoweringError, match="softmax"):
+        xrec.compile(_SoftmaxOverBatch(), (x,), target="triton", options={"strict": True})
