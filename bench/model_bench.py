@@ -156,7 +156,7 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
     ``xrec-T:part`` of kind "part".
     """
     from xrec.config import knobs
-    from xrec.models import resolve
+    from xrec.model_arg import resolve
 
     variants = list(variants or ["fp32"])
     check_mode(mode, burst)

@@ -69,7 +69,7 @@ def cmd_targets(args) -> int:
 def cmd_ir(args) -> int:
     from .api import lower
     from .ir.printer import print_graph
-    from .models import resolve
+    from .model_arg import resolve
     src = resolve(args.model, max_rows=args.max_rows)
     if src.exported is not None:
         g, *_ = lower(src.exported, target=args.target, name=src.name, stop_after=args.after,
@@ -83,7 +83,7 @@ def cmd_ir(args) -> int:
 
 def _compile(args, model_spec: str, out=None):
     from .api import compile as xcompile
-    from .models import resolve
+    from .model_arg import resolve
     with step(f"build model {model_spec}"):
         src = resolve(model_spec, max_rows=args.max_rows)
     model = src.exported if src.exported is not None else src.module
@@ -141,7 +141,7 @@ def _check_report(cm, src, batches, seed) -> dict:
 
 def cmd_check(args) -> int:
     from .api import load
-    from .models import from_source
+    from .model_arg import from_source
     if _is_artifact(args.model):
         cm = load(args.model)
         src = from_source(cm.manifest.get("source", {}))

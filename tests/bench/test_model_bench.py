@@ -78,7 +78,7 @@ def test_every_system_and_batch_gets_a_row_or_a_reason(extra_systems):
 
 
 def test_model_work_counts_matmul_flops_and_embedding_bytes():
-    from xrec.models import resolve
+    from xrec.model_arg import resolve
     from xrec import zoo
     src = resolve("dlrm-small", max_rows=50)
     args = zoo.make_inputs(src.module, 4, seed=0)
