@@ -117,12 +117,18 @@ def cmd_compile(args) -> int:
         print(f"size        {c['bytes_before'] / 2**20:.1f} MiB -> {c['bytes_after'] / 2**20:.1f} MiB "
               f"({c['bytes_after'] / max(c['bytes_before'], 1):.1%})")
         print(f"drift       max {c['max_abs_err']:.3e}, mean {c['mean_abs_err']:.3e} "
-              f"(predicted probability, {c['samples']} calibration samples)")
+              f"(predicted probability, {c['samples']} samples)")
+        if c.get("labels"):
+            print(f"labels      {c['labels']}")
         if c["auc"] is None:
             print("AUC         n/a (the model's output is not a probability)")
         else:
             print(f"AUC         {c['auc_fp32']:.5f} -> {c['auc']:.5f} ({c['auc_change']:+.5f})")
             print(f"log-loss    {c['logloss_fp32']:.5f} -> {c['logloss']:.5f} ({c['logloss_change']:+.5f})")
+            if c.get("auc_ratio") is not None:
+                met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+                print(f"MLPerf      AUC {c['auc_ratio']:.2%} of fp32: 99 % target {met(c['meets_99'])}, "
+                      f"99.9 % target {met(c['meets_99_9'])}")
         print(f"ranking AUC {c['ranking_auc']:.5f} (vs fp32 above its median; 1.0 = same ranking)")
     print(out)
     return 0

@@ -7,7 +7,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..ir import Graph, Op, feature_inputs
-from ..passes.quantize_embeddings import BITS, PRECISIONS
+from ..passes.quantize_embeddings import PRECISIONS
 
 LADDER = ("fp32", "fp16", "int8", "int4", "int2")     # from most to fewest bits
 
@@ -24,11 +24,8 @@ class TableStat:
     ids_per_sample: float      # measured on the calibration inputs
 
     def bytes_at(self, precision: str) -> int:
-        from ..ir.quant import row_bytes
-        if precision in ("fp32", "fp16", "bf16"):
-            return self.rows * self.dim * BITS[precision] // 8
-        return self.rows * row_bytes({"int8": "rowwise_i8", "int4": "rowwise_i4",
-                                      "int2": "rowwise_i2"}[precision], self.dim)
+        from ..ir import formats
+        return self.rows * formats.by_name(precision).row_bytes(self.dim)
 
     @property
     def coldness(self) -> float:
