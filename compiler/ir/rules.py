@@ -270,22 +270,24 @@ def r_unary(node, ts):
     return TensorType(x.shape, x.dtype)
 
 
-def r_binary(node, ts):
+def _same_dtype_operands(node, ts, hint: str = "") -> tuple[TensorType, tuple]:
+    """Two tensors of one dtype: (lhs type, their broadcast shape)."""
     _arity(node, ts, 2)
     a = _tensor(node, ts[0], "lhs")
     b = _tensor(node, ts[1], "rhs")
     if a.dtype != b.dtype:
-        _fail(node, f"dtype mismatch {a.dtype.value} vs {b.dtype.value}")
-    return TensorType(broadcast_shapes(node, a.shape, b.shape), a.dtype)
+        _fail(node, f"dtype mismatch {a.dtype.value} vs {b.dtype.value}{hint}")
+    return a, broadcast_shapes(node, a.shape, b.shape)
+
+
+def r_binary(node, ts):
+    a, shape = _same_dtype_operands(node, ts)
+    return TensorType(shape, a.dtype)
 
 
 def r_compare(node, ts):
-    _arity(node, ts, 2)
-    a = _tensor(node, ts[0], "lhs")
-    b = _tensor(node, ts[1], "rhs")
-    if a.dtype != b.dtype:
-        _fail(node, f"dtype mismatch {a.dtype.value} vs {b.dtype.value} (the frontend promotes operands first)")
-    return TensorType(broadcast_shapes(node, a.shape, b.shape), DType.BOOL)
+    _, shape = _same_dtype_operands(node, ts, " (the frontend promotes operands first)")
+    return TensorType(shape, DType.BOOL)
 
 
 def r_logical(node, ts):
