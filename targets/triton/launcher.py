@@ -26,11 +26,10 @@ from xrec.ir.types import canon_dim
 
 from ..cstyle import cstr
 from .aot import cuda_include, launch_keys
-from .program import BLOB, CONST, ERRFLAG, INPUT, PTRTABLE, TEMP, Launch, Program, TorchStep, View
+from .program import BLOB, CONST, ERRFLAG, INPUT, ITEMSIZE, PTRTABLE, TEMP, Launch, Program, TorchStep, View
 
 _XREC_DTYPES = {"f32": "XREC_F32", "f16": "XREC_F16", "f64": "XREC_F64", "i32": "XREC_I32", "i64": "XREC_I64",
                 "i8": "XREC_I8", "u8": "XREC_U8", "bool": "XREC_BOOL", "bf16": "XREC_BF16", "i16": "XREC_BF16"}
-_ITEMSIZE = {"f32": 4, "f16": 2, "f64": 8, "i32": 4, "i64": 8, "i8": 1, "u8": 1, "bool": 1, "bf16": 2, "i16": 2}
 _C_INT = {"i64": "int64_t", "i32": "int32_t"}
 
 LIBRARY = "lib/libxrec_model_cuda.so"
@@ -95,7 +94,7 @@ class _Gen:
         off = canon_dim(v.offset)
         if isinstance(off, int) and off == 0:
             return self.base(v)
-        return f"({self.base(v)} + (CUdeviceptr)({cexpr(off)} * {_ITEMSIZE[v.dtype]}))"
+        return f"({self.base(v)} + (CUdeviceptr)({cexpr(off)} * {ITEMSIZE[v.dtype]}))"
 
     def numel(self, shape) -> str:
         return " * ".join(cexpr(d) for d in shape) or "1LL"
@@ -373,7 +372,7 @@ class _Gen:
               '    CUresult r = n ? d_cuMemcpyHtoD_v2(m->weights, w, n) : CUDA_SUCCESS;', "    free(w);",
               '    if (r != CUDA_SUCCESS) return cuda_fail(r, "cuMemcpyHtoD(weights)"); }']
         for i, b in enumerate(self.kinds.get(CONST, [])):
-            nbytes = len(b.data) * _ITEMSIZE[b.dtype]
+            nbytes = len(b.data) * ITEMSIZE[b.dtype]
             L += [f'  CU(d_cuMemAlloc_v2(&m->consts[{i}], {nbytes}), "cuMemAlloc(const)");',
                   f'  CU(d_cuMemcpyHtoD_v2(m->consts[{i}], const_{i}, {nbytes}), "cuMemcpyHtoD(const)");']
         for i, b in enumerate(self.kinds.get(PTRTABLE, [])):
@@ -439,7 +438,7 @@ class _Gen:
         for i, b in enumerate(self.kinds.get(TEMP, [])):
             if b.name in self.out_bind:
                 continue
-            L.append(f"  rc = ensure_temp(m, {i}, {self.numel(b.shape)} * {_ITEMSIZE[b.dtype]});  /* {b.name} */")
+            L.append(f"  rc = ensure_temp(m, {i}, {self.numel(b.shape)} * {ITEMSIZE[b.dtype]});  /* {b.name} */")
             L.append("  if (rc) return rc;")
         for i, b in enumerate(self.kinds.get(PTRTABLE, [])):
             L.append(f"  {{ int64_t t[{len(b.rows) * 4}] = {{")
@@ -455,7 +454,7 @@ class _Gen:
             L += self.launch_code(si, s)
         for k, v in enumerate(p.outputs):
             if v.buf not in self.out_bind or self.out_bind[v.buf] != k:
-                nbytes = f"{self.numel(v.shape)} * {_ITEMSIZE[v.dtype]}"
+                nbytes = f"{self.numel(v.shape)} * {ITEMSIZE[v.dtype]}"
                 L.append(f'  CU(d_cuMemcpyDtoD_v2((CUdeviceptr)out[{k}].data, {self.ptr(v)}, (size_t)({nbytes})), '
                          '"cuMemcpyDtoD(output)");')
         L.append('  CU(d_cuCtxSynchronize(), "running the kernels");')
@@ -471,7 +470,7 @@ class _Gen:
                       f"  if (err[{2 * e.slot}] != 0x7fffffff) {{",
                       f"    {_C_INT[idx_dt]} v = 0;",
                       f"    d_cuMemcpyDtoH_v2(&v, {self.ptr(e.indices)} + (CUdeviceptr)err[{2 * e.slot}] * "
-                      f"{_ITEMSIZE[idx_dt]}, sizeof v);",
+                      f"{ITEMSIZE[idx_dt]}, sizeof v);",
                       f"    return fail(XREC_ERR_INPUT, \"feature '{e.feature}': index %lld at position %d is out of "
                       f"range for a table of {e.num_rows} rows\", (long long)v, err[{2 * e.slot}]);", "  }"]
         L += ["  return XREC_OK;", "}", "",

@@ -22,6 +22,8 @@ from ..views import View, contiguous_strides  # noqa: F401  (the shared strided 
 
 # buffer kinds
 INPUT, BLOB, TEMP, CONST, PTRTABLE, ERRFLAG = "input", "blob", "temp", "const", "ptrtable", "errflag"
+# bytes per element of the dtypes views and buffers use ("i16": bf16 rows read as bit patterns)
+ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i16": 2, "i8": 1, "u8": 1, "bool": 1}
 
 
 @dataclass

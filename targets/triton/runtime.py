@@ -21,7 +21,7 @@ from xrec.progress import say
 from xrec.runtime.validate import InputError
 
 from .loader import has_cuda, load_kernels
-from .program import CONST, ERRFLAG, INPUT, PTRTABLE, TEMP, Launch, Program, View, ev
+from .program import CONST, ERRFLAG, INPUT, ITEMSIZE, PTRTABLE, TEMP, Launch, Program, View, ev
 from .torch_ops import run_node, torch_dtype
 
 INT32_MAX = 2 ** 31 - 1
@@ -151,7 +151,7 @@ class TritonModel:
         base = env.get(v.buf)
         if base is None or self.program.buffers[v.buf].kind != INPUT:
             return self._tensor(env, binds, v).data_ptr()
-        return base.data_ptr() + ev(v.offset, binds) * _ITEMSIZE[v.dtype]
+        return base.data_ptr() + ev(v.offset, binds) * ITEMSIZE[v.dtype]
 
     def _ptrtables(self, env: dict, binds: dict) -> None:
         for b in self.program.buffers.values():
@@ -299,9 +299,6 @@ class TritonModel:
         copied.record()
         return {"graph": graph, "env": cenv, "ptrtables": ptrtables, "outputs": outputs, "err_host": err_host,
                 "copied": copied}
-
-
-_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i16": 2, "i8": 1, "u8": 1, "bool": 1}
 
 
 def _is_symbol(d) -> bool:
