@@ -73,7 +73,7 @@ class CompiledModel:
         if leaves is None:
             leaves, _ = pytree.tree_flatten((tuple(args), dict(kwargs)))
         if self._in_spec is not None and len(leaves) != self._in_spec.num_leaves:
-            raise TypeError(f"{self.graph.name}: called with {len(leaves)} tensors but compiled with "
+            raise InputError(f"{self.graph.name}: called with {len(leaves)} tensors but compiled with "
                             f"{self._in_spec.num_leaves} (same structure as the example inputs, e.g. (dense, "
                             "indices, offsets) lists of one tensor per feature)")
         as_torch = False

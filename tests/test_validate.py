@@ -63,7 +63,7 @@ def test_wrong_dtype_rank_batch_and_feature_count(compiled):
     d5, _, _ = _inputs(m, batch=5)
     with pytest.raises(InputError, match=r"offsets"):
         cm(d5, idx, off)                                # dense says batch 5, offsets say 4
-    with pytest.raises(TypeError, match=r"called with 52 tensors but compiled with 53"):
+    with pytest.raises(InputError, match=r"called with 52 tensors but compiled with 53"):
         cm(dense, idx[:-1], off)
 
 

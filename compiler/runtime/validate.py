@@ -63,31 +63,44 @@ class InputValidator:
 
     @staticmethod
     def _check_feature(f: dict, arrays: list[np.ndarray]) -> None:
-        if f["indices"] is None or f["offsets"] is None:
-            return
-        name = f["feature"]
-        idx, off = arrays[f["indices"]], arrays[f["offsets"]]
-        if f["include_last_offset"]:
-            if len(off) == 0:
-                raise InputError(f"feature {name!r}: offsets is empty; it needs batch+1 entries")
-            if off[0] != 0:
-                raise InputError(f"feature {name!r}: offsets must start at 0, got {int(off[0])}")
-            if off[-1] != len(idx):
-                raise InputError(f"feature {name!r}: offsets end at {int(off[-1])} but indices holds "
-                                 f"{len(idx)} ids (offsets[-1] must equal len(indices))")
-        elif len(off) and off[0] != 0:
-            raise InputError(f"feature {name!r}: offsets must start at 0, got {int(off[0])}")
-        d = np.diff(off)
-        if d.size and d.min() < 0:
-            p = int(np.argmax(d < 0))
-            raise InputError(f"feature {name!r}: offsets decrease at position {p + 1} "
-                             f"({int(off[p])} then {int(off[p + 1])}); offsets must be non-decreasing")
-        if len(off) and off[-1] > len(idx):
-            raise InputError(f"feature {name!r}: offsets reach {int(off[-1])} beyond the {len(idx)} ids")
-        rows = f.get("num_rows")
-        if rows is not None and idx.size:
-            lo, hi = idx.min(), idx.max()
-            if lo < 0 or hi >= rows:
-                p = int(np.argmax((idx < 0) | (idx >= rows)))
-                raise InputError(f"feature {name!r}: index {int(idx[p])} at position {p} is out of range "
-                                 f"for its table of {rows} rows")
+        check_feature(f, arrays)
+
+
+def check_offset_ends(name: str, include_last_offset: bool, n_offsets: int, first: int | None,
+                      last: int | None, n_ids: int) -> None:
+    """The O(1) part of the offsets checks (first and last entry), shared by every target's runtime."""
+    if include_last_offset:
+        if n_offsets == 0:
+            raise InputError(f"feature {name!r}: offsets is empty; it needs batch+1 entries")
+        if first != 0:
+            raise InputError(f"feature {name!r}: offsets must start at 0, got {first}")
+        if last != n_ids:
+            raise InputError(f"feature {name!r}: offsets end at {last} but indices holds "
+                             f"{n_ids} ids (offsets[-1] must equal len(indices))")
+    elif n_offsets and first != 0:
+        raise InputError(f"feature {name!r}: offsets must start at 0, got {first}")
+
+
+def check_feature(f: dict, arrays: list) -> None:
+    """Every check of one sparse feature's ids and offsets (numpy arrays), in the documented order."""
+    if f["indices"] is None or f["offsets"] is None:
+        return
+    name = f["feature"]
+    idx, off = np.asarray(arrays[f["indices"]]), np.asarray(arrays[f["offsets"]])
+    n = len(off)
+    check_offset_ends(name, bool(f["include_last_offset"]), n, int(off[0]) if n else None,
+                      int(off[-1]) if n else None, len(idx))
+    d = np.diff(off)
+    if d.size and d.min() < 0:
+        p = int(np.argmax(d < 0))
+        raise InputError(f"feature {name!r}: offsets decrease at position {p + 1} "
+                         f"({int(off[p])} then {int(off[p + 1])}); offsets must be non-decreasing")
+    if n and off[-1] > len(idx):
+        raise InputError(f"feature {name!r}: offsets reach {int(off[-1])} beyond the {len(idx)} ids")
+    rows = f.get("num_rows")
+    if rows is not None and idx.size:
+        lo, hi = idx.min(), idx.max()
+        if lo < 0 or hi >= rows:
+            p = int(np.argmax((idx < 0) | (idx >= rows)))
+            raise InputError(f"feature {name!r}: index {int(idx[p])} at position {p} is out of range "
+                             f"for its table of {rows} rows")

@@ -18,7 +18,7 @@ import torch
 
 from xrec.ir import Graph
 from xrec.progress import say
-from xrec.runtime.validate import InputError
+from xrec.runtime.validate import InputError, check_feature, check_offset_ends
 
 from .loader import has_cuda, load_kernels
 from .program import CONST, ERRFLAG, INPUT, ITEMSIZE, PTRTABLE, TEMP, Launch, Program, View, ev
@@ -51,8 +51,12 @@ class TritonModel:
     """The compiled model as a callable on flat torch tensors (the model's flattened inputs)."""
 
     def __init__(self, program: Program, kernels_path: Path, weights: np.ndarray, graph: Graph,
-                 mode: str = "auto", cuda_graphs: bool = True):
+                 mode: str = "auto", cuda_graphs: bool = True, features: list | None = None):
         self.program = program
+        # the manifest's sparse features (flat input positions of ids and offsets): the offsets' ends are
+        # checked on the host before any launch, the kernels check the rest, and any error is reported in
+        # the words of xrec.runtime.validate, as on every other target
+        self.features = [f for f in (features or []) if f["indices"] is not None and f["offsets"] is not None]
         self.graph = graph
         self.interpret = resolve_mode(mode)
         self.device = torch.device("cpu" if self.interpret else "cuda")
@@ -110,6 +114,7 @@ class TritonModel:
             raise InputError(f"{prog.name}: expected {len(prog.inputs)} input tensors, got {len(flat)}")
         env = dict(self.static)
         shapes = []
+        tensors = []
         dev = self.device.type
         for (name, bname, want, rank), t in zip(self._in_specs, flat):
             if not isinstance(t, torch.Tensor):
@@ -127,6 +132,7 @@ class TritonModel:
                 t = t.contiguous()
             env[bname] = t
             shapes.append(t.shape)
+            tensors.append(t)
         binds = prog.bind(shapes)
         for k, axis, d in self._shape_checks:
             if shapes[k][axis] != ev(d, binds):   # e.g. offsets of another batch: kernels would read past the end
@@ -135,7 +141,20 @@ class TritonModel:
                 want = tuple(ev(x, binds) for x in prog.buffers[bname].shape)
                 dims = ", ".join(str(x) for x in prog.buffers[bname].shape)
                 raise InputError(f"input {name!r}: shape {shape}, expected [{dims}] = {want}")
+        if self.check:
+            self._check_offset_ends(tensors)
         return env, binds
+
+    def _check_offset_ends(self, tensors: list) -> None:
+        """offsets[0] == 0 and (with include_last_offset) offsets[-1] == len(indices): the kernels see each
+        bag's own bounds only, so an offsets list ending early would silently drop the last ids."""
+        for f in self.features:
+            idx, off = tensors[f["indices"]], tensors[f["offsets"]]
+            if off.dim() != 1 or idx.dim() != 1:
+                continue                      # the rank checks of _inputs name the input
+            n = off.shape[0]
+            ends = off[[0, -1]].tolist() if n else [None, None]
+            check_offset_ends(f["feature"], bool(f["include_last_offset"]), n, ends[0], ends[1], idx.shape[0])
 
     def _ptrtable_rows(self, b, env: dict, binds: dict, out: np.ndarray | None = None) -> torch.Tensor:
         """A pointer table's rows on the host: (ids, offsets, per-sample weights) addresses and id count."""
@@ -185,13 +204,18 @@ class TritonModel:
             return
         for e in self.program.errors:
             pos, bag = int(err[2 * e.slot]), int(err[2 * e.slot + 1])
+            if bag == INT32_MAX and pos == INT32_MAX:
+                continue
+            # the kernels flag a slot; the host names the first problem exactly as xrec.runtime.validate does
+            flat = [env[b].cpu().numpy() for _, b in self.program.inputs]
+            for f in self.features:
+                check_feature(f, flat)
             if bag != INT32_MAX:
                 raise InputError(f"feature {e.feature!r}: the offsets of bag {bag} are invalid (they must start "
                                  f"at 0, never decrease, and end at len(indices))")
-            if pos != INT32_MAX:
-                v = int(self._tensor(env, binds, e.indices)[pos])
-                raise IndexError(f"feature {e.feature!r}: index {v} at position {pos} is out of range for a "
-                                 f"table of {e.num_rows} rows")
+            v = int(self._tensor(env, binds, e.indices)[pos])
+            raise InputError(f"feature {e.feature!r}: index {v} at position {pos} is out of range for its "
+                             f"table of {e.num_rows} rows")
 
     # ------------------------------------------------------------------ call
     def __call__(self, *flat) -> list[torch.Tensor]:
@@ -364,4 +388,4 @@ def load_model(artifact, mode: str = "auto", cuda_graphs: bool = True) -> Triton
     prog = Program.from_json((path / "src" / "program.json").read_text())
     weights = np.fromfile(path / artifact.manifest["weights"]["file"], dtype=np.uint8)
     return TritonModel(prog, path / "src" / prog.kernels_file, weights, artifact.graph, mode=mode,
-                       cuda_graphs=cuda_graphs)
+                       cuda_graphs=cuda_graphs, features=artifact.manifest["signature"]["features"])

@@ -97,13 +97,14 @@ def test_compiled_model_is_a_callable_on_torch_tensors():
         torch.testing.assert_close(out[0], m(dense, idx, off), **TOL)
 
 
-def test_out_of_range_ids_and_bad_offsets_are_reported_by_the_kernels():
+def test_out_of_range_ids_and_bad_offsets_are_input_errors_in_the_words_of_every_target():
     m, cm = compiled_zoo("dlrm-small")
     model = cm._run.model          # below CompiledModel's own host-side validation
     dense, idx, off = zoo.make_inputs(m, 4, seed=3)
     idx = [i.clone() for i in idx]
     idx[5][2] = 10_000
-    with pytest.raises(IndexError, match=r"feature 'indices\[5\]': index 10000 at position 2 is out of range"):
+    with pytest.raises(InputError, match=r"feature 'indices\[5\]': index 10000 at position 2 is out of range for its "
+                                         r"table of \d+ rows"):
         model(dense, *idx, *off)
     idx[5][2] = 0
     with pytest.raises(InputError, match=r"input 'offsets\[3\]': shape \(4,\), expected \[B \+ 1\] = \(5,\)"):
@@ -111,7 +112,17 @@ def test_out_of_range_ids_and_bad_offsets_are_reported_by_the_kernels():
     off = [o.clone() for o in off]
     off[7][2] = off[7][1] - 1 if off[7][1] > 0 else 5
     off[7][3] = max(int(off[7][3]), 0)
-    with pytest.raises(InputError, match=r"feature 'indices\[7\]': the offsets of bag"):
+    with pytest.raises(InputError, match=r"feature 'indices\[7\]': offsets decrease at position 2"):
+        model(dense, *idx, *off)
+    off = [o.clone() for o in zoo.make_inputs(m, 4, seed=3)[2]]
+    n = int(off[6][-1])
+    off[6][-1] = n - 1                 # ends before len(indices): the last ids would be dropped silently
+    with pytest.raises(InputError, match=rf"feature 'indices\[6\]': offsets end at {n - 1} but indices holds {n} "
+                                         r"ids \(offsets\[-1\] must equal len\(indices\)\)"):
+        model(dense, *idx, *off)
+    off[6][-1] = n
+    off[6][0] = 1
+    with pytest.raises(InputError, match=r"feature 'indices\[6\]': offsets must start at 0, got 1"):
         model(dense, *idx, *off)
 
 
