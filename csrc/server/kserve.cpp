@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <type_traits>
 
 namespace xrec {
 namespace serve {
@@ -123,7 +124,22 @@ class RequestSax {
     return value(std::move(v));
   }
   bool binary(json::binary_t&) { return fail("binary JSON values are not supported"); }
-  bool start_object(std::size_t) {
+  // A request nests a few levels ({"inputs": [{"parameters": {...}}]}, data [[...]]); a deeper one is refused
+  // before anything recurses over it (echoing or dumping a 60,000-deep value overflows the stack).
+  static constexpr int kMaxDepth = 32;
+  bool start_object(std::size_t) { return deeper() && open_object(); }
+  bool start_array(std::size_t) { return deeper() && open_array(); }
+  bool end_object() {
+    --depth_;
+    return close_object();
+  }
+  bool end_array() {
+    --depth_;
+    return close_array();
+  }
+
+  bool open_object() {
+    if (st_ == RootValue && key_ == "id") return fail(kIdNotString + std::string("an object"));
     switch (st_) {
       case Start: st_ = Root; return true;
       case Inputs:
@@ -137,10 +153,10 @@ class RequestSax {
       case Data: return fail(where() + ": element " + std::to_string(data_count()) + " of \"data\" is an object, "
                              "not a number");
       case Shape: bad_shape = true; return fail(where() + ": shape dimensions must be non-negative integers");
-      default: return begin_capture() && start_object(0);
+      default: return begin_capture() && open_object();
     }
   }
-  bool end_object() {
+  bool close_object() {
     switch (st_) {
       case Root: st_ = End; return true;
       case Input: st_ = Inputs; return true;
@@ -150,7 +166,8 @@ class RequestSax {
       default: return fail("unexpected end of object");
     }
   }
-  bool start_array(std::size_t) {
+  bool open_array() {
+    if (st_ == RootValue && key_ == "id") return fail(kIdNotString + std::string("an array"));
     switch (st_) {
       case Start: return fail("the request body must be a JSON object with \"inputs\", got an array");
       case RootValue:
@@ -159,7 +176,7 @@ class RequestSax {
           inputs_seen = true;
           return true;
         }
-        return begin_capture() && start_array(0);
+        return begin_capture() && open_array();
       case InputValue:
         if (key_ == "data") {
           st_ = Data;
@@ -179,7 +196,7 @@ class RequestSax {
           shape_seen.back() = 1;
           return true;
         }
-        return begin_capture() && start_array(0);
+        return begin_capture() && open_array();
       case Data: ++data_depth_; return true;
       case Shape: bad_shape = true; return fail(where() + ": shape dimensions must be non-negative integers");
       case CaptureValue: cap_.open(json::array()); return true;
@@ -187,7 +204,7 @@ class RequestSax {
       default: return fail("unexpected array");
     }
   }
-  bool end_array() {
+  bool close_array() {
     switch (st_) {
       case Inputs: st_ = Root; return true;
       case Shape: st_ = Input; return true;
@@ -218,6 +235,12 @@ class RequestSax {
  private:
   enum State { Start, Root, RootValue, Inputs, Input, InputValue, Data, Shape, CaptureValue, End };
 
+  static constexpr const char* kIdNotString = "\"id\" must be a string (KServe v2), got ";
+  bool deeper() {
+    if (++depth_ <= kMaxDepth) return true;
+    return fail("the request nests JSON arrays/objects more than " + std::to_string(kMaxDepth) +
+                " levels deep; a KServe v2 request needs a few");
+  }
   static std::string text_of(const json& v) {
     if (v.is_number()) return v.dump();
     std::string t = v.dump();
@@ -262,6 +285,8 @@ class RequestSax {
         return fail(where() + ": shape dimensions must be non-negative integers, got " + text_of(json(v)));
       case RootValue:
         if (key_ == "inputs") return fail("\"inputs\" must be an array of tensors, got " + text_of(json(v)));
+        if (key_ == "id" && !std::is_same<typename std::decay<V>::type, std::string>::value)
+          return fail(kIdNotString + text_of(json(v)));
         break;
       case InputValue:
         if (key_ == "data") return fail(where() + ": \"data\" must be an array, got " + text_of(json(v)));
@@ -295,6 +320,7 @@ class RequestSax {
   std::string key_;
   Capture cap_;
   int data_depth_ = 0;
+  int depth_ = 0;   // open arrays and objects
 };
 
 }  // namespace
@@ -460,7 +486,7 @@ InferResponse encode_infer_response(const ServedModel& model, const InferRequest
   if (!req.id.is_null()) head["id"] = req.id;
   head["outputs"] = std::move(outs);
   InferResponse r;
-  r.body = head.dump();
+  r.body = head.dump(-1, ' ', false, json::error_handler_t::replace);
   bool any_binary = false;
   for (const InferRequest::Out& o : req.outputs) {
     const int dt = outputs[(size_t)o.index].dtype;

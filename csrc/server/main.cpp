@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -96,7 +97,17 @@ int parse_args(int argc, char** argv, Options* o) {
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // replace: a message quoting a client's bytes that are not UTF-8 must not turn a 4xx into a 500
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+const char* const kEmptyBody =
+    "the request body is empty: POST a JSON object {\"inputs\": [{\"name\", \"datatype\", \"shape\", "
+    "\"data\"}, ...]} (KServe v2) with Content-Type: application/json and its Content-Length";
+
+bool is_infer_path(const std::string& path) {
+  const size_t n = path.size();
+  return n >= 6 && path.compare(n - 6, 6, "/infer") == 0;
 }
 
 void send_error(httplib::Response& res, int status, const std::string& msg) { send_json(res, status, {{"error", msg}}); }
@@ -208,21 +219,11 @@ int main(int argc, char** argv) {
     res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
   });
 
-  svr.Post(M + "/infer", [&](const httplib::Request& req, httplib::Response& res) {
-    const auto t0 = Clock::now();
-    metrics.received();
-    active.fetch_add(1);
-    auto answer = [&](int status, const std::string& kind, const std::string& msg) {
-      if (status != 200) {
-        send_error(res, status, msg);
-        metrics.error(kind);
-      }
-      metrics.answered(status, std::chrono::duration<double>(Clock::now() - t0).count());
-      active.fetch_sub(1);
-    };
+  // The body of POST .../infer; `answer` sends an error (or counts a 200) exactly once.
+  auto handle_infer = [&](const httplib::Request& req, httplib::Response& res, Clock::time_point t0,
+                          const std::function<void(int, const std::string&, const std::string&)>& answer) {
     if (!known(req, res)) {
       metrics.answered(404, std::chrono::duration<double>(Clock::now() - t0).count());
-      active.fetch_sub(1);
       return;
     }
     // A request that got past this check is in flight: shutdown waits for it to be queued (then answered).
@@ -238,6 +239,8 @@ int main(int argc, char** argv) {
       ~Admit() { release(); }
     } admit{admitting};
     if (draining) return answer(503, "shutting_down", "the server is shutting down; it takes no new requests");
+    if (req.body.empty())
+      return answer(400, "bad_request", kEmptyBody);
     InferRequest r;
     auto job = std::make_shared<Job>();
     try {
@@ -272,6 +275,34 @@ int main(int argc, char** argv) {
     res.status = 200;
     res.set_content(std::move(out.body), out.content_type.c_str());
     answer(200, "", "");
+  };
+
+  svr.Post(M + "/infer", [&](const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    metrics.received();
+    // In flight from here until this handler returns, whatever way it returns (a throw included):
+    // shutdown waits for `active` to reach 0.
+    active.fetch_add(1);
+    struct Active {
+      std::atomic<int>& n;
+      ~Active() { n.fetch_sub(1); }
+    } in_flight{active};
+    bool answered = false;
+    auto answer = [&](int status, const std::string& kind, const std::string& msg) {
+      if (status != 200) {
+        send_error(res, status, msg);
+        metrics.error(kind);
+      }
+      metrics.answered(status, std::chrono::duration<double>(Clock::now() - t0).count());
+      answered = true;
+    };
+    try {
+      handle_infer(req, res, t0, answer);
+    } catch (const std::exception& e) {
+      if (!answered) answer(500, "internal", std::string("internal error: ") + e.what());
+    } catch (...) {
+      if (!answered) answer(500, "internal", "internal error");
+    }
   });
 
   // Errors the routes did not answer themselves (no route, body too large, ...): JSON too.
@@ -282,19 +313,22 @@ int main(int argc, char** argv) {
       msg = "the request body (" + req.get_header_value("Content-Length") + " bytes) exceeds the limit of " +
             std::to_string(opt.max_body) + " bytes (--max-body-bytes)";
       metrics.error("too_large");
-      const size_t n = req.path.size();
-      if (n >= 6 && req.path.compare(n - 6, 6, "/infer") == 0) {
-        metrics.received();
-        metrics.answered(413, 0.0);
-      }
     } else if (res.status == 404) {
       msg = "no route for " + req.method + " " + req.path + "; this server answers GET /v2, /v2/health/live, "
             "/v2/health/ready, /v2/models/" + name + "[/ready|/config], /metrics and POST /v2/models/" + name +
             "/infer";
       metrics.error("not_found");
+    } else if (res.status == 400 && req.method == "POST" && req.body.empty()) {
+      msg = kEmptyBody;   // httplib refuses a POST without Content-Length before any route sees it
+      metrics.error("bad_request");
     } else {
       msg = "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
       metrics.error(res.status >= 500 ? "internal" : "bad_request");
+    }
+    // every POST .../infer is counted, also those refused before the infer route ran
+    if (req.method == "POST" && is_infer_path(req.path)) {
+      metrics.received();
+      metrics.answered(res.status, 0.0);
     }
     send_error(res, res.status, msg);
   });
