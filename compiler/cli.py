@@ -87,7 +87,8 @@ def _compile(args, model_spec: str, out=None):
     with step(f"build model {model_spec}"):
         src = resolve(model_spec, max_rows=args.max_rows)
     model = src.exported if src.exported is not None else src.module
-    cm = xcompile(model, src.example_inputs, target=args.target, name=src.name, out=out,
+    cm = xcompile(model, src.example_inputs, target=args.target, name=getattr(args, "name", None) or src.name,
+                  out=out,
                   options=_target_options(args),
                   source=src.source, quantize=getattr(args, "quantize", None),
                   calibration=src.make_inputs, budget_mb=getattr(args, "budget_mb", None),
@@ -98,8 +99,8 @@ def _compile(args, model_spec: str, out=None):
 
 
 def cmd_compile(args) -> int:
-    out = Path(args.output or f"{Path(args.model).stem if ':' not in args.model else args.model.split(':')[-1]}"
-               f".xrec")
+    default = args.name or (Path(args.model).stem if ':' not in args.model else args.model.split(':')[-1])
+    out = Path(args.output or f"{default}.xrec")
     cm, _ = _compile(args, args.model, out=out)
     m = cm.manifest
     say(f"wrote {out} (target {m['target']}, weights {m['weights']['bytes'] / 2**20:.1f} MiB, "
@@ -248,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("compile", help="compile a model into an artifact directory")
     sp.add_argument("model")
     model_opts(sp)
-    sp.add_argument("-o", "--output", default=None, help="artifact directory (default MODEL.xrec)")
+    sp.add_argument("-o", "--output", default=None, help="artifact directory (default NAME.xrec)")
+    sp.add_argument("--name", default=None,
+                    help="the model's name in the artifact and when served (default: the zoo name, the factory "
+                         "of file.py:factory, or the .pt2 file's stem)")
     sp.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
                     help="embedding-table precision (row-wise, FBGEMM layouts); 'mixed' picks per table")
     sp.add_argument("--budget-mb", type=float, default=None, help="memory budget for --quantize mixed")
