@@ -61,13 +61,73 @@ def _export(model, args, kwargs):
     except (TypeError, ValueError):
         dynamic = pytree.tree_map(dyn, args, is_leaf=is_leaf) if not kwargs else None
     try:
-        return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic, strict=False)
+        return _quiet_export(model, args, kwargs, dynamic)
     except Exception as e:  # torch's own message is long; keep it chained, say what xrec tried
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise FrontendError(f"torch.export failed on {type(model).__name__}: {type(e).__name__}: {first}\n"
-                            "xrec traces with torch.export (batch dim and jagged lengths dynamic); "
-                            "make the model export-friendly (no data-dependent Python control flow, "
-                            "no .item()).") from e
+        raise FrontendError(_export_failure(model, e)) from e
+
+
+def _quiet_export(model, args, kwargs, dynamic):
+    """torch.export.export, without the partial FX graph torch prints to stderr when it fails (and
+    its symbolic-shapes warnings); under XREC_VERBOSE everything torch prints is shown."""
+    import contextlib
+    import io
+    import logging
+    import sys
+    from ..config import knobs
+    if knobs.verbose:
+        return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic, strict=False)
+    shapes_log = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    level = shapes_log.level
+    shapes_log.setLevel(logging.ERROR)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic, strict=False)
+    except Exception as e:
+        graph = getattr(e, "partial_fx_graph", None)
+        text = err.getvalue()
+        if graph is not None:
+            text = text.replace(f"{graph}\n", "").replace(str(graph), "")
+        err = io.StringIO(text)
+        raise
+    finally:
+        shapes_log.setLevel(level)
+        if err.getvalue().strip():
+            sys.stderr.write(err.getvalue())   # torch's warnings on success, anything else it printed
+
+
+def _failing_user_line(e: Exception) -> str | None:
+    """'file:line (`code`)' of the user's call torch names in its error ("The following call raised this error")."""
+    lines = str(e).splitlines()
+    for k, line in enumerate(lines):
+        if line.strip().startswith("The following call raised this error"):
+            for j in range(k + 1, len(lines)):
+                s = lines[j].strip()
+                if s.startswith('File "'):
+                    try:
+                        path = s.split('"')[1]
+                        lineno = int(s.split(", line ")[1].split(",")[0])
+                    except (IndexError, ValueError):
+                        return None
+                    code = lines[j + 1].strip() if j + 1 < len(lines) else ""
+                    return f"{path}:{lineno} (`{code}`)"
+    return None
+
+
+def _export_failure(model, e: Exception) -> str:
+    first = str(e).splitlines()[0] if str(e) else ""
+    where = _failing_user_line(e)
+    at = f" at {where}" if where else ""
+    if "GuardOnDataDependentSymNode" in type(e).__name__ or "data-dependent" in first:
+        return (f"torch.export failed on {type(model).__name__}{at}: Python control flow on a tensor's values "
+                f"(an if/while on a tensor, bool(), .item()) ({type(e).__name__}: {first})\n"
+                "xrec compiles one graph for every input, so a branch cannot depend on the data: compute both "
+                "sides and pick with torch.where(cond, a, b) (or use torch.cond). XREC_VERBOSE=1 shows torch's "
+                "partial graph and traceback.")
+    return (f"torch.export failed on {type(model).__name__}{at}: {type(e).__name__}: {first}\n"
+            "xrec traces with torch.export (batch dim and jagged lengths dynamic); "
+            "make the model export-friendly (no data-dependent Python control flow, "
+            "no .item()).")
 
 
 def _decompose_unknown(ep):
