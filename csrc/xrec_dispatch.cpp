@@ -390,6 +390,8 @@ void xrec_model_free(xrec_model* model) { unload(model); }
 
 int xrec_model_run(xrec_model* m, const xrec_tensor* inputs, int n_inputs, xrec_tensor* outputs, int n_outputs) {
   if (!m) return fail(XREC_ERR_RUNTIME, "xrec_model_run: model is NULL");
+  if (n_inputs > 0 && !inputs) return fail(XREC_ERR_INPUT, "xrec_model_run: inputs is NULL");
+  if (n_outputs > 0 && !outputs) return fail(XREC_ERR_INPUT, "xrec_model_run: outputs is NULL");
   g_buf[0] = 0;
   int rc = m->impl->run(m->state, inputs, n_inputs, outputs, n_outputs, g_buf, sizeof g_buf);
   if (rc != XREC_OK) g_error = g_buf;
@@ -422,6 +424,8 @@ int xrec_model_output_ndim(const xrec_model* m, int k) {
 
 int xrec_model_output_shapes(const xrec_model* m, const xrec_tensor* inputs, int n_inputs, int64_t* dims) {
   if (!m) return fail(XREC_ERR_RUNTIME, "xrec_model_output_shapes: model is NULL");
+  if (n_inputs > 0 && !inputs) return fail(XREC_ERR_INPUT, "xrec_model_output_shapes: inputs is NULL");
+  if (!dims) return fail(XREC_ERR_INPUT, "xrec_model_output_shapes: dims is NULL (pass num_outputs * XREC_MAX_DIMS int64)");
   g_buf[0] = 0;
   int rc = m->impl->output_shapes(inputs, n_inputs, dims, g_buf, sizeof g_buf);
   if (rc != XREC_OK) g_error = g_buf;
@@ -430,6 +434,8 @@ int xrec_model_output_shapes(const xrec_model* m, const xrec_tensor* inputs, int
 
 int xrec_model_output_shape(const xrec_model* m, int k, int64_t batch, int64_t* dims) {
   if (!m) return fail(XREC_ERR_RUNTIME, "xrec_model_output_shape: model is NULL");
+  if (!dims) return fail(XREC_ERR_INPUT, "xrec_model_output_shape: dims is NULL (pass XREC_MAX_DIMS int64)");
+  if (batch < 0) return fail(XREC_ERR_INPUT, "xrec_model_output_shape: batch is negative (" + std::to_string(batch) + ")");
   g_buf[0] = 0;
   int rc = m->impl->output_shape_for_batch(k, batch, dims, g_buf, sizeof g_buf);
   if (rc != XREC_OK) g_error = g_buf;

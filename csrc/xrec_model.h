@@ -73,7 +73,8 @@ xrec_model* xrec_model_load(const char* artifact_dir);
 xrec_model* xrec_model_load_ex(const char* artifact_dir, const xrec_load_options* options);
 void xrec_model_free(xrec_model* model);
 
-/* Run on flat inputs; writes the outputs. Returns XREC_OK or an error code. */
+/* Run on flat inputs; writes the outputs. Returns XREC_OK or an error code: XREC_ERR_INPUT (with
+   xrec_last_error() saying what) for NULL inputs/outputs arrays, negative dims, and inputs that do not fit. */
 int xrec_model_run(xrec_model* model, const xrec_tensor* inputs, int n_inputs,
                    xrec_tensor* outputs, int n_outputs);
 

@@ -189,10 +189,19 @@ inline int check_inputs(const xrec_tensor* in, int n, int num_inputs, const char
   if (n != num_inputs) {
     return report(err, len, XREC_ERR_INPUT, "expected %d input tensors, got %d", num_inputs, n);
   }
+  if (n > 0 && !in) {
+    return report(err, len, XREC_ERR_INPUT, "inputs is NULL; pass an array of %d xrec_tensor", n);
+  }
   for (int k = 0; k < n; ++k) {
     if (in[k].ndim != ndims[k]) {
       return report(err, len, XREC_ERR_INPUT, "input '%s': rank %d, expected rank %d (%s)", names[k], in[k].ndim,
                     ndims[k], shapes[k]);
+    }
+    for (int d = 0; d < in[k].ndim; ++d) {
+      if (in[k].shape[d] < 0) {
+        return report(err, len, XREC_ERR_INPUT, "input '%s': dim %d is negative (%lld); sizes must be >= 0 (%s)",
+                      names[k], d, (long long)in[k].shape[d], shapes[k]);
+      }
     }
     if (!in[k].data && in[k].shape[0] != 0) {
       return report(err, len, XREC_ERR_INPUT, "input '%s': data is null", names[k]);
@@ -212,6 +221,9 @@ inline int check_outputs(const xrec_tensor* out, int n_out, int num_outputs, con
                          const int64_t* want, char* err, size_t len) {
   if (n_out != num_outputs) {
     return report(err, len, XREC_ERR_INPUT, "expected %d output tensors, got %d", num_outputs, n_out);
+  }
+  if (num_outputs > 0 && !out) {
+    return report(err, len, XREC_ERR_INPUT, "outputs is NULL; pass an array of %d xrec_tensor", num_outputs);
   }
   for (int k = 0; k < num_outputs; ++k) {
     bool ok = out[k].dtype == dtypes[k] && out[k].ndim == ndims[k];
