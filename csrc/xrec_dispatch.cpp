@@ -3,7 +3,8 @@
 // Loading an artifact: read manifest.json, check its format version and target,
 // choose the ISA build (the best one the CPU supports among those in lib/, or
 // the one forced by the options / $XREC_CPU_ISA; refuse one the CPU lacks),
-// dlopen lib/xrec_model_<isa>.so, check it is the code this manifest was
+// check lib/xrec_model_<isa>.so's sha256 against the manifest's "files",
+// dlopen it, check it is the code this manifest was
 // built with (fingerprint), memory-map weights.bin, check its size (and its
 // checksum unless asked not to), and hand each weight slot the address of its
 // entry at the offset the manifest records.
@@ -248,6 +249,13 @@ xrec_model* load(const char* dir_c, const xrec_load_options* opt) {
   m->isa = isa;
   m->name = str_field(mf.get("model"));
   const std::string lib = dir + "/lib/xrec_model_" + isa + ".so";
+  // the library's bytes must be those the manifest records: dlopen of a truncated file dies of SIGBUS
+  const std::string bad = xrec::json::check_listed_file(mf, dir, "lib/xrec_model_" + isa + ".so");
+  if (!bad.empty()) {
+    fail(XREC_ERR_ARTIFACT, bad);
+    unload(m);
+    return nullptr;
+  }
   // RTLD_NODELETE: never unmap the ISA library (nor the OpenMP runtime it pulled in) while
   // OpenMP's idle worker threads may still be running its code, e.g. at xrec_model_free.
   m->dl = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);

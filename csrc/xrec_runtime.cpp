@@ -4,6 +4,11 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "xrec_json.h"
+
 namespace xrec {
 
 int64_t Tensor::numel() const {
@@ -64,6 +69,21 @@ std::unique_ptr<Model> Model::open(const std::string& dir, const LoadOptions& op
   std::string lib = dir + "/lib/libxrec_model.so";
   if (access(lib.c_str(), F_OK) != 0 && access((dir + "/lib/libxrec_model_cuda.so").c_str(), F_OK) == 0)
     lib = dir + "/lib/libxrec_model_cuda.so";
+  // its bytes must be those manifest.json records: dlopen of a truncated library dies of SIGBUS
+  {
+    std::ifstream f(dir + "/manifest.json", std::ios::binary);
+    if (!f) throw Error(XREC_ERR_ARTIFACT, dir + ": not an xrec artifact (no readable manifest.json)");
+    std::ostringstream text;
+    text << f.rdbuf();
+    json::Value mf;
+    try {
+      mf = json::parse(text.str());
+    } catch (const std::exception& e) {
+      throw Error(XREC_ERR_ARTIFACT, dir + "/manifest.json is corrupt: " + e.what());
+    }
+    const std::string bad = json::check_listed_file(mf, dir, lib.substr(dir.size() + 1));
+    if (!bad.empty()) throw Error(XREC_ERR_ARTIFACT, bad);
+  }
   m->dl_ = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!m->dl_) {
     const char* e = dlerror();

@@ -36,7 +36,7 @@ def source_files() -> list[Path]:
     """Every file the server build reads from xrec (its hash names the cached build)."""
     c = csrc_dir()
     files = sorted(p for p in (c / "server").iterdir() if p.is_file() and p.suffix in (".cpp", ".h", ".txt"))
-    return files + [c / "xrec_runtime.cpp", c / "xrec_runtime.h", c / "xrec_model.h"]
+    return files + [c / "xrec_runtime.cpp", c / "xrec_runtime.h", c / "xrec_model.h", c / "xrec_json.h"]
 
 
 def _tool(name: str) -> str:
