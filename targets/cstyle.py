@@ -65,7 +65,7 @@ class CStyle:
 
     # unary op -> format string over {x}
     unary: dict[Op, str] = {
-        Op.RELU: "({x} > 0.0f ? {x} : 0.0f)",
+        Op.RELU: "({x} < 0.0f ? 0.0f : {x})",  # NaN propagates (as torch.relu)
         Op.SIGMOID: "(1.0f / (1.0f + expf(-({x}))))",
         Op.TANH: "tanhf({x})",
         Op.NEG: "(-({x}))",
@@ -79,12 +79,15 @@ class CStyle:
     # binary op -> format string over {a}, {b}
     binary: dict[Op, str] = {
         Op.ADD: "({a} + {b})", Op.SUB: "({a} - {b})", Op.MUL: "({a} * {b})", Op.DIV: "({a} / {b})",
-        Op.POW: "powf({a}, {b})", Op.MAXIMUM: "fmaxf({a}, {b})", Op.MINIMUM: "fminf({a}, {b})",
+        Op.POW: "powf({a}, {b})", 
+        # torch.maximum/minimum propagate NaN; fmaxf/fminf return the other operand
+        Op.MAXIMUM: "(({a}) != ({a}) || ({b}) != ({b}) ? ({a}) + ({b}) : fmaxf({a}, {b}))",
+        Op.MINIMUM: "(({a}) != ({a}) || ({b}) != ({b}) ? ({a}) + ({b}) : fminf({a}, {b}))",
     }
     # activation name (MLP attrs) -> format string over {x}
     activations: dict[str, str] = {
         "none": "{x}",
-        "relu": "({x} > 0.0f ? {x} : 0.0f)",
+        "relu": "({x} < 0.0f ? 0.0f : {x})",
         "sigmoid": "(1.0f / (1.0f + expf(-({x}))))",
         "tanh": "tanhf({x})",
         "silu": "(({x}) / (1.0f + expf(-({x}))))",
@@ -111,11 +114,14 @@ class CStyle:
         attrs = attrs or {}
         if op is Op.CLAMP:
             lo, hi = attrs.get("min"), attrs.get("max")
+            if lo is None and hi is None:
+                return x
+            nan = x  # torch.clamp keeps NaN; fmaxf/fminf would return the bound
             if lo is not None:
                 x = f"fmaxf({x}, {self.literal(lo)})"
             if hi is not None:
                 x = f"fminf({x}, {self.literal(hi)})"
-            return x
+            return f"(({nan}) != ({nan}) ? ({nan}) : {x})"
         if op is Op.GELU:
             return self.act_expr("gelu_tanh" if attrs.get("approximate") == "tanh" else "gelu", x)
         if op not in self.unary:

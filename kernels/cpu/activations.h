@@ -11,7 +11,7 @@ namespace XREC_ISA_NS {
 inline float act_scalar(Act act, float x) {
   switch (act) {
     case ACT_NONE: return x;
-    case ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case ACT_RELU: return x < 0.0f ? 0.0f : x;  // NaN stays NaN (as torch.relu)
     case ACT_SIGMOID: return 1.0f / (1.0f + std::exp(-x));
     case ACT_TANH: return std::tanh(x);
     case ACT_GELU: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
@@ -34,8 +34,14 @@ inline float act_scalar(Act act, float x) {
 namespace actv {
 using simd::vf;
 
+// NaN: x86 min/max return their SECOND operand when either is NaN, so every clamp
+// below is written min(bound, max(bound, x)): a NaN x comes out unchanged.
 #if defined(XREC_SIMD_AVX512)
 inline vf vmin(vf a, vf b) { return _mm512_maskz_min_ps((__mmask16)0xFFFF, a, b); }
+// x > t ? +inf : y
+inline vf vinf_above(vf x, vf y, float t) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(t), _CMP_GT_OQ), y, _mm512_set1_ps(INFINITY));
+}
 inline vf vdiv(vf a, vf b) { return _mm512_div_ps(a, b); }
 inline vf vround(vf a) { return _mm512_maskz_roundscale_ps((__mmask16)0xFFFF, a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline vf vabs(vf a) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7FFFFFFF))); }
@@ -55,6 +61,9 @@ inline vf vpow2i(vf n) {  // 2^n for integral n in [-126, 127]
 }
 #else
 inline vf vmin(vf a, vf b) { return _mm256_min_ps(a, b); }
+inline vf vinf_above(vf x, vf y, float t) {
+  return _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, _mm256_set1_ps(t), _CMP_GT_OQ));
+}
 inline vf vdiv(vf a, vf b) { return _mm256_div_ps(a, b); }
 inline vf vround(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline vf vabs(vf a) { return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))); }
@@ -71,9 +80,12 @@ inline vf vpow2i(vf n) {
 }
 #endif
 
-// e^x, x clamped to [-87.3, 88.7] (no inf/denormal results).
+// e^x: +inf above ln(FLT_MAX) (as expf, so that sigmoid(-inf) = 0 and silu(-inf) =
+// -inf * 0 = NaN as in PyTorch); x clamped to [-87.3, 88.7] inside (no denormals);
+// NaN in, NaN out.
 inline vf vexp(vf x) {
-  x = vmin(simd::max(x, simd::set1(-87.3f)), simd::set1(88.7f));
+  const vf xin = x;
+  x = vmin(simd::set1(88.7f), simd::max(simd::set1(-87.3f), x));
   const vf n = vround(simd::mul(x, simd::set1(1.44269504088896341f)));
   vf r = simd::fma(n, simd::set1(-0.693359375f), x);            // x - n ln2 (Cody-Waite hi)
   r = simd::fma(n, simd::set1(2.12194440e-4f), r);              // (lo)
@@ -86,7 +98,8 @@ inline vf vexp(vf x) {
   p = simd::fma(p, simd::mul(r, r), simd::add(r, simd::set1(1.0f)));
   // 2^n in two steps so that n = 128 (x near 88.7) does not overflow the exponent.
   const vf h = vround(simd::mul(n, simd::set1(0.5f)));
-  return simd::mul(simd::mul(p, vpow2i(h)), vpow2i(simd::add(n, simd::mul(h, simd::set1(-1.0f)))));
+  return vinf_above(xin, simd::mul(simd::mul(p, vpow2i(h)), vpow2i(simd::add(n, simd::mul(h, simd::set1(-1.0f))))),
+                    88.7228391f);
 }
 
 inline vf vsigmoid(vf x) {
@@ -97,7 +110,7 @@ inline vf vsigmoid(vf x) {
 // exactly +-1 from |x| >= 9 (where float tanh rounds to +-1).
 inline vf vtanh(vf x) {
   const vf c = simd::set1(7.90531110763549805f);
-  const vf xc = vmin(simd::max(x, simd::mul(c, simd::set1(-1.0f))), c);
+  const vf xc = vmin(c, simd::max(simd::mul(c, simd::set1(-1.0f)), x));
   const vf x2 = simd::mul(xc, xc);
   vf p = simd::set1(-2.76076847742355e-16f);
   p = simd::fma(x2, p, simd::set1(2.00018790482477e-13f));
@@ -135,7 +148,7 @@ inline simd::vf act_vec(Act act, simd::vf x) {
   using namespace actv;
   switch (act) {
     case ACT_NONE: return x;
-    case ACT_RELU: return simd::max(x, simd::zero());
+    case ACT_RELU: return simd::max(simd::zero(), x);  // NaN x: max returns x
     case ACT_SIGMOID: return vsigmoid(x);
     case ACT_TANH: return vtanh(x);
     case ACT_GELU: {
@@ -160,7 +173,7 @@ inline void act_inplace(Act act, float* Y, long ldy, long rows, int cols) {
   for (long r = 0; r < rows; ++r) {
     float* y = Y + r * ldy;
     if (act == ACT_RELU) {
-      for (int j = 0; j < cols; ++j) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
+      for (int j = 0; j < cols; ++j) y[j] = y[j] < 0.0f ? 0.0f : y[j];
     } else {
       for (int j = 0; j < cols; ++j) y[j] = act_scalar(act, y[j]);
     }

@@ -29,7 +29,8 @@ constexpr int MR = 4;
 // Activation applied to a vector of the tile before it is stored (relu always;
 // the others here when the build has vector forms, else after the store).
 inline simd::vf epilogue(Act act, simd::vf t) {
-  if (act == ACT_RELU) return simd::max(t, simd::zero());
+  // max(0, t): x86 max returns its second operand when either is NaN, so NaN stays NaN
+  if (act == ACT_RELU) return simd::max(simd::zero(), t);
 #if defined(XREC_HAVE_ACT_VEC)
   if (act != ACT_NONE) return act_vec(act, t);
 #endif

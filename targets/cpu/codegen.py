@@ -389,7 +389,7 @@ class Codegen:
         if s.kind in ("sum", "mean"):
             w.line("acc += x;")
         elif s.kind == "amax":
-            w.line("acc = fmaxf(acc, x);")
+            w.line("acc = (x != x || x > acc) ? x : acc;  // NaN propagates (torch.amax)")
         elif s.p == 2.0:
             w.line("acc += x * x;")
         elif s.p == 1.0:

@@ -47,8 +47,14 @@ def _rsum(x, axis: tl.constexpr):
 
 
 @triton.jit
+def _max_nan(a, b):
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
 def _rmax(x, axis: tl.constexpr):
-    return tl.reduce(x, axis, tl.standard._elementwise_max)
+    # NaN propagates (as torch.amax / max pooling); tl.maximum's default drops a NaN operand
+    return tl.reduce(x, axis, _max_nan)
 
 
 @triton.jit
@@ -70,7 +76,7 @@ def _sigmoid(x):
 @triton.jit
 def _act(x, ACT: tl.constexpr):
     if ACT == 1:
-        x = tl.maximum(x, 0.0)
+        x = tl.maximum(x, 0.0, propagate_nan=tl.PropagateNan.ALL)   # NaN stays NaN (torch.relu)
     elif ACT == 2:
         x = _sigmoid(x)
     elif ACT == 3:

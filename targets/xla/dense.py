@@ -23,6 +23,7 @@ _ERF_BETA = (-1.1791602954361697e-7, 0.000023547966471313185, 0.0010179625278914
 def _erf(b: Builder, x: Value) -> Value:
     """erf as XLA's f32 rational approximation, in plain StableHLO (no chlo: portable artifacts)."""
     c = 3.7439211627767994
+    xin = x
     x = b.clamp(b.scalar(-c, x.elem), x, b.scalar(c, x.elem))
     x2 = b.binary("multiply", x, x)
 
@@ -31,7 +32,11 @@ def _erf(b: Builder, x: Value) -> Value:
         for k in coefs[1:]:
             acc = b.binary("add", b.binary("multiply", acc, x2), b.full(k, x.shape, x.elem))
         return acc
-    return b.binary("divide", b.binary("multiply", x, poly(_ERF_ALPHA)), poly(_ERF_BETA))
+    r = b.binary("divide", b.binary("multiply", x, poly(_ERF_ALPHA)), poly(_ERF_BETA))
+    # exactly +-1 from |x| >= c, where f32 erf is within 1.2e-7 of +-1 (the fit gives 1 - 1.8e-7): so
+    # gelu(-200) is -0 (not -1.8e-5) and gelu(-inf) = -inf * 0 = NaN, both as in PyTorch; NaN stays NaN
+    sat = b.compare("GE", b.unary("abs", xin), b.full(c, x.shape, x.elem))
+    return b.select(sat, b.unary("sign", xin), r)
 
 
 def activation(b: Builder, name: str, x: Value) -> Value:
