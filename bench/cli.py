@@ -24,7 +24,7 @@ from .timing import CLOCKS, MODES
 from xrec.targets.options import option_arg
 
 DEFAULT_BATCHES = "1,64,512,2048"
-DEFAULT_BASELINES = ("eager,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
+DEFAULT_BASELINES = ("eager,eager-onednn,torchscript,inductor,inductor-max-autotune,onnxruntime,onnxruntime-gather,"
                      "tvm,tvm-gather")
 KERNELS = ("embedding-bag", "embedding-stage", "linear", "interaction")
 KERNEL_FORMATS = ("fp32", "int8", "int4")       # --kernel embedding-bag row formats (xrec.ir.formats names)

@@ -57,6 +57,37 @@ def test_pytorch_systems_match_eager(name, ctx):
     _check(systems.BASELINES[name].prepare(ctx), ctx.module)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this PyTorch has no oneDNN")
+def test_eager_onednn_runs_every_linear_on_onednn_and_matches_eager(ctx):
+    prepared = systems.BASELINES["eager-onednn"].prepare(ctx)
+    _check(prepared, ctx.module)
+    kinds = {type(m).__name__ for m in prepared.keep.modules()}
+    assert "MkldnnLinear" in kinds and "Linear" not in kinds, kinds
+    assert isinstance(ctx.module.lin, nn.Linear), "the baseline must convert a copy, not the caller's module"
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this PyTorch has no oneDNN")
+def test_eager_onednn_matches_eager_on_a_zoo_mlp_model(tmp_path):
+    from xrec import zoo
+    from xrec.testing import zoo_model
+    model = zoo_model("dcn-v2", 300).eval()
+    c = ModelContext(name="dcn-v2", module=model, example_inputs=zoo.example_inputs(model), threads=1,
+                     workdir=tmp_path)
+    prepared = systems.BASELINES["eager-onednn"].prepare(c)
+    assert prepared.info["converted_linears"] >= 3
+    for batch in (1, 33):
+        args = zoo.make_inputs(model, batch, seed=batch)
+        with torch.inference_mode():
+            want = model(*args)
+        torch.testing.assert_close(systems.outputs_to_tensor(prepared.fn(*args)), want, rtol=1e-4, atol=1e-5)
+
+
+def test_eager_onednn_counts_among_the_fastest_baseline_candidates():
+    assert systems.BASELINES["eager-onednn"].kind == "baseline"
+    assert "eager-onednn" in systems.parse_baselines("all")
+    assert systems.parse_baselines("eager,eager-onednn") == ["eager", "eager-onednn"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
                     reason="onnxruntime/onnxscript not installed (bench extra)")
 def test_onnxruntime_gather_rewrite_exports_without_loops_and_matches_eager(ctx):
