@@ -5,7 +5,6 @@ import argparse
 import importlib
 import json
 import sys
-import time
 from pathlib import Path
 
 from .passes.quantize_embeddings import QUANTIZE_CHOICES
@@ -170,29 +169,8 @@ def cmd_check(args) -> int:
     return 0 if rep["ok"] else 1
 
 
-def _speed_table(cm, src, batches, reps: int = 5) -> list[dict]:
-    """Median latency of PyTorch eager and the compiled model, samples interleaved."""
-    import statistics
-    import torch
-    rows = []
-    for batch in batches:
-        args = src.make_inputs(batch, 123)
-        systems = {"pytorch-eager": lambda: src.module(*args), f"xrec-{cm.manifest['target']}": lambda: cm(*args)}
-        times = {k: [] for k in systems}
-        with torch.no_grad():
-            for fn in systems.values():
-                fn()
-            for _ in range(reps):
-                for k, fn in systems.items():
-                    t0 = time.perf_counter()
-                    fn()
-                    times[k].append(time.perf_counter() - t0)
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        rows.append({"batch": batch, **med})
-    return rows
-
-
 def cmd_demo(args) -> int:
+    from xrec.bench import demo as demo_timing
     from .api import default_target
     from .ir import Op
     args.target = args.target or default_target()
@@ -201,7 +179,9 @@ def cmd_demo(args) -> int:
     g = cm.graph
     groups = g.nodes_of(Op.EMBEDDING_BAG_GROUP)
     print(f"model      dlrm-small ({sum(a.nbytes for a in g.params.values()) / 2**20:.0f} MiB of weights)")
-    print(f"target     {args.target}  ->  {cm.path}")
+    # the artifact lives in a temporary folder removed on exit: no path to print
+    print(f"target     {args.target} (artifact removed on exit; `xrec compile dlrm-small -t {args.target} "
+          f"-o dlrm-small.xrec` writes one to keep)")
     print(f"optimized  {len(groups)} table-batched embedding group(s) over "
           f"{sum(len(n.attr('features')) for n in groups)} tables, "
           f"{len(g.nodes_of(Op.DOT_INTERACTION))} dot interaction, {len(g.nodes_of(Op.MLP))} fused MLPs")
@@ -209,13 +189,15 @@ def cmd_demo(args) -> int:
         rep = _check_report(cm, src, [1, 7, 64], seed=1)
     print(f"check      {'OK' if rep['ok'] else 'MISMATCH'}: max_rel_err {rep['max_rel_err']:.2e} "
           f"(rtol {rep['rtol']:.0e}) at batch 1, 7, 64")
-    rows = _speed_table(cm, src, [1, 64, 512])
-    keys = [k for k in rows[0] if k != "batch"]
-    print("speed      median ms (interleaved samples)")
-    print("           " + f"{'batch':>6s}" + "".join(f"{k:>18s}" for k in keys) + f"{'speedup':>10s}")
-    for r in rows:
-        print("           " + f"{r['batch']:6d}" + "".join(f"{r[k]:18.3f}" for k in keys)
-              + f"{r[keys[0]] / r[keys[1]]:9.2f}x")
+    import torch
+
+    def calls(batch):
+        a = src.make_inputs(batch, 123)
+        return {"pytorch-eager": lambda: src.module(*a), f"xrec-{cm.manifest['target']}": lambda: cm(*a)}
+    with torch.no_grad(), step("time PyTorch eager and xrec"):
+        timings = demo_timing.time_systems(calls, [1, 64, 512])
+    for line in demo_timing.format_speed(timings):
+        print(line)
     return 0 if rep["ok"] else 1
 
 
