@@ -214,7 +214,7 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any] | tuple,
     ep = _run_decompositions(ep, {})
     ep = _decompose_unknown(ep)
     g = import_exported(ep, name or getattr(model, "xrec_name", None) or type(model).__name__,
-                        _flat_input_names(model, args, kwargs))
+                        _flat_input_names(model, args, kwargs), traced_by_xrec=True)
     return _record_example_pooling(g, (args, kwargs))
 
 
@@ -226,7 +226,9 @@ def _record_example_pooling(g: Graph, example) -> Graph:
     return record_pooling(g, [flat])
 
 
-def import_exported(ep, name: str, flat_names: list[str] | None = None) -> Graph:
+def import_exported(ep, name: str, flat_names: list[str] | None = None, *, traced_by_xrec: bool = False) -> Graph:
+    """Verified xrec IR of an ExportedProgram: one xrec traced itself (``traced_by_xrec``), or one the user
+    exported (a ``.pt2`` or an ``ExportedProgram`` given to ``xrec.compile``), whose sizes must be dynamic."""
     sig = ep.graph_signature
     user_inputs = list(sig.user_inputs)
     flat_names = flat_names or user_inputs
@@ -305,7 +307,7 @@ def import_exported(ep, name: str, flat_names: list[str] | None = None) -> Graph
                  in_spec=pytree.treespec_dumps(ep.call_spec.in_spec) if ep.call_spec.in_spec else "",
                  out_spec=pytree.treespec_dumps(ep.call_spec.out_spec) if ep.call_spec.out_spec else "")
     g = verify(g, "import")
-    _check_dynamic(g)
+    _check_dynamic(g, traced_by_xrec)
     example = getattr(ep, "example_inputs", None)      # a saved .pt2 keeps the inputs it was exported with
     return _record_example_pooling(g, example) if example is not None else g
 
@@ -378,11 +380,21 @@ def _check_against_export(ctx: Ctx, n, out):
                             f"but {tuple(str(d) for d in want)} in torch; please report")
 
 
-def _check_dynamic(g: Graph):
+def _check_dynamic(g: Graph, traced_by_xrec: bool = True):
     for n in g.nodes_of(Op.JAGGED):
         jt = n.type
-        if isinstance(jt.batch, int) or isinstance(jt.nnz, int):
+        if not (isinstance(jt.batch, int) or isinstance(jt.nnz, int)):
+            continue
+        what = " and ".join(w for w, v in (("batch", jt.batch), ("id count", jt.nnz)) if isinstance(v, int))
+        if traced_by_xrec:
             raise FrontendError(
-                f"feature {n.attr('feature')!r}: torch.export specialised its batch or id count to a "
+                f"feature {n.attr('feature')!r}: torch.export specialised its {what} to a "
                 "constant. Trace with an example batch of at least 2 and at least 2 ids per feature "
                 "(xrec.zoo.example_inputs makes such inputs).")
+        raise FrontendError(
+            f"feature {n.attr('feature')!r}: the exported program was exported with a static {what} "
+            f"(batch {jt.batch}, {jt.nnz} ids); xrec compiles one artifact for every batch and id count. "
+            "Re-export with dynamic sizes: torch.export.export(model, args, dynamic_shapes=...) with "
+            "torch.export.Dim('batch') on dense dim 0 and offsets dim 0 (batch + 1 with include_last_offset), "
+            "and one Dim per feature on indices dim 0, or Dim.AUTO everywhere; README.md 'A .pt2 xrec "
+            "accepts' has the snippet.")
