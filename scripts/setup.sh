@@ -9,20 +9,41 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PY" -m venv .venv
 fi
-# pip, with the noise of this machine's unused local indexes filtered out (pip's exit status kept)
-vpip() { .venv/bin/python -m pip "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
+mkdir -p .venv/.setup
+LOG=.venv/.setup/last.log
+: > "$LOG"
+# pip, quiet: its output (setuptools' editable-install warning box, this machine's unused local
+# indexes) goes to $LOG and is shown only when pip fails
+vpip() {
+  if ! .venv/bin/python -m pip "$@" >>"$LOG" 2>&1; then
+    grep -v '^WARNING: Location' "$LOG" >&2 || true
+    echo "[setup] pip $* failed (log above, also in $LOG)" >&2
+    return 1
+  fi
+}
 VPIP=vpip
-$VPIP install -q --upgrade pip
+# a stamp per step: a step is redone only when what it depends on changed
+stamp_ok() { [ -f ".venv/.setup/$1" ] && [ "$(cat ".venv/.setup/$1")" = "$2" ]; }
+stamp() { echo "$2" > ".venv/.setup/$1"; }
+
+if ! stamp_ok pip 1; then
+  $VPIP install -q --upgrade pip && stamp pip 1
+fi
 
 # PyTorch first, pinned: a CPU build of exactly this version lies on the CI machines' disk,
 # and a looser spec could pull a multi-GB CUDA build.
-if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('torch').split('+')[0] != '2.13.0')" 2>/dev/null; then
   echo "[setup] installing torch==2.13.0"
   $VPIP install -q torch==2.13.0
 fi
 
-echo "[setup] installing xrec with all extras"
-$VPIP install -q -e ".[all]"
+# xrec itself (editable): reinstalled only when setup.py changed or the installed xrec is not this checkout
+want="$(sha256sum setup.py | cut -d' ' -f1) $(pwd)"
+here_ok() { .venv/bin/python -c "import sys, importlib.util as u, pathlib; s = u.find_spec('xrec'); sys.exit(s is None or pathlib.Path(s.origin).resolve().parent != pathlib.Path('compiler').resolve())" 2>/dev/null; }
+if ! stamp_ok xrec "$want" || ! here_ok; then
+  echo "[setup] installing xrec with all extras"
+  $VPIP install -q -e ".[all]" && stamp xrec "$want"
+fi
 
 # Vitis HLS C simulation: Xilinx's ap_int/ap_fixed/hls_stream headers (Apache-2.0) ship in the
 # hls4ml wheel; only the headers are used, so install it without its dependencies.
@@ -48,6 +69,12 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] installing ${missing[*]} from Debian"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # apt's and debconf's chatter goes to $LOG, shown only on failure
+  if ! { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+           "${missing[@]}"; } >>"$LOG" 2>&1; then
+    cat "$LOG" >&2
+    echo "[setup] apt-get install ${missing[*]} failed (log above, also in $LOG)" >&2
+    exit 1
+  fi
 fi
-echo "[setup] done: $(.venv/bin/python -c 'import xrec, torch; print("xrec", xrec.__version__, "torch", torch.__version__)')"
+echo "[setup] done: $(.venv/bin/python -c 'import importlib.metadata as m; print("xrec", m.version("xrec"), "torch", m.version("torch"))')"
