@@ -87,3 +87,28 @@ def test_good_inputs_still_match_pytorch_after_rejected_calls(compiled):
     with torch.no_grad():
         want = m(dense, idx, off)
     torch.testing.assert_close(cm(dense, idx, off), want, rtol=1e-3, atol=1e-4)
+
+
+def test_the_runner_itself_raises_the_same_input_error_past_the_api_validator(compiled):
+    """validate=False skips the API's checks: the target's own runner (generated code, kernels flagging a slot,
+    the hls host side before the C simulation) must still refuse a bad id and bad offsets ends, in the same words."""
+    m, cm = compiled
+    if cm.target.name in ("reference", "xla"):
+        pytest.skip(f"{cm.target.name}: the API's validator is its check")
+    dense, idx, off = _inputs(m)
+    rows = zoo.spec_of(m).features[5].num_rows
+    pos = len(idx[5]) - 1
+    idx[5][pos] = rows
+    n = len(idx[2])
+    cm.validate = False
+    try:
+        with pytest.raises(InputError, match=rf"feature 'indices\[5\]': index {rows} at position {pos} is out of "
+                                             rf"range for its table of {rows} rows"):
+            cm(dense, idx, off)
+        idx[5][pos] = 0
+        off[2][-1] = n - 1
+        with pytest.raises(InputError, match=rf"feature 'indices\[2\]': offsets end at {n - 1} but indices holds "
+                                             rf"{n} ids"):
+            cm(dense, idx, off)
+    finally:
+        cm.validate = True

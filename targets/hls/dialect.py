@@ -4,8 +4,9 @@ It shares the op-to-string tables with the cpu target (``targets/cstyle.py``)
 and overrides what differs on an FPGA: arbitrary-precision types for wide
 memory words, no ``__restrict__`` (HLS takes aliasing from the interface
 pragmas), plain static functions (HLS inlines or instantiates them as
-hardware modules), a comparator for max instead of ``fmaxf`` (a compare and
-a mux, no libm core), and the ``#pragma HLS`` vocabulary.
+hardware modules), comparators for max/min instead of ``fmaxf``/``fminf`` (compares
+and a mux, no libm core) that propagate NaN as ``torch.maximum``/``torch.minimum`` do,
+and the ``#pragma HLS`` vocabulary.
 """
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ class HlsStyle(CStyle):
     restrict = ""
     word_bits = 512
     word_type = "xrec_word_t"          # typedef ap_uint<512>
-    binary = {**CStyle.binary, Op.MAXIMUM: "(({a}) > ({b}) ? ({a}) : ({b}))"}
+    # NaN propagates from either operand (torch.maximum/minimum, the interpreter's np.maximum): a NaN ``a``
+    # is picked by ``a != a``, a NaN ``b`` by the failed compare; ``a > b ? a : b`` alone dropped a NaN ``a``
+    binary = {**CStyle.binary,
+              Op.MAXIMUM: "(({a}) > ({b}) || ({a}) != ({a}) ? ({a}) : ({b}))",
+              Op.MINIMUM: "(({a}) < ({b}) || ({a}) != ({a}) ? ({a}) : ({b}))"}
 
     # ---- pooling: accumulate one element, per pooling mode ----
     def pool_update(self, mode: str, acc: str, x: str) -> str:

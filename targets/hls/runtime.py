@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from xrec.artifact import open_artifact
+from xrec.runtime.validate import InputError, check_feature
 
 from .. import get_target
 from .csim import CSimError, run_csim
@@ -38,8 +39,24 @@ class Gatherer:
                 raise FileNotFoundError(f"{self.root}: no lib/csim; the artifact is incomplete, recompile it")
         # per table: where its feature comes from in the model's flat inputs
         self.sources = {t.id: feature_sources(g, t.jagged_value, t.psw_value) for t in ks.tables}
+        # per gathered feature, the checks of xrec.runtime.validate (offsets start at 0, never decrease, end at
+        # len(indices); ids inside the logical rows, a pruned table's remap length): the kernel must never see
+        # a bad id, and the error is the one every target raises, in the same words
+        self.checks: dict[str, dict] = {}
+        for t in ks.tables:
+            i_idx, i_off, last, _ = self.sources[t.id]
+            c = self.checks.setdefault(t.jagged_value, {"feature": t.plan.feature, "indices": i_idx,
+                                                        "offsets": i_off, "include_last_offset": last,
+                                                        "num_rows": t.plan.rows})
+            c["num_rows"] = min(c["num_rows"], t.plan.rows)
+
+    def check_inputs(self, flat) -> None:
+        """InputError (xrec.runtime.validate's words) for the first bad offsets or id of a gathered feature."""
+        for c in self.checks.values():
+            check_feature(c, flat)
 
     def features_from_inputs(self, flat) -> tuple[dict, int]:
+        self.check_inputs(flat)
         feats, batch = {}, None
         for t in self.ks.tables:
             if t.jagged_value in feats:
@@ -51,19 +68,18 @@ class Gatherer:
             feats[t.jagged_value] = (ids, off, w)
             b = len(off) - 1
             if batch is not None and b != batch:
-                raise ValueError(f"feature {t.plan.feature!r} has batch {b}, other features {batch}")
+                raise InputError(f"feature {t.plan.feature!r} has batch {b}, other features {batch}")
             batch = b
         return feats, batch or 0
 
     def run_features(self, feats: dict, batch: int) -> tuple[dict, dict]:
         """Pooled outputs {gather node: [batch, sum D] float32} and the run's trip counters."""
         ks = self.ks
-        for t in ks.tables:
+        for t in ks.tables:   # features that did not come through features_from_inputs (its flat checks)
             ids = feats[t.jagged_value][0]
             if len(ids) and (ids.min() < 0 or ids.max() >= t.plan.rows):
-                bad = int(np.nonzero((ids < 0) | (ids >= t.plan.rows))[0][0])
-                raise IndexError(f"feature {t.plan.feature!r}: index {int(ids[bad])} at position {bad} is out of "
-                                 f"range for a table of {t.plan.rows} rows")
+                check_feature({"feature": t.plan.feature, "indices": 0, "offsets": 1, "include_last_offset": True,
+                               "num_rows": t.plan.rows}, [ids, feats[t.jagged_value][1]])
         per_table = {}
         counters = None
         if batch > 0:

@@ -162,3 +162,67 @@ def test_zoo_model_with_nan_in_dense_gives_nan_scores_where_torch_does(target, i
     got = np.asarray(cm(dense, idx, offs)).reshape(want.shape)
     assert np.isnan(want.numpy()).any(), "the NaN row must give NaN in PyTorch (test premise)"
     _assert_like_torch(got, want, f"{target}/{isa} dlrm-small")
+
+
+class _MaxBags(nn.Module):
+    """Two max-pooled bags over tables holding NaN and +-inf rows: ``a`` (dim 16, long bags) and ``b`` (dim 64)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.EmbeddingBag(12, 16, mode="max")
+        self.b = nn.EmbeddingBag(12, 64, mode="max")
+        with torch.no_grad():
+            for bag in (self.a, self.b):
+                w = bag.weight
+                w.uniform_(-2, 2)
+                w[1] = NAN                          # a NaN row
+                w[2] = INF
+                w[3] = -INF
+                w[4, ::3] = NAN                     # NaN in some columns only
+                w[5, 1::4] = INF
+                w[5, 2::4] = -INF
+
+    def forward(self, ia, oa, ib, ob):
+        return torch.cat([self.a(ia, oa), self.b(ib, ob)], dim=1)
+
+
+def _max_bag_inputs():
+    # NaN first, last and in the middle of a bag (every partial-sum lane of the long bags), NaN with +-inf,
+    # +inf and -inf with finite rows, finite only; never a bag of -inf rows only (see the report in the test)
+    a = [[1, 6, 7, 8, 9, 10, 11, 0], [6, 7, 8, 9, 10, 11, 0, 1], [6, 7, 8, 1, 9, 10, 11, 0],
+         [6, 7, 4, 8, 9, 10, 11, 0], [2, 1, 3, 6, 7, 8, 9, 10], [3, 6, 5, 7, 8, 9, 10, 11],
+         [6, 7, 8, 9, 10, 11, 0, 2], [6, 7, 8, 9, 10, 11, 0, 8]]
+    b = [[1, 6, 7], [6, 7, 1], [6, 1, 7], [4, 6, 0], [2, 1, 3], [3, 6, 5], [7, 2, 0], [6, 7, 8]]
+
+    def jag(bags):
+        ids = torch.tensor([i for bag in bags for i in bag], dtype=torch.int64)
+        off = torch.tensor([0] + list(np.cumsum([len(bag) for bag in bags])[:-1]), dtype=torch.int64)
+        return ids, off
+    return (*jag(a), *jag(b))
+
+
+@pytest.mark.skipif(not get_target("hls").available()[0], reason=f"hls: {get_target('hls').available()[1]}")
+def test_hls_max_pooling_propagates_nan_and_inf_like_torch_maximum(tmp_path):
+    """The hls gather kernel's max pooling (C simulation; one-accumulator and partial-sum-lane loops) keeps a NaN
+    wherever it is in the bag, as torch.maximum / torch.amax over the bag's rows and the IR interpreter do.
+    (PyTorch's own CPU embedding_bag max keeps a NaN only when it comes first in the bag; xrec's definition, the
+    interpreter, propagates it.)"""
+    from xrec.ir import run_graph
+    from xrec.targets.hls.placement import plan_of
+    from xrec.targets.hls.spec import kernel_spec
+    model = _MaxBags().eval()
+    args = _max_bag_inputs()
+    cm = xrec.compile(model, args, target="hls", options={"host": "reference", "report_batch": 16},
+                      out=tmp_path / "bags.xrec")
+    lanes = sorted(t.lanes for t in kernel_spec(cm.graph, plan_of(cm.graph)).tables)
+    assert lanes[0] == 1 and lanes[-1] > 1, f"both pooling loops must run (lanes {lanes})"
+    got = np.asarray(cm(*args), np.float32)
+    want = []
+    for bag, (ids, off) in ((model.a, args[:2]), (model.b, args[2:])):
+        ends = off.tolist() + [len(ids)]
+        want.append(torch.stack([torch.amax(bag.weight.detach()[ids[s:e]], dim=0) for s, e in zip(ends, ends[1:])]))
+    want = torch.cat(want, dim=1)
+    _assert_like_torch(got, want, "hls max pooling")
+    flat = [a.numpy() for a in args]
+    _assert_like_torch(got, torch.from_numpy(np.asarray(run_graph(cm.graph, flat)[0], np.float32)),
+                       "hls max pooling vs the interpreter")

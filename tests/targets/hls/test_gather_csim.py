@@ -11,6 +11,7 @@ import pytest
 
 import xrec
 from xrec.ir import DType, run_graph
+from xrec.runtime.validate import InputError
 from xrec.targets.hls.placement import plan_of
 from xrec.targets import get_target
 from xrec.targets.hls import report as hls_report
@@ -85,17 +86,45 @@ def test_only_padding_ids_pool_to_zero_and_mean_ignores_them(mixed):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_out_of_range_id_is_an_index_error_naming_the_feature(mixed):
+def test_out_of_range_id_is_an_input_error_naming_the_feature(mixed):
     g, cm = mixed
     flat = make_flat(g, TABLES, 3, seed=5)
     names = [n.attr("name") for n in g.input_nodes]
     flat[names.index("indices[2]")][0] = 100                # table 2 has 100 rows
+    want = "feature 'indices[2]': index 100 at position 0 is out of range for its table of 100 rows"
+    with pytest.raises(InputError) as api:                  # the API's validator
+        cm.run_flat(flat)
     cm.validate = False                                     # past the API's validator, into the runner
     try:
-        with pytest.raises(IndexError, match=r"indices\[2\].*100"):
+        with pytest.raises(InputError) as runner:
             cm.run_flat(flat)
     finally:
         cm.validate = True
+    assert str(api.value) == str(runner.value) == want     # the same words (xrec.runtime.validate's) both ways
+
+
+@pytest.mark.parametrize("case", ["start", "end", "decrease"])
+def test_bad_offsets_past_the_validator_are_the_validators_input_error(mixed, case):
+    """The runner checks offsets itself (validate=False): the kernel never sees them, the words are validate's."""
+    g, cm = mixed
+    flat = make_flat(g, TABLES, 4, seed=6, empty_prob=0.0)
+    names = [n.attr("name") for n in g.input_nodes]
+    off = flat[names.index("offsets[1]")]
+    if case == "start":
+        off[0] = 1
+    elif case == "end":
+        off[-1] -= 1
+    else:
+        off[1], off[2] = off[2] + 1, off[1]
+    with pytest.raises(InputError) as api:
+        cm.run_flat(flat)
+    cm.validate = False
+    try:
+        with pytest.raises(InputError) as runner:
+            cm.run_flat(flat)
+    finally:
+        cm.validate = True
+    assert str(runner.value) == str(api.value) and str(runner.value).startswith("feature 'indices[1]': offsets")
 
 
 def test_csim_aborts_on_out_of_range_id(mixed, tmp_path):
