@@ -32,6 +32,42 @@ _XREC_DTYPES = {"f32": "XREC_F32", "f16": "XREC_F16", "f64": "XREC_F64", "i32": 
                 "i8": "XREC_I8", "u8": "XREC_U8", "bool": "XREC_BOOL", "bf16": "XREC_BF16", "i16": "XREC_BF16"}
 _C_INT = {"i64": "int64_t", "i32": "int32_t"}
 
+# The C ABI's checks in the cpu target's words, so a caller of either library gets the same text: the
+# dispatcher's (csrc/xrec_dispatch.cpp: NULL arrays and dims at the entry points) and the generated code's
+# (kernels/cpu/xrec_gen.h: check_inputs, check_outputs, check_bag_ends, pool_feature), which
+# xrec.runtime.validate also uses. tests/targets/triton/test_launcher_checks.py checks that each string below
+# is in its source file as written there; change them there first.
+DISPATCH_WORDS = {
+    "run_model_null": "xrec_model_run: model is NULL",
+    "run_inputs_null": "xrec_model_run: inputs is NULL",
+    "run_outputs_null": "xrec_model_run: outputs is NULL",
+    "shapes_model_null": "xrec_model_output_shapes: model is NULL",
+    "shapes_inputs_null": "xrec_model_output_shapes: inputs is NULL",
+    "shapes_dims_null": "xrec_model_output_shapes: dims is NULL (pass num_outputs * XREC_MAX_DIMS int64)",
+    "shape_dims_null": "xrec_model_output_shape: dims is NULL (pass XREC_MAX_DIMS int64)",
+    "shape_batch_negative": "xrec_model_output_shape: batch is negative (%lld)",
+}
+GEN_WORDS = {
+    "n_inputs": "expected %d input tensors, got %d",
+    "rank": "input '%s': rank %d, expected rank %d (%s)",
+    "negative_dim": "input '%s': dim %d is negative (%lld); sizes must be >= 0 (%s)",
+    "input_data_null": "input '%s': data is null",
+    "n_outputs": "expected %d output tensors, got %d",
+    "outputs_null": "outputs is NULL; pass an array of %d xrec_tensor",
+    "output_bad": "output %d: wrong dtype, shape or null data (see xrec_model_output_shapes)",
+    "offsets_start": "feature '%s': offsets must start at 0, got %lld",
+    "offsets_end": "feature '%s': offsets end at %lld but indices holds %lld ids (offsets[-1] must equal len(indices))",
+    "bad_id": "feature '%s': index %lld at position %lld is out of range for its table of %lld rows",
+}
+# xrec.runtime.validate.check_offset_ends's words where the cpu code has none (offsets with no entry at all)
+VALIDATE_WORDS = {"offsets_empty": "feature '%s': offsets is empty; it needs batch+1 entries"}
+
+
+def _fail(code: str, words: str, *args: str) -> str:
+    """``return fail(code, "<words>", args...)``: one of the messages above as a C statement."""
+    return f"return fail({code}, {cstr(words)}{''.join(', ' + a for a in args)});"
+
+
 LIBRARY = "lib/libxrec_model_cuda.so"
 SOURCE = "src/xrec_model_cuda.c"
 
@@ -66,6 +102,13 @@ class _Gen:
             self.buf_index[b.name] = len(lst)
             lst.append(b)
         self.kinds = kinds
+        # the sparse features (flat input positions of ids and offsets), as in the manifest's signature: the
+        # host checks their offsets' ends before launching, like the Python runtime and the cpu code
+        self.features = []
+        if graph is not None:
+            from xrec.artifact import signature_of
+            self.features = [f for f in signature_of(graph)["features"]
+                             if f["indices"] is not None and f["offsets"] is not None]
         self.out_bind: dict[str, int] = {}          # temp buffer name -> output index it is bound to
         for k, v in enumerate(prog.outputs):
             b = prog.buffers[v.buf]
@@ -393,16 +436,30 @@ class _Gen:
              "  m->temps[i] = 0; m->temp_bytes[i] = 0;",
              '  CU(d_cuMemAlloc_v2(&m->temps[i], (size_t)bytes), "cuMemAlloc(scratch)");',
              "  m->temp_bytes[i] = (size_t)bytes;", "  return XREC_OK;", "}", ""]
-        L += ["/* shapes: bind the symbols, then check every input dim against the compiled signature */",
+        shapes = [",".join(str(d).replace(" ", "") for d in b.shape) for b in ins]
+        L += ["/* shapes: the checks of the cpu target's check_inputs (count, then per input its rank, no negative",
+              "   dim, data unless empty; then dtypes), bind the symbols, then check every input dim against the",
+              "   compiled signature */",
               "static int bind_inputs(const xrec_tensor* in, int n_in, int64_t* sym) {",
-              f"  if (n_in != {len(ins)}) return fail(XREC_ERR_INPUT, \"expected {len(ins)} input tensors, got %d\", "
-              "n_in);"]
+              f"  if (n_in != {len(ins)}) " + _fail("XREC_ERR_INPUT", GEN_WORDS["n_inputs"], str(len(ins)), "n_in")]
+        for k, ((name, _), b) in enumerate(zip(p.inputs, ins)):
+            rank = len(b.shape)
+            L += [f"  if (in[{k}].ndim != {rank}) " + _fail("XREC_ERR_INPUT", GEN_WORDS["rank"], cstr(name),
+                                                            f"in[{k}].ndim", str(rank), cstr(shapes[k])),
+                  *([f"  for (int d = 0; d < {rank}; ++d)",
+                     f"    if (in[{k}].shape[d] < 0) " + _fail("XREC_ERR_INPUT", GEN_WORDS["negative_dim"], cstr(name),
+                                                              "d", f"(long long)in[{k}].shape[d]", cstr(shapes[k]))]
+                    if rank else []),
+                  f"  if (!in[{k}].data{f' && in[{k}].shape[0] != 0' if rank else ''}) "
+                  + _fail("XREC_ERR_INPUT", GEN_WORDS["input_data_null"], cstr(name))]
         for k, ((name, _), b) in enumerate(zip(p.inputs, ins)):
             want = _XREC_DTYPES[b.dtype]
             L += [f"  if (in[{k}].dtype != {want}) return fail(XREC_ERR_INPUT, \"input {name}: dtype %d, this model "
-                  f"was compiled for {b.dtype} (xrec_dtype {want})\", in[{k}].dtype);",
-                  f"  if (in[{k}].ndim != {len(b.shape)}) return fail(XREC_ERR_INPUT, \"input {name}: rank %d, "
-                  f"expected {len(b.shape)}\", in[{k}].ndim);"]
+                  f"was compiled for {b.dtype} (xrec_dtype {want})\", in[{k}].dtype);"]
+        for f in self.features:
+            if f["include_last_offset"]:    # B = len(offsets) - 1 must not be -1
+                L.append(f"  if (in[{f['offsets']}].shape[0] == 0) "
+                         + _fail("XREC_ERR_INPUT", VALIDATE_WORDS["offsets_empty"], cstr(f["feature"])))
         syms = list(p.symbols.items())
         for k, (s, (i, axis, delta)) in enumerate(syms):
             L.append(f"  const int64_t {_csym(s)} = in[{i}].shape[{axis}] - {delta}LL;  /* {s} */")
@@ -416,18 +473,22 @@ class _Gen:
         L += ["  return XREC_OK;", "}", ""]
         sym_decl = "".join(f"  const int64_t {_csym(s)} = sym[{k}]; (void){_csym(s)};\n" for k, (s, _) in enumerate(syms))
         L += ["int xrec_model_output_shapes(const xrec_model* m, const xrec_tensor* in, int n_in, int64_t* dims) {",
-              f"  int64_t sym[{max(1, len(syms))}] = {{0}};", "  (void)m;",
+              "  if (!m) " + _fail("XREC_ERR_RUNTIME", DISPATCH_WORDS["shapes_model_null"]),
+              "  if (n_in > 0 && !in) " + _fail("XREC_ERR_INPUT", DISPATCH_WORDS["shapes_inputs_null"]),
+              "  if (!dims) " + _fail("XREC_ERR_INPUT", DISPATCH_WORDS["shapes_dims_null"]),
+              f"  int64_t sym[{max(1, len(syms))}] = {{0}};",
               "  int rc = bind_inputs(in, n_in, sym);", "  if (rc) return rc;", sym_decl.rstrip("\n")]
         for k, v in enumerate(p.outputs):
             for axis, d in enumerate(v.shape):
                 L.append(f"  dims[{k} * XREC_MAX_DIMS + {axis}] = {cexpr(d)};")
         L += ["  return XREC_OK;", "}", ""]
         # run
-        L += ["static int run_locked(xrec_model* m, const xrec_tensor* in, int n_in, xrec_tensor* out, int n_out) {",
-              f"  int64_t sym[{max(1, len(syms))}] = {{0}};",
-              "  int rc = bind_inputs(in, n_in, sym);", "  if (rc) return rc;", sym_decl.rstrip("\n"),
-              f"  if (n_out != {len(p.outputs)}) return fail(XREC_ERR_INPUT, \"expected {len(p.outputs)} output "
-              "tensor(s), got %d\", n_out);"]
+        # outputs: the checks of the cpu target's check_outputs (count, the array, each output's dtype, rank,
+        # dims and data), on the caller's tensors before anything is staged or launched
+        L += ["static int check_outputs(const xrec_tensor* out, int n_out, const int64_t* sym) {",
+              sym_decl.rstrip("\n"),
+              "  if (n_out != N_OUT) " + _fail("XREC_ERR_INPUT", GEN_WORDS["n_outputs"], "N_OUT", "n_out"),
+              "  if (N_OUT > 0 && !out) " + _fail("XREC_ERR_INPUT", GEN_WORDS["outputs_null"], "N_OUT")]
         for k, v in enumerate(p.outputs):
             L.append(f"  if (out[{k}].dtype != {_XREC_DTYPES[v.dtype]} || out[{k}].ndim != {v.rank}) return "
                      f"fail(XREC_ERR_INPUT, \"output {k}: must be {v.dtype} of rank {v.rank}\");")
@@ -435,6 +496,13 @@ class _Gen:
                 L.append(f"  if (out[{k}].shape[{axis}] != {cexpr(d)}) return fail(XREC_ERR_INPUT, \"output {k}: dim "
                          f"{axis} must be %lld (xrec_model_output_shapes), got %lld\", (long long){cexpr(d)}, "
                          f"(long long)out[{k}].shape[{axis}]);")
+            L.append(f"  if (!out[{k}].data && {self.numel(v.shape)} != 0) "
+                     + _fail("XREC_ERR_INPUT", GEN_WORDS["output_bad"], str(k)))
+        L += ["  return XREC_OK;", "}", ""]
+        # run (inputs and outputs checked, device pointers only)
+        L += ["static int run_locked(xrec_model* m, const xrec_tensor* in, int n_in, xrec_tensor* out, int n_out) {",
+              f"  int64_t sym[{max(1, len(syms))}] = {{0}};", "  (void)n_out;",
+              "  int rc = bind_inputs(in, n_in, sym);", "  if (rc) return rc;", sym_decl.rstrip("\n")]
         for i, b in enumerate(self.kinds.get(TEMP, [])):
             if b.name in self.out_bind:
                 continue
@@ -471,8 +539,8 @@ class _Gen:
                       f"    {_C_INT[idx_dt]} v = 0;",
                       f"    d_cuMemcpyDtoH_v2(&v, {self.ptr(e.indices)} + (CUdeviceptr)err[{2 * e.slot}] * "
                       f"{ITEMSIZE[idx_dt]}, sizeof v);",
-                      f"    return fail(XREC_ERR_INPUT, \"feature '{e.feature}': index %lld at position %d is out of "
-                      f"range for a table of {e.num_rows} rows\", (long long)v, err[{2 * e.slot}]);", "  }"]
+                      "    " + _fail("XREC_ERR_INPUT", GEN_WORDS["bad_id"], cstr(e.feature), "(long long)v",
+                                      f"(long long)err[{2 * e.slot}]", f"(long long){e.num_rows}"), "  }"]
         L += ["  return XREC_OK;", "}", "",
               "/* Host memory (pageable, or page-locked) is staged through device buffers the model keeps;",
               "   device pointers are used as they are. */",
@@ -492,10 +560,12 @@ class _Gen:
               "  m->stage[slot] = 0; m->stage_bytes[slot] = 0;",
               '  CU(d_cuMemAlloc_v2(&m->stage[slot], bytes), "cuMemAlloc(staging a host tensor)");',
               "  m->stage_bytes[slot] = bytes;", "  return XREC_OK;", "}",
+              *self.offset_ends_fn(),
               "static int run_staged(xrec_model* m, const xrec_tensor* in, int n_in, xrec_tensor* out, int n_out) {",
               "  int64_t sym[XREC_MAX_SYMS] = {0};",
               "  int rc = bind_inputs(in, n_in, sym);", "  if (rc) return rc;",
-              "  if (n_out != N_OUT || !out) return run_locked(m, in, n_in, out, n_out);",
+              "  rc = check_outputs(out, n_out, sym);", "  if (rc) return rc;",
+              *(["  rc = check_offset_ends(in);", "  if (rc) return rc;"] if self.checks_offsets else []),
               "  xrec_tensor din[N_IN], dout[N_OUT];", "  int host_out[N_OUT];",
               "  int64_t dims[N_OUT * XREC_MAX_DIMS];",
               "  rc = xrec_model_output_shapes(m, in, n_in, dims);", "  if (rc) return rc;",
@@ -522,8 +592,9 @@ class _Gen:
               "  return XREC_OK;", "}", "",
               "int xrec_model_run(xrec_model* m, const xrec_tensor* inputs, int n_inputs, xrec_tensor* outputs,"
               " int n_outputs) {",
-              '  if (!m) return fail(XREC_ERR_INPUT, "model is NULL");',
-              '  if (!inputs && n_inputs) return fail(XREC_ERR_INPUT, "inputs is NULL");',
+              "  if (!m) " + _fail("XREC_ERR_RUNTIME", DISPATCH_WORDS["run_model_null"]),
+              "  if (n_inputs > 0 && !inputs) " + _fail("XREC_ERR_INPUT", DISPATCH_WORDS["run_inputs_null"]),
+              "  if (n_outputs > 0 && !outputs) " + _fail("XREC_ERR_INPUT", DISPATCH_WORDS["run_outputs_null"]),
               "  pthread_mutex_lock(&m->lock);",
               '  CUresult r = d_cuCtxPushCurrent_v2(m->ctx);',
               '  if (r != CUDA_SUCCESS) { pthread_mutex_unlock(&m->lock); return cuda_fail(r, "cuCtxPushCurrent"); }',
@@ -531,6 +602,45 @@ class _Gen:
               "  CUcontext prev;", "  d_cuCtxPopCurrent_v2(&prev);",
               "  pthread_mutex_unlock(&m->lock);", "  if (rc == XREC_OK) t_error[0] = 0;", "  return rc;", "}", ""]
         return "\n".join(L)
+
+    @property
+    def checks_offsets(self) -> bool:
+        """Offsets' ends are checked when the kernels check ids (bounds_check), as in the Python runtime."""
+        return bool(self.p.err_buffer) and bool(self.features)
+
+    def offset_ends_fn(self) -> list[str]:
+        """check_offset_ends(in): offsets[0] == 0 and, with include_last_offset, offsets[-1] == len(indices), in
+        the cpu code's words (check_bag_ends); host memory is read as it is, device memory copied (one entry)."""
+        if not self.checks_offsets:
+            return []
+        L = ["/* an entry of an offsets tensor, from host memory or copied from the device */",
+             "static int offsets_entry(const xrec_tensor* t, int64_t i, int wide, int64_t* v) {",
+             "  union { int32_t i32; int64_t i64; } u;", "  const size_t w = wide ? 8 : 4;",
+             "  if (on_host(t->data)) memcpy(&u, (const char*)t->data + (size_t)i * w, w);",
+             "  else CU(d_cuMemcpyDtoH_v2(&u, (CUdeviceptr)(uintptr_t)t->data + (CUdeviceptr)((size_t)i * w), w),",
+             '          "cuMemcpyDtoH(offsets)");',
+             "  *v = wide ? u.i64 : (int64_t)u.i32;", "  return XREC_OK;", "}",
+             "/* the offsets' ends of every sparse feature: the kernels see each bag's own bounds only, so offsets",
+             "   ending early would silently drop the last ids */",
+             "static int check_offset_ends(const xrec_tensor* in) {",
+             "  int64_t first = 0, last = 0;", "  int rc = XREC_OK;", "  (void)last;"]
+        for f in self.features:
+            i_idx, i_off = f["indices"], f["offsets"]
+            wide = int(self.p.buffers[self.p.inputs[i_off][1]].dtype == "i64")
+            name = cstr(f["feature"])
+            L += [f"  if (in[{i_off}].shape[0] > 0) {{  /* {_ccomment(f['feature'])} */",
+                  f"    rc = offsets_entry(&in[{i_off}], 0, {wide}, &first);", "    if (rc) return rc;",
+                  "    if (first != 0) " + _fail("XREC_ERR_INPUT", GEN_WORDS["offsets_start"], name,
+                                               "(long long)first")]
+            if f["include_last_offset"]:
+                L += [f"    rc = offsets_entry(&in[{i_off}], in[{i_off}].shape[0] - 1, {wide}, &last);",
+                      "    if (rc) return rc;",
+                      f"    if (last != in[{i_idx}].shape[0]) "
+                      + _fail("XREC_ERR_INPUT", GEN_WORDS["offsets_end"], name, "(long long)last",
+                              f"(long long)in[{i_idx}].shape[0]")]
+            L.append("  }")
+        L += ["  return XREC_OK;", "}", ""]
+        return L
 
     def launch_code(self, si: int, s) -> list[str]:
         if not isinstance(s, Launch):
@@ -586,6 +696,8 @@ class _Gen:
              "out_ndims[k] : -1; }",
              "int xrec_model_output_shape(const xrec_model* m, int k, int64_t batch, int64_t* dims) {",
              "  (void)m;",
+             "  if (!dims) " + _fail("XREC_ERR_INPUT", DISPATCH_WORDS["shape_dims_null"]),
+             "  if (batch < 0) " + _fail("XREC_ERR_INPUT", DISPATCH_WORDS["shape_batch_negative"], "(long long)batch"),
              '  if (k < 0 || k >= N_OUT) return fail(XREC_ERR_INPUT, "no output %d", k);']
         for k, v in enumerate(p.outputs):
             free = set().union(*[canon_dim(d).free_symbols if not isinstance(canon_dim(d), int) else set()

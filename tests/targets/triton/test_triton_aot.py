@@ -211,8 +211,8 @@ def test_c_entry_point_reports_a_bad_id_the_kernel_flags_with_feature_position_a
     res = _drive(cm.path, args, tmp_path, fake_cuda, env)
     want_id = int(args[1][0][1])
     assert res["run_rc"] == 1                                      # XREC_ERR_INPUT
-    assert res["run_error"] == (f"feature '{first.feature}': index {want_id} at position 1 is out of range for a "
-                                f"table of {first.num_rows} rows")
+    assert res["run_error"] == (f"feature '{first.feature}': index {want_id} at position 1 is out of range for its "
+                                f"table of {first.num_rows} rows")       # the cpu code's and validate's words
 
 
 def test_c_entry_point_checks_input_shapes_and_dtypes(artifact, fake_cuda, tmp_path):
