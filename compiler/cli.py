@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     # subcommands owned by their own packages: each exposes add_arguments(parser) and run(args)
     for cmd, module, help_text in (
             ("bench", "xrec.bench.cli", "measure a model or kernel against PyTorch and other systems"),
-            ("serve", "xrec.serve.cli", "serve an artifact over HTTP (KServe v2 protocol)")):
+            ("serve", "xrec.serve.cli", "serve an artifact over HTTP (KServe v2 protocol)"),
+            ("cost", "xrec.cost.cli", "predict a model's work and lower-bound time per stage on catalogued hardware")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -1,0 +1,213 @@
+"""A first roofline time model: work on a catalogued device -> lower-bound seconds per stage.
+
+Per stage::
+
+    time = max(sum over dtypes flops / peak[dtype],  max over tiers bytes_t / bandwidth_t) / efficiency
+           + calls x call_overhead
+
+(scattered-row bytes of a tier at its gather bandwidth when the device gives one). Stages run one after
+the other, so the total is their sum, plus inputs/outputs over the host link (accelerators only),
+plus a fixed per-inference overhead. ``efficiency`` and the overheads are a :class:`PerfParams`, the
+object a calibration profile (JSON, written by the later ``xrec calibrate``) fills; uncalibrated it is
+efficiency 1.0 and the device's catalogued per-call overhead for the target, which makes the time a
+lower bound.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .catalogue import Device
+from .rules import CostError
+from .work import STAGES, GraphWork, Work
+
+
+@dataclass(frozen=True)
+class PerfParams:
+    """How far from the roofline a target runs on a device; what calibration measures.
+
+    ``efficiency``: stage -> fraction of the roofline reached (0 < e <= 1), ``default_efficiency`` for
+    the stages not listed; ``call_overhead_s``: seconds per call (None: the device's catalogued figure
+    for the target, else 0); ``fixed_overhead_s``: seconds per inference call (runtime entry, input
+    checks); ``source``: where the numbers come from.
+    """
+
+    efficiency: Mapping[str, float] = field(default_factory=dict)
+    default_efficiency: float = 1.0
+    call_overhead_s: float | None = None
+    fixed_overhead_s: float = 0.0
+    device: str = ""
+    target: str = ""
+    source: str = "uncalibrated roofline (efficiency 1.0)"
+
+    def __post_init__(self):
+        eff = dict(self.efficiency)
+        for stage, e in {**eff, "default": self.default_efficiency}.items():
+            if stage != "default" and stage not in STAGES:
+                raise CostError(f"PerfParams.efficiency: unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+            if not isinstance(e, (int, float)) or not 0 < e <= 1:
+                raise CostError(f"PerfParams.efficiency[{stage!r}] must be in (0, 1], got {e!r}")
+        for name in ("call_overhead_s", "fixed_overhead_s"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or v < 0):
+                raise CostError(f"PerfParams.{name} must be >= 0, got {v!r}")
+        object.__setattr__(self, "efficiency", eff)
+
+    def efficiency_of(self, stage: str) -> float:
+        return float(self.efficiency.get(stage, self.default_efficiency))
+
+    def as_dict(self) -> dict:
+        return {"device": self.device, "target": self.target, "source": self.source,
+                "efficiency": dict(self.efficiency), "default_efficiency": self.default_efficiency,
+                "call_overhead_s": self.call_overhead_s, "fixed_overhead_s": self.fixed_overhead_s}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, where: str = "performance parameters") -> "PerfParams":
+        known = {"device", "target", "source", "efficiency", "default_efficiency", "call_overhead_s",
+                 "fixed_overhead_s"}
+        extra = set(d) - known
+        if extra:
+            raise CostError(f"{where}: unknown fields {sorted(extra)}; fields: {', '.join(sorted(known))}")
+        try:
+            return cls(**dict(d))
+        except TypeError as e:
+            raise CostError(f"{where}: {e}") from None
+
+    @classmethod
+    def from_json(cls, path) -> "PerfParams":
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CostError(f"cannot read performance parameters from {path}: {e}") from None
+        if not isinstance(d, dict):
+            raise CostError(f"{path}: expected one JSON object")
+        return cls.from_dict(d, str(path))
+
+
+@dataclass(frozen=True)
+class StageTime:
+    stage: str
+    compute_s: float
+    memory_s: Mapping[str, float]        # tier -> seconds
+    overhead_s: float                    # calls x per-call overhead
+    efficiency: float
+    time_s: float
+    bound: str                           # "compute", "memory:<tier>", "overhead" or "none"
+
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "compute_s": self.compute_s, "memory_s": dict(self.memory_s),
+                "overhead_s": self.overhead_s, "efficiency": self.efficiency, "time_s": self.time_s,
+                "bound": self.bound}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    device: str
+    target: str
+    batch: int
+    stages: tuple[StageTime, ...]
+    transfer_s: float
+    fixed_s: float
+    total_s: float
+    params: PerfParams
+    notes: tuple[str, ...] = ()
+
+    def stage(self, name: str) -> StageTime:
+        return next(s for s in self.stages if s.stage == name)
+
+    def as_dict(self) -> dict:
+        return {"device": self.device, "target": self.target, "batch": self.batch,
+                "stages": {s.stage: s.as_dict() for s in self.stages}, "transfer_s": self.transfer_s,
+                "fixed_s": self.fixed_s, "total_s": self.total_s, "params": self.params.as_dict(),
+                "notes": list(self.notes)}
+
+
+def _peak(device: Device, dtype: str, notes: list[str]) -> float:
+    f = device.peak_flops.get(dtype)
+    if f is not None and f.known and f.value > 0:
+        return f.value
+    for alt in ("f32", *sorted(device.peak_flops, key=lambda k: -(device.peak_flops[k].value or 0))):
+        g = device.peak_flops.get(alt)
+        if g is not None and g.known and g.value > 0:
+            msg = (f"{device.name} has no {dtype} peak"
+                   + (f" ({f.reason})" if f is not None and f.reason else "")
+                   + f": {dtype} FLOPs timed at its {alt} peak")
+            if msg not in notes:
+                notes.append(msg)
+            return g.value
+    raise CostError(f"{device.path or device.name}: no known peak FLOP/s to time {dtype} work with")
+
+
+def _memory_seconds(device: Device, work: Work, notes: list[str]) -> dict[str, float]:
+    out = {}
+    for tier, nbytes in work.bytes.items():
+        t = device.memory.get(tier)
+        if t is None or not t.bandwidth_Bps.known or not t.bandwidth_Bps.value:
+            msg = f"{device.name} has no known bandwidth for memory tier {tier!r}: its bytes are not timed"
+            if msg not in notes:
+                notes.append(msg)
+            continue
+        gather = work.gather_bytes.get(tier, 0.0)
+        gbw = t.gather_bandwidth_Bps.value if t.gather_bandwidth_Bps is not None and \
+            t.gather_bandwidth_Bps.known and t.gather_bandwidth_Bps.value else t.bandwidth_Bps.value
+        out[tier] = (nbytes - gather) / t.bandwidth_Bps.value + gather / gbw
+    return out
+
+
+def stage_time(stage: str, work: Work, device: Device, params: PerfParams, call_overhead: float,
+               notes: list[str]) -> StageTime:
+    compute = sum(f / _peak(device, dt, notes) for dt, f in work.flops.items())
+    mem = _memory_seconds(device, work, notes)
+    eff = params.efficiency_of(stage)
+    worst_tier = max(mem, key=mem.get) if mem else None
+    roof = max([compute, *mem.values()])
+    over = work.calls * call_overhead
+    if roof == 0 and over == 0:
+        bound = "none"
+    elif over > roof / eff:
+        bound = "overhead"
+    else:
+        bound = "compute" if worst_tier is None or compute >= mem[worst_tier] else f"memory:{worst_tier}"
+    return StageTime(stage, compute, mem, over, eff, roof / eff + over, bound)
+
+
+def call_overhead_for(device: Device, target: str, params: PerfParams, notes: list[str]) -> float:
+    if params.call_overhead_s is not None:
+        return float(params.call_overhead_s)
+    f = device.call_overhead_s.get(target)
+    if f is not None and f.known:
+        return f.value
+    notes.append(f"{device.name} lists no per-call overhead for target {target!r}: calls are not timed "
+                 "(xrec calibrate will measure it)")
+    return 0.0
+
+
+def predict_work(gw: GraphWork, device: Device, target: str, params: PerfParams | None = None) -> Prediction:
+    """Lower-bound time of the work ``gw`` (xrec.cost.graph_work) for ``target`` on ``device``."""
+    if target not in device.targets:
+        raise CostError(f"target {target!r} does not run on {device.name} (its targets: "
+                        f"{', '.join(device.targets)})")
+    params = params or PerfParams(device=device.name, target=target)
+    notes = list(gw.notes)
+    over = call_overhead_for(device, target, params, notes)
+    stages = tuple(stage_time(s, w, device, params, over, notes) for s, w in gw.stages.items())
+    transfer = 0.0
+    link = device.host_link
+    moved = sum(gw.total.transfers.values())
+    if link is not None and moved:
+        if link.known and link.value:
+            transfer = moved / link.value
+        else:
+            notes.append(f"{device.name} has no known host-link bandwidth: transfers are not timed")
+    total = sum(s.time_s for s in stages) + transfer + params.fixed_overhead_s
+    return Prediction(device.name, target, gw.batch, stages, transfer, params.fixed_overhead_s, total, params,
+                      tuple(notes))
+
+
+def predict(g, device: Device, target: str, batch: int, params: PerfParams | None = None, **work_kw) -> Prediction:
+    """Cost ``g`` at ``batch`` with the device's cache size, then time it (``work_kw`` go to graph_work)."""
+    from .graph import graph_work
+    work_kw.setdefault("cache_bytes", device.cache_bytes)
+    return predict_work(graph_work(g, batch, **work_kw), device, target, params)
