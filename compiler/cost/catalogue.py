@@ -140,7 +140,11 @@ def load_file(path: Path, *, probe_quick: bool = False, refresh: bool = False) -
         if data["probe"] != "host":
             raise CatalogueError(f"{path}: field 'probe' must be \"host\", got {data['probe']!r}")
         probed = probe_host(quick=probe_quick, refresh=refresh)
-    return parse_device(data, str(path), probed)
+    dev = parse_device(data, str(path), probed)
+    if probed and probed.get("cpu_model"):
+        from dataclasses import replace
+        dev = replace(dev, description=f"{dev.description}: {probed['cpu_model']}, {probed.get('threads')} threads")
+    return dev
 
 
 # ---- schema ----
@@ -160,7 +164,7 @@ def _figure(obj, where: str, field_: str, probed: Mapping[str, float] | None) ->
         if probed is None:
             raise _err(where, field_ + ".probe", "needs \"probe\": \"host\" at the top of the file")
         key = obj["probe"]
-        if key not in probed:
+        if key not in probed or key == "cpu_model":
             raise _err(where, field_ + ".probe", f"names an unknown probe {key!r}; probes: {', '.join(sorted(probed))}")
         v = probed[key]
         if v is None:
@@ -269,7 +273,8 @@ def probe_host(*, quick: bool = False, refresh: bool = False, threads: int | Non
     llc = next((caches[k] for k in ("L3", "L2") if k in caches), "")
     out = {"fma_peak_GFLOPs": c["fma_peak_GFLOPs"], "stream_read_GBps": c["stream_read_GBps"],
            "gather_GBps": c["gather_GBps"], "memory_bytes": info.get("memory_bytes") or None,
-           "llc_bytes": _size_bytes(llc) if llc else None, "threads": threads}
+           "llc_bytes": _size_bytes(llc) if llc else None, "threads": threads,
+           "cpu_model": info.get("cpu_model", "")}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(out))

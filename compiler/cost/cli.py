@@ -20,7 +20,8 @@ def add_arguments(sp) -> None:
     sp.add_argument("--hardware", default="host",
                     help="a device of the catalogue (xrec.cost.device_names(); 'host' is probed here) or a JSON file")
     sp.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None, help="embedding-table precision")
-    sp.add_argument("--ids", default="uniform", help="id distribution for the cache-hit estimate: uniform | zipf[:ALPHA]")
+    sp.add_argument("--ids", default="uniform",
+                    help="id distribution for the cache-hit estimate: uniform | zipf[:ALPHA]")
     sp.add_argument("--params", default=None, metavar="PROFILE.json",
                     help="performance parameters (efficiency, overheads) from a calibration profile")
     sp.add_argument("--max-rows", type=int, default=None, help="cap zoo tables at this many rows")
@@ -67,7 +68,8 @@ def _fmt_s(s: float) -> str:
     return f"{s * 1e6:9.1f} us" if s < 1e-3 else f"{s * 1e3:9.3f} ms"
 
 
-def print_report(rep: dict, out=sys.stdout) -> None:
+def print_report(rep: dict, out=None) -> None:
+    out = out or sys.stdout
     dev = rep["device"]
     print(f"{rep['model']} on {dev['description']} ({rep['hardware']}), target {rep['target']}, "
           f"ids {rep['ids']}; roofline lower bound, {rep['batches'][0]['prediction']['params']['source']}", file=out)
