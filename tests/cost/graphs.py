@@ -45,3 +45,38 @@ def dot_graph(f, d, pairs):
     nodes = (_node("t", Op.INPUT, (), TensorType((B, f, d), DType.F32), name="t"),
              _node("z", Op.DOT_INTERACTION, ("t",), TensorType((B, len(pairs)), DType.F32), pairs=tuple(pairs)))
     return Graph("dot", nodes, ("z",), {})
+
+
+def fm_graph(f, k):
+    nodes = (_node("v", Op.INPUT, (), TensorType((B, f, k), DType.F32), name="v"),
+             _node("y", Op.FM, ("v",), TensorType((B, 1), DType.F32), keepdim=True))
+    return Graph("fm", nodes, ("y",), {})
+
+
+def cross_graph(d, rank=None):
+    """x0 * (W xl + b) + xl on [B, d]; W full [d, d], or low rank W[d, r] V[r, d]."""
+    nodes = [_node("x0", Op.INPUT, (), TensorType((B, d), DType.F32), name="x0"),
+             _node("xl", Op.INPUT, (), TensorType((B, d), DType.F32), name="xl")]
+    if rank is None:
+        nodes.append(_node("w", Op.PARAM, (), TensorType((d, d), DType.F32), name="w"))
+        ins = ["x0", "xl", "w"]
+    else:
+        nodes += [_node("v", Op.PARAM, (), TensorType((rank, d), DType.F32), name="v"),
+                  _node("w", Op.PARAM, (), TensorType((d, rank), DType.F32), name="w")]
+        ins = ["x0", "xl", "v", "w"]
+    nodes += [_node("b", Op.PARAM, (), TensorType((d,), DType.F32), name="b"),
+              _node("y", Op.CROSS_LAYER, (*ins, "b"), TensorType((B, d), DType.F32), low_rank=rank is not None)]
+    return Graph("cross", tuple(nodes), ("y",), {})
+
+
+def chain_graph(n):
+    """sigmoid(x + x) -> reshape -> cat with x -> sum over dim 1, on x: f32[B, n]."""
+    t = TensorType((B, n), DType.F32)
+    nodes = (_node("x", Op.INPUT, (), t, name="x"),
+             _node("a", Op.ADD, ("x", "x"), t),
+             _node("s", Op.SIGMOID, ("a",), t),
+             _node("r", Op.RESHAPE, ("s",), TensorType((B, n, 1), DType.F32), shape=(B, n, 1)),
+             _node("r2", Op.RESHAPE, ("r",), t, shape=(B, n)),
+             _node("c", Op.CAT, ("r2", "x"), TensorType((B, 2 * n), DType.F32), dim=1),
+             _node("m", Op.SUM, ("c",), TensorType((B,), DType.F32), dims=(1,), keepdim=False))
+    return Graph("chain", nodes, ("m",), {})

@@ -7,7 +7,7 @@ from xrec.cost import CostError, IdDistribution, graph_work, main_rows
 from xrec.cost.rules import _RULES
 from xrec.ir.ops import Op
 
-from cost.graphs import bag_graph, dot_graph, linear_graph
+from cost.graphs import bag_graph, chain_graph, cross_graph, dot_graph, fm_graph, linear_graph
 
 
 def node_work(gw, name):
@@ -91,6 +91,36 @@ def test_dot_interaction_flops(batch, f, d):
     assert node_work(graph_work(dot_graph(f, d, pairs), batch), "z").stage == "interaction"
 
 
+@pytest.mark.parametrize("batch,f,k", [(1, 3, 4), (128, 39, 10)])
+def test_fm_flops(batch, f, k):
+    w = node_work(graph_work(fm_graph(f, k), batch), "y").work
+    assert w.flops == {"f32": 3 * batch * f * k + 3 * batch * k + batch}
+    assert w.bytes["main"] == 4 * (batch * f * k + batch)
+
+
+@pytest.mark.parametrize("rank", [None, 8])
+def test_cross_layer_flops(rank):
+    batch, d = 32, 100
+    w = node_work(graph_work(cross_graph(d, rank), batch), "y").work
+    gemm = 2 * batch * d * d if rank is None else 2 * batch * d * rank * 2
+    assert w.flops == {"f32": gemm + 3 * batch * d}
+    weights = d * d if rank is None else 2 * d * rank
+    assert w.bytes["main"] == 4 * (3 * batch * d + weights + d)        # x0, xl, y; W (or W, V); bias
+
+
+def test_elementwise_reduce_and_layout_terms():
+    batch, n = 16, 10
+    gw = graph_work(chain_graph(n), batch)
+    by = {nw.node: nw.work for nw in gw.nodes}
+    elems = batch * n
+    assert by["a"].flops == {"f32": elems} and by["a"].bytes["main"] == 4 * 3 * elems   # x read twice, a written
+    assert by["s"].flops == {"f32": 4 * elems}                                      # sigmoid: 4 per element
+    assert by["r"] == by["r2"] and by["r"].calls == 0 and by["r"].total_bytes == 0   # views
+    assert by["c"].flops == {} and by["c"].bytes["main"] == 4 * 4 * elems and by["c"].calls == 1
+    assert by["m"].flops == {"f32": 2 * elems} and by["m"].calls == 1
+    assert gw.stage("other").calls == 4
+
+
 def test_inputs_and_outputs_are_host_transfers():
     gw = graph_work(linear_graph(10, 3), 4)
     assert gw.total.transfers == {"h2d": 4 * 10 * 4, "d2h": 4 * 3 * 4}
@@ -152,6 +182,14 @@ def test_an_op_without_a_rule_is_a_clear_error_or_a_reported_estimate(monkeypatc
     assert gw.estimated == ("z",)
     assert any("dot_interaction" in n and "conservative default" in n for n in gw.notes)
     assert node_work(gw, "z").work.total_flops > 0 and node_work(gw, "z").work.calls == 1
+
+
+def test_id_distribution_parsing():
+    assert IdDistribution.parse("zipf:1.2") == IdDistribution("zipf", 1.2)
+    assert IdDistribution.parse("uniform") == IdDistribution()
+    for bad in ("pareto", "zipf:0", "zipf:x"):
+        with pytest.raises(ValueError, match="id distribution"):
+            IdDistribution.parse(bad)
 
 
 def test_bad_batch_is_refused():
