@@ -27,7 +27,8 @@ package_dir.update({name: folder for name, folder in (("xrec._csrc", "csrc"), ("
                     if os.path.isdir(folder)})
 
 EXTRAS = {
-    "test": ["pytest>=8", "pytest-xdist>=3", "tritonclient[http]==2.73.0"],
+    # expecttest: torch.testing._internal (OpInfo samples, tests/frontend/test_opinfo.py) imports it
+    "test": ["pytest>=8", "pytest-xdist>=3", "tritonclient[http]==2.73.0", "expecttest==0.3.0"],
     "triton": ["triton==3.9.0"],
     "xla": ["jax==0.10.2", "jaxlib==0.10.2"],
     "hls": [],
