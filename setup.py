@@ -50,7 +50,7 @@ setup(
     package_dir=package_dir,
     package_data={**{k: ["*", "**/*"] for k in ("xrec._csrc", "xrec._hls") if k in package_dir},
                   "xrec.bench": ["*.c", "*.cpp"], "xrec.kernels": ["cpu/*.h", "cpu/*.cpp"], "xrec.targets.cpu": ["*.cpp"],
-                  "xrec.cost": ["hardware/*.json"]},
+                  "xrec.cost": ["hardware/*.json"], "xrec.targets.triton": ["calibration/*.json"]},
     install_requires=["torch>=2.6,<2.15", "numpy>=1.24", "sympy>=1.12"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["xrec=xrec.cli:main"]},
