@@ -1,6 +1,7 @@
 """Bad inputs, corrupt or mismatched artifacts, ISA refusal, unlowerable ops: clear errors, no crash."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -138,8 +139,16 @@ def test_format_version_and_mismatched_library_refused(art_copy, compiled_zoo):
     mf.write_text(json.dumps(m))
     other, _ = compiled_zoo("dcn-v2")
     isa = m["target_info"]["isas"][0]
-    shutil.copyfile(other.path / "lib" / f"xrec_model_{isa}.so", art_copy / "lib" / f"xrec_model_{isa}.so")
-    with pytest.raises(ArtifactError, match="fingerprint"):
+    lib = f"lib/xrec_model_{isa}.so"
+    shutil.copyfile(other.path / lib, art_copy / lib)
+    # another model's library: its bytes are not the ones manifest.json records
+    with pytest.raises(ArtifactError, match=r"xrec_model_.*\.so is corrupt or truncated: its sha256 is"):
+        CpuModel(art_copy)
+    # and with the recorded hash edited to match it, the library's fingerprint (or the manifest's own
+    # checksum, where the loader has one) still refuses it: never another model's kernels on these weights
+    m["files"][lib] = hashlib.sha256((art_copy / lib).read_bytes()).hexdigest()
+    mf.write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match=r"fingerprint|layout_sha256"):
         CpuModel(art_copy)
 
 
