@@ -23,6 +23,7 @@ from . import __version__
 from .ir import Graph, Op, feature_inputs
 from .ir.serialize import graph_from_json, graph_to_json
 from .ir.types import DType, dim_str
+from .runtime.manifest import check_manifest, seal
 
 FORMAT_VERSION = 1
 ALIGN = 64
@@ -151,7 +152,8 @@ class ArtifactWriter:
             "files": files,
             **self.extra,
         }
-        (self.path / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        # sealed: "layout_sha256" covers every field that decides how the bytes are read (xrec.runtime.manifest)
+        (self.path / "manifest.json").write_text(seal(manifest))
         return self.path
 
 
@@ -175,13 +177,20 @@ def read_manifest(path: Path) -> dict:
         raise ArtifactError(f"{path}: not an xrec artifact (no manifest.json); build one with "
                             "`xrec compile MODEL --target T -o OUT`")
     try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
+        text = mf.read_text()
+        manifest = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{mf}: manifest is not valid JSON ({e}); the artifact is corrupt") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{mf}: manifest is not a JSON object; the artifact is corrupt: recompile the model")
     v = manifest.get("format_version")
-    if v != FORMAT_VERSION:
+    if v != FORMAT_VERSION or isinstance(v, bool):
         raise ArtifactError(f"{path}: artifact format {v} but this xrec ({__version__}) reads format "
                             f"{FORMAT_VERSION}; recompile the model with this xrec")
+    # the fields the loaders read (by name), then the checksum over them, before any other file is read
+    bad = check_manifest(manifest, text)
+    if bad:
+        raise ArtifactError(f"{path}: {bad}")
     return manifest
 
 
@@ -201,6 +210,11 @@ def open_artifact(path, verify_checksums: bool = True) -> Artifact:
                                     f"file {got[:12]}...); the artifact is corrupt or was edited")
     w = manifest["weights"]
     size = w["bytes"]
+    wpath = path / w["file"]
+    if not wpath.is_file() or wpath.stat().st_size != size:
+        have = f"holds {wpath.stat().st_size} bytes" if wpath.is_file() else "is missing"
+        raise ArtifactError(f"{path}: {w['file']} {have} but manifest.json records {size} (weights.bytes); "
+                            "the artifact is corrupt or incomplete: copy it again or recompile the model")
     mm = np.memmap(path / w["file"], dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
     params = {}
     for name, e in w["entries"].items():

@@ -1,13 +1,15 @@
 // xrec_dispatch.cpp: the C ABI of xrec_model.h, built as NAME.xrec/lib/libxrec_model.so.
 //
-// Loading an artifact: read manifest.json, check its format version and target,
+// Loading an artifact: read manifest.json, check its format version, its layout fields and their
+// checksum (layout_sha256, xrec_json.h check_manifest), its target,
 // choose the ISA build (the best one the CPU supports among those in lib/, or
 // the one forced by the options / $XREC_CPU_ISA; refuse one the CPU lacks),
 // check lib/xrec_model_<isa>.so's sha256 against the manifest's "files",
 // dlopen it, check it is the code this manifest was
 // built with (fingerprint), memory-map weights.bin, check its size (and its
-// checksum unless asked not to), and hand each weight slot the address of its
-// entry at the offset the manifest records.
+// checksum64 unless asked not to: a caller that asks has checked weights.bin's
+// sha256 against this same checksummed manifest), and hand each weight slot the
+// address of its entry at the offset the manifest records.
 //
 // This file is compiled for the baseline x86-64 ISA: nothing here may need
 // more than every x86-64 CPU has, since it runs before the ISA check.
@@ -184,6 +186,12 @@ xrec_model* load(const char* dir_c, const xrec_load_options* opt) {
                                 "; recompile the model");
     return nullptr;
   }
+  // the layout fields by name, then their checksum "layout_sha256", before anything else is read or trusted
+  const std::string bad_manifest = xrec::json::check_manifest(mf, dir);
+  if (!bad_manifest.empty()) {
+    fail(XREC_ERR_ARTIFACT, bad_manifest);
+    return nullptr;
+  }
   if (str_field(mf.get("target")) != "cpu") {
     fail(XREC_ERR_ARTIFACT, dir + ": artifact is for target '" + str_field(mf.get("target")) +
                                 "', not cpu; this runtime runs cpu artifacts");
@@ -199,6 +207,12 @@ xrec_model* load(const char* dir_c, const xrec_load_options* opt) {
   std::vector<std::string> built;
   std::string built_list;
   for (const Value& v : isas->items) {
+    if (!v.is_string()) {
+      fail(XREC_ERR_ARTIFACT, dir + ": manifest.json field 'target_info.isas' holds a " +
+                                  (v.is_number() ? "number" : "non-string") + "; it must be an array of ISA "
+                                  "names; the artifact is corrupt or was edited: recompile the model");
+      return nullptr;
+    }
     built.push_back(v.text);
     built_list += (built_list.empty() ? "" : ", ") + v.text;
   }

@@ -279,5 +279,289 @@ inline std::string check_listed_file(const Value& mf, const std::string& dir, co
   return "";
 }
 
+// ---- manifest.json's layout fields and their checksum "layout_sha256" (the definition, shared with the
+// compiler, is xrec.runtime.manifest's docstring): checked by every loader before it reads any other file.
+//
+//   layout_sha256 = sha256("xrec-layout-v1\n" + for K in kLayoutKeys: S(K) + (C(manifest[K]) or "-"))
+//   C: null "n", true "t", false "f", number "d" + literal text + ";", string S(s) = "s" + len + ":" + bytes,
+//      array "a" + n + "[" items "]", object "o" + n + "{" (S(key) C(value)) in byte order of keys "}"
+inline const char* const* layout_keys() {
+  static const char* const keys[] = {"format_version", "target", "model", "signature", "in_spec", "out_spec",
+                                     "weights", "ir", "files", "target_info", nullptr};
+  return keys;
+}
+
+inline void canon_string(const std::string& s, std::string& out) {
+  out += 's';
+  out += std::to_string(s.size());
+  out += ':';
+  out += s;
+}
+
+inline void canon(const Value& v, std::string& out) {
+  switch (v.kind) {
+    case Value::Null: out += 'n'; break;
+    case Value::Bool: out += v.b ? 't' : 'f'; break;
+    case Value::Number: out += 'd'; out += v.text; out += ';'; break;
+    case Value::String: canon_string(v.text, out); break;
+    case Value::Array:
+      out += 'a' + std::to_string(v.items.size()) + '[';
+      for (const Value& x : v.items) canon(x, out);
+      out += ']';
+      break;
+    case Value::Object:   // std::map: keys in byte order (char_traits<char> compares as unsigned char)
+      out += 'o' + std::to_string(v.fields.size()) + '{';
+      for (const auto& kv : v.fields) {
+        canon_string(kv.first, out);
+        canon(kv.second, out);
+      }
+      out += '}';
+      break;
+  }
+}
+
+inline std::string layout_sha256(const Value& mf) {
+  std::string text = "xrec-layout-v1\n";
+  for (const char* const* k = layout_keys(); *k; ++k) {
+    canon_string(*k, text);
+    const Value* v = mf.get(*k);
+    if (v) canon(*v, text); else text += '-';
+  }
+  Sha256 h;
+  h.update((const unsigned char*)text.data(), text.size());
+  return h.hex();
+}
+
+namespace detail {
+
+struct Bad {
+  std::string msg;
+};
+
+inline const char* kind_name(const Value* v) {
+  if (!v) return "missing";
+  switch (v->kind) {
+    case Value::Null: return "null";
+    case Value::Bool: return "a boolean";
+    case Value::Number: return "a number";
+    case Value::String: return "a string";
+    case Value::Array: return "an array";
+    case Value::Object: return "an object";
+  }
+  return "?";
+}
+
+inline std::string shown(const Value* v) {
+  if (!v) return "is missing";
+  std::string t;
+  if (v->kind == Value::Number) t = v->text;
+  else if (v->kind == Value::String) t = "\"" + v->text + "\"";
+  else if (v->kind == Value::Bool) t = v->b ? "true" : "false";
+  else if (v->kind == Value::Null) t = "null";
+  else return std::string("is ") + kind_name(v);
+  if (t.size() > 60) t = t.substr(0, 57) + "...";
+  return "is " + t + " (" + kind_name(v) + ")";
+}
+
+inline const char* kFix = "the artifact is corrupt or was edited: recompile the model";
+
+[[noreturn]] inline void bad(const std::string& field, const Value* v, const std::string& want) {
+  throw Bad{"manifest.json field '" + field + "' " + shown(v) + "; it must be " + want + "; " + kFix};
+}
+
+inline const Value& obj(const Value& parent, const char* key, const std::string& field) {
+  const Value* v = parent.get(key);
+  if (!v || v->kind != Value::Object) bad(field, v, "an object");
+  return *v;
+}
+
+inline const Value& arr(const Value& parent, const char* key, const std::string& field) {
+  const Value* v = parent.get(key);
+  if (!v || v->kind != Value::Array) bad(field, v, "an array");
+  return *v;
+}
+
+inline const std::string& str(const Value& parent, const char* key, const std::string& field, bool nonempty = false) {
+  const Value* v = parent.get(key);
+  if (!v || v->kind != Value::String || (nonempty && v->text.empty()))
+    bad(field, v, nonempty ? "a non-empty string" : "a string");
+  return v->text;
+}
+
+// -?(0|[1-9][0-9]*) within int64: the integers Python's json writes
+inline bool int_literal(const Value& v, int64_t* out) {
+  if (v.kind != Value::Number) return false;
+  const std::string& t = v.text;
+  size_t i = t.size() && t[0] == '-' ? 1 : 0;
+  if (i >= t.size() || (t[i] == '0' && t.size() > i + 1) || t.size() - i > 18) return false;
+  for (size_t k = i; k < t.size(); ++k)
+    if (t[k] < '0' || t[k] > '9') return false;
+  *out = std::strtoll(t.c_str(), nullptr, 10);
+  return true;
+}
+
+inline int64_t integer(const Value& parent, const char* key, const std::string& field, int64_t minimum,
+                       bool nullable = false, bool* is_null = nullptr) {
+  const Value* v = parent.get(key);
+  if (nullable && v && v->kind == Value::Null) {
+    if (is_null) *is_null = true;
+    return 0;
+  }
+  int64_t x = 0;
+  if (!v || !int_literal(*v, &x) || x < minimum)
+    bad(field, v, "an integer >= " + std::to_string(minimum) + (nullable ? " or null" : ""));
+  return x;
+}
+
+inline bool hex64(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+inline const std::string& sha(const Value& parent, const char* key, const std::string& field) {
+  const Value* v = parent.get(key);
+  if (!v || v->kind != Value::String || !hex64(v->text)) bad(field, v, "a sha256 (64 lowercase hex digits)");
+  return v->text;
+}
+
+inline bool plain_path(const std::string& p) {
+  if (p.empty() || p[0] == '/' || p.find('\\') != std::string::npos) return false;
+  size_t st = 0;
+  while (true) {
+    const size_t e = p.find('/', st);
+    const std::string part = p.substr(st, e == std::string::npos ? std::string::npos : e - st);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (e == std::string::npos) return true;
+    st = e + 1;
+  }
+}
+
+inline size_t dtype_size(const std::string& d) {
+  // numpy dtype strings the compiler writes: byte order (<, >, |, =) + kind (b i u f c V) + item size
+  size_t i = !d.empty() && std::strchr("<>|=", d[0]) ? 1 : 0;
+  if (i >= d.size() || !std::strchr("biufcV", d[i])) return 0;
+  ++i;
+  if (i >= d.size() || d.size() - i > 4) return 0;
+  size_t n = 0;
+  for (size_t k = i; k < d.size(); ++k) {
+    if (d[k] < '0' || d[k] > '9') return 0;
+    n = n * 10 + (size_t)(d[k] - '0');
+  }
+  return n;
+}
+
+inline void check_fields(const Value& m) {
+  str(m, "target", "target", true);
+  str(m, "model", "model");
+  if (m.get("target_info")) obj(m, "target_info", "target_info");
+  const Value& sig = obj(m, "signature", "signature");
+  const Value& ins = arr(sig, "inputs", "signature.inputs");
+  for (size_t k = 0; k < ins.items.size(); ++k) {
+    const std::string f = "signature.inputs[" + std::to_string(k) + "]";
+    const Value& e = ins.items[k];
+    if (e.kind != Value::Object) bad(f, &e, "an object");
+    for (const char* key : {"name", "value", "kind", "dtype"}) str(e, key, f + "." + key);
+    const Value& shape = arr(e, "shape", f + ".shape");
+    for (size_t j = 0; j < shape.items.size(); ++j)
+      if (shape.items[j].kind != Value::String)
+        bad(f + ".shape[" + std::to_string(j) + "]", &shape.items[j], "a string (a dimension)");
+  }
+  const Value& outs = arr(sig, "outputs", "signature.outputs");
+  for (size_t k = 0; k < outs.items.size(); ++k) {
+    const std::string f = "signature.outputs[" + std::to_string(k) + "]";
+    const Value& e = outs.items[k];
+    if (e.kind != Value::Object) bad(f, &e, "an object");
+    for (const char* key : {"value", "dtype"}) str(e, key, f + "." + key);
+    arr(e, "shape", f + ".shape");
+  }
+  const Value& feats = arr(sig, "features", "signature.features");
+  for (size_t k = 0; k < feats.items.size(); ++k) {
+    const std::string f = "signature.features[" + std::to_string(k) + "]";
+    const Value& e = feats.items[k];
+    if (e.kind != Value::Object) bad(f, &e, "an object");
+    str(e, "feature", f + ".feature");
+    integer(e, "indices", f + ".indices", 0, true);
+    integer(e, "offsets", f + ".offsets", 0, true);
+    const Value* ilo = e.get("include_last_offset");
+    if (!ilo || ilo->kind != Value::Bool) bad(f + ".include_last_offset", ilo, "a boolean");
+    integer(e, "num_rows", f + ".num_rows", 0, true);
+  }
+
+  const Value& w = obj(m, "weights", "weights");
+  if (!plain_path(str(w, "file", "weights.file", true)))
+    bad("weights.file", w.get("file"), "a plain path inside the artifact directory");
+  const int64_t align = integer(w, "alignment", "weights.alignment", 1);
+  const int64_t size = integer(w, "bytes", "weights.bytes", 0);
+  sha(w, "sha256", "weights.sha256");
+  const Value& entries = obj(w, "entries", "weights.entries");
+  for (const auto& kv : entries.fields) {
+    const std::string f = "weights.entries[\"" + kv.first + "\"]";
+    const Value& e = kv.second;
+    if (e.kind != Value::Object) bad(f, &e, "an object");
+    const int64_t off = integer(e, "offset", f + ".offset", 0);
+    const int64_t nb = integer(e, "nbytes", f + ".nbytes", 0);
+    const std::string& dt = str(e, "dtype", f + ".dtype", true);
+    const size_t item = dtype_size(dt);
+    if (!item) bad(f + ".dtype", e.get("dtype"), "a numpy dtype of fixed size (e.g. \"<f4\")");
+    const Value& shape = arr(e, "shape", f + ".shape");
+    unsigned __int128 n = item;
+    for (size_t j = 0; j < shape.items.size(); ++j) {
+      int64_t d = 0;
+      if (!int_literal(shape.items[j], &d) || d < 0)
+        bad(f + ".shape[" + std::to_string(j) + "]", &shape.items[j], "an integer >= 0");
+      n *= (unsigned __int128)d;
+      if (n > ((unsigned __int128)1 << 64)) n = (unsigned __int128)1 << 64;   // saturate: no wrap-around
+    }
+    if (n != (unsigned __int128)nb)
+      throw Bad{"manifest.json field '" + f + ".nbytes' is " + std::to_string(nb) + " but its shape of " + dt +
+                " holds another number of bytes; " + kFix};
+    if (off % align)
+      throw Bad{"manifest.json field '" + f + ".offset' is " + std::to_string(off) +
+                ", not a multiple of weights.alignment (" + std::to_string(align) + "); " + kFix};
+    if (off > size || nb > size - off)
+      throw Bad{"manifest.json field '" + f + ".offset' is " + std::to_string(off) + ": with its " +
+                std::to_string(nb) + " bytes it ends past the end of the weights file (weights.bytes " +
+                std::to_string(size) + "); " + kFix};
+  }
+  const Value& ir = obj(m, "ir", "ir");
+  if (!plain_path(str(ir, "file", "ir.file", true)))
+    bad("ir.file", ir.get("file"), "a plain path inside the artifact directory");
+  sha(ir, "sha256", "ir.sha256");
+  const Value& files = obj(m, "files", "files");
+  for (const auto& kv : files.fields) {
+    if (!plain_path(kv.first))
+      throw Bad{"manifest.json field 'files' lists \"" + kv.first + "\", not a plain path inside the artifact "
+                "directory; " + std::string(kFix)};
+    sha(files, kv.first.c_str(), "files[\"" + kv.first + "\"]");
+  }
+}
+
+}  // namespace detail
+
+// "" when manifest `mf` (already checked to be of this runtime's format) has well-typed layout fields whose
+// checksum is the "layout_sha256" it records; else what is wrong, naming the field. Reads no other file.
+inline std::string check_manifest(const Value& mf, const std::string& dir) {
+  if (mf.kind != Value::Object) return dir + ": manifest.json is not a JSON object; " + detail::kFix;
+  std::string want;
+  try {
+    detail::check_fields(mf);
+    const Value* v = mf.get("layout_sha256");
+    if (!v)
+      return dir + ": manifest.json has no 'layout_sha256' (the checksum of its layout fields): it was written by "
+                   "an older xrec or edited; recompile the model";
+    want = detail::sha(mf, "layout_sha256", "layout_sha256");
+  } catch (const detail::Bad& e) {
+    return dir + ": " + e.msg;
+  }
+  const std::string got = layout_sha256(mf);
+  if (got != want)
+    return dir + ": manifest.json's layout fields do not match its 'layout_sha256' (recorded " + want.substr(0, 12) +
+           "..., computed " + got.substr(0, 12) + "...): weights/ir/files/signature/target_info were edited or "
+           "corrupted; " + detail::kFix;
+  return "";
+}
+
 }  // namespace json
 }  // namespace xrec

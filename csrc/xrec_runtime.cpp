@@ -9,6 +9,10 @@
 
 #include "xrec_json.h"
 
+#ifndef XREC_FORMAT_VERSION
+#define XREC_FORMAT_VERSION 1   // artifact format this runtime reads (xrec.artifact.FORMAT_VERSION)
+#endif
+
 namespace xrec {
 
 int64_t Tensor::numel() const {
@@ -80,6 +84,13 @@ std::unique_ptr<Model> Model::open(const std::string& dir, const LoadOptions& op
       mf = json::parse(text.str());
     } catch (const std::exception& e) {
       throw Error(XREC_ERR_ARTIFACT, dir + "/manifest.json is corrupt: " + e.what());
+    }
+    // the manifest's layout fields and their checksum first (an artifact of another format: the library says so)
+    const json::Value* fv = mf.get("format_version");
+    int64_t version = 0;
+    if (fv && json::detail::int_literal(*fv, &version) && version == XREC_FORMAT_VERSION) {
+      const std::string bad_manifest = json::check_manifest(mf, dir);
+      if (!bad_manifest.empty()) throw Error(XREC_ERR_ARTIFACT, bad_manifest);
     }
     const std::string bad = json::check_listed_file(mf, dir, lib.substr(dir.size() + 1));
     if (!bad.empty()) throw Error(XREC_ERR_ARTIFACT, bad);

@@ -63,5 +63,9 @@ def test_c_loader_refuses_an_isa_library_the_manifest_does_not_list(art, tmp_pat
     mf = json.loads((bad / "manifest.json").read_text())
     mf["files"] = {k: v for k, v in mf["files"].items() if not k.startswith("lib/xrec_model_")}
     (bad / "manifest.json").write_text(json.dumps(mf))
+    r = load(bad)                           # the edit itself: refused by the manifest's layout checksum
+    assert r.returncode == 0 and "layout_sha256" in r.stdout, r
+    from xrec.runtime.manifest import seal
+    (bad / "manifest.json").write_text(seal(mf))     # re-sealed: refused by the library check behind it
     r = load(bad)
     assert r.returncode == 0 and "does not list" in r.stdout, r
