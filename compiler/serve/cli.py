@@ -18,7 +18,10 @@ import sys
 from pathlib import Path
 
 DEFAULTS = {"host": "127.0.0.1", "port": 8000, "max_batch": 64, "max_delay_us": 500, "workers": 2, "threads": 0,
-            "queue": 256, "timeout_ms": 10000, "http_threads": 128, "max_body_bytes": 64 << 20}
+            "queue": 256, "timeout_ms": 10000, "http_threads": 128, "max_body_bytes": 64 << 20,
+            "read_timeout_ms": 5000, "request_timeout_ms": 10000, "write_timeout_ms": 10000,
+            "keep_alive_timeout_ms": 2000, "keep_alive_max": 1000, "max_conns_per_client": None,
+            "overload_grace_ms": 1000}
 
 
 def _positive(lo: int):
@@ -58,6 +61,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "concurrency for batching to see every request")
     p.add_argument("--max-body-bytes", type=_positive(1), default=d["max_body_bytes"],
                    help="larger request bodies are answered 413 (default %(default)s)")
+    g = p.add_argument_group("slow clients", "bounds that keep slow or idle clients from holding every HTTP thread")
+    g.add_argument("--read-timeout-ms", type=_positive(1), default=d["read_timeout_ms"],
+                   help="one read of a request waits at most this; then 408 and close (default %(default)s)")
+    g.add_argument("--request-timeout-ms", type=_positive(1), default=d["request_timeout_ms"],
+                   help="a whole request (headers and body) arrives within this of its first byte; then 408 "
+                        "and close (default %(default)s)")
+    g.add_argument("--write-timeout-ms", type=_positive(1), default=d["write_timeout_ms"],
+                   help="a whole answer is taken by the client within this; then close (default %(default)s)")
+    g.add_argument("--keep-alive-timeout-ms", type=_positive(1), default=d["keep_alive_timeout_ms"],
+                   help="an open connection waits this long for its next request (default %(default)s)")
+    g.add_argument("--keep-alive-max", type=_positive(1), default=d["keep_alive_max"],
+                   help="requests served on one connection, then it is closed (default %(default)s)")
+    g.add_argument("--max-conns-per-client", type=_positive(0), default=d["max_conns_per_client"],
+                   help="connections one client address may hold; more are answered 503 and closed; 0: no limit "
+                        "(default: 3/4 of --http-threads)")
+    g.add_argument("--overload-grace-ms", type=_positive(0), default=d["overload_grace_ms"],
+                   help="while every HTTP thread is busy and connections wait for one, a connection idle or "
+                        "reading its request for longer than this is closed, the oldest first (default %(default)s)")
     p.add_argument("--isa", default=None, help="force an ISA build: avx512 | avx2 | scalar (default: the knob "
                    "cpu_isa, XREC_CPU_ISA, else the best this CPU runs)")
     p.add_argument("--no-verify-weights", action="store_true",
@@ -144,7 +165,12 @@ def run(args) -> int:
             "--workers", str(args.workers), "--threads", str(args.threads or knobs.threads or 0),
             "--queue", str(args.queue), "--timeout-ms", str(args.timeout_ms),
             "--http-threads", str(args.http_threads), "--max-body-bytes", str(args.max_body_bytes),
-            "--isa", isa]
+            "--read-timeout-ms", str(args.read_timeout_ms), "--request-timeout-ms", str(args.request_timeout_ms),
+            "--write-timeout-ms", str(args.write_timeout_ms),
+            "--keep-alive-timeout-ms", str(args.keep_alive_timeout_ms), "--keep-alive-max", str(args.keep_alive_max),
+            "--overload-grace-ms", str(args.overload_grace_ms), "--isa", isa]
+    if args.max_conns_per_client is not None:
+        argv += ["--max-conns-per-client", str(args.max_conns_per_client)]
     if args.no_verify_weights:
         argv.append("--no-verify-weights")
     sys.stdout.flush()

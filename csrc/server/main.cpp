@@ -3,13 +3,15 @@
 //
 //   xrec-server ARTIFACT [--host 127.0.0.1] [--port 8000] [--max-batch 64] [--max-delay-us 500]
 //               [--workers 2] [--threads T] [--queue 256] [--timeout-ms 10000] [--http-threads 128]
-//               [--max-body-bytes 67108864] [--isa auto] [--no-verify-weights]
+//               [--max-body-bytes 67108864] [--read-timeout-ms 5000] [--request-timeout-ms 10000]
+//               [--write-timeout-ms 10000] [--keep-alive-timeout-ms 2000] [--keep-alive-max 1000]
+//               [--max-conns-per-client N] [--overload-grace-ms 1000] [--isa auto] [--no-verify-weights]
 //
 // Endpoints: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/1],
 // .../ready, .../config, POST .../infer, GET /metrics (Prometheus text). Errors are
 // {"error": "..."} with a 4xx/5xx status. SIGINT/SIGTERM: stop taking requests
 // (503), finish the queued and running ones, answer them, then exit 0; a second
-// signal exits at once.
+// signal exits at once. Slow clients cannot hold every HTTP thread (connections.h).
 #include <httplib.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -29,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "batcher.h"
+#include "connections.h"
 #include "kserve.h"
 #include "metrics.h"
 #include "served_model.h"
@@ -47,14 +50,48 @@ struct Options {
   int http_threads = 128;
   size_t max_body = 64u << 20;
   bool verify_weights = true;
+  ConnLimits conn;
 };
+
+const char* const kUsage =
+    "usage: xrec-server ARTIFACT [--host 127.0.0.1] [--port 8000] [--max-batch ROWS] "
+    "[--max-delay-us U] [--workers W] [--threads T] [--queue Q] [--timeout-ms T] [--http-threads N] "
+    "[--max-body-bytes N] [--read-timeout-ms MS] [--request-timeout-ms MS] [--write-timeout-ms MS] "
+    "[--keep-alive-timeout-ms MS] [--keep-alive-max N] [--max-conns-per-client N] [--overload-grace-ms MS] "
+    "[--isa auto|avx512|avx2|scalar] [--no-verify-weights]\n";
+
+const char* const kHelp =
+    "\nServe one compiled xrec cpu artifact over HTTP (KServe v2 / Open Inference Protocol).\n\n"
+    "  --host H               address to listen on (default 127.0.0.1)\n"
+    "  --port P               TCP port; 0 picks a free one (default 8000)\n"
+    "  --max-batch ROWS       rows per kernel call when merging requests; 1: no batching (default 64)\n"
+    "  --max-delay-us U       how long the oldest queued request waits for others (default 500)\n"
+    "  --workers W            kernel calls running at once (default 2)\n"
+    "  --threads T            threads inside one kernel call (default 0: cores / workers)\n"
+    "  --queue Q              requests that may wait; more are answered 503 (default 256)\n"
+    "  --timeout-ms T         per-request deadline from arrival; later: 504 (default 10000)\n"
+    "  --http-threads N       connections served at once, one thread each (default 128)\n"
+    "  --max-body-bytes N     larger request bodies are answered 413 (default 67108864)\n"
+    "Slow clients (they cannot hold every HTTP thread):\n"
+    "  --read-timeout-ms MS   one read of a request waits at most this; then 408 and close (default 5000)\n"
+    "  --request-timeout-ms MS  a whole request (headers and body) arrives within this of its first\n"
+    "                         byte; then 408 and close (default 10000)\n"
+    "  --write-timeout-ms MS  a whole answer is taken by the client within this; then close (default 10000)\n"
+    "  --keep-alive-timeout-ms MS  an open connection waits this long for its next request (default 2000)\n"
+    "  --keep-alive-max N     requests served on one connection, then it is closed (default 1000)\n"
+    "  --max-conns-per-client N  connections one client address may hold; more are answered 503 and\n"
+    "                         closed; 0: no limit (default: 3/4 of --http-threads, 96 of 128)\n"
+    "  --overload-grace-ms MS while every HTTP thread is busy and connections wait for one, a connection\n"
+    "                         idle or reading its request for longer than this is closed, the oldest\n"
+    "                         first, one per waiting connection (default 1000)\n"
+    "  --isa I                force an ISA build: auto | avx512 | avx2 | scalar (default auto)\n"
+    "  --no-verify-weights    skip checksumming weights.bin at load\n"
+    "GET /metrics counts xrec_http_connections_open, xrec_http_connections_refused_total{reason} and\n"
+    "xrec_http_connections_timed_out_total{reason}.\n";
 
 int usage(const char* msg = nullptr) {
   if (msg) std::fprintf(stderr, "xrec-server: %s\n", msg);
-  std::fprintf(stderr,
-               "usage: xrec-server ARTIFACT [--host 127.0.0.1] [--port 8000] [--max-batch ROWS] "
-               "[--max-delay-us U] [--workers W] [--threads T] [--queue Q] [--timeout-ms T] [--http-threads N] "
-               "[--max-body-bytes N] [--isa auto|avx512|avx2|scalar] [--no-verify-weights]\n");
+  std::fputs(kUsage, stderr);
   return 2;
 }
 
@@ -86,7 +123,14 @@ int parse_args(int argc, char** argv, Options* o) {
     else if (a == "--timeout-ms") { if (!num(1, &v)) return usage("--timeout-ms needs >= 1"); o->timeout_ms = v; }
     else if (a == "--http-threads") { if (!num(1, &v)) return usage("--http-threads needs >= 1"); o->http_threads = (int)v; }
     else if (a == "--max-body-bytes") { if (!num(1, &v)) return usage("--max-body-bytes needs >= 1"); o->max_body = (size_t)v; }
-    else if (a == "-h" || a == "--help") { usage(); return 1; }
+    else if (a == "--read-timeout-ms") { if (!num(1, &v)) return usage("--read-timeout-ms needs >= 1"); o->conn.read_timeout_ms = v; }
+    else if (a == "--request-timeout-ms") { if (!num(1, &v)) return usage("--request-timeout-ms needs >= 1"); o->conn.request_timeout_ms = v; }
+    else if (a == "--write-timeout-ms") { if (!num(1, &v)) return usage("--write-timeout-ms needs >= 1"); o->conn.write_timeout_ms = v; }
+    else if (a == "--keep-alive-timeout-ms") { if (!num(1, &v)) return usage("--keep-alive-timeout-ms needs >= 1"); o->conn.keep_alive_ms = v; }
+    else if (a == "--keep-alive-max") { if (!num(1, &v)) return usage("--keep-alive-max needs >= 1"); o->conn.keep_alive_max = v; }
+    else if (a == "--max-conns-per-client") { if (!num(0, &v)) return usage("--max-conns-per-client needs >= 0 (0: no limit)"); o->conn.max_per_client = v; }
+    else if (a == "--overload-grace-ms") { if (!num(0, &v)) return usage("--overload-grace-ms needs >= 0"); o->conn.overload_grace_ms = v; }
+    else if (a == "-h" || a == "--help") { std::fputs(kUsage, stdout); std::fputs(kHelp, stdout); return 1; }
     else if (!a.empty() && a[0] == '-') return usage(("unknown option " + a).c_str());
     else if (o->artifact.empty()) o->artifact = a;
     else return usage(("unexpected argument " + a).c_str());
@@ -145,19 +189,32 @@ int main(int argc, char** argv) {
   std::atomic<int> active{0};       // infer handlers between arrival and answer
   std::atomic<int> admitting{0};    // infer handlers past the draining check and not yet queued
 
+  // The connections (accept to close) are served by Connections: httplib's read timeout bounds one read,
+  // so a client sending a byte now and then held its thread for ever (connections.h).
+  Connections conns(opt.conn, opt.http_threads, metrics);
   // httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed in the Debian library): many
   // clients connecting at once would overflow it and see resets; listen() again with a deep backlog.
   struct Server : httplib::Server {
+    Connections* conns = nullptr;
     int socket() const { return (int)svr_sock_; }
+
+   private:
+    bool process_and_close_socket(socket_t sock) override {
+      return conns->serve(sock, svr_sock_, [this](httplib::Stream& strm, bool close, bool& closed) {
+        return process_request(strm, close, closed, nullptr);
+      });
+    }
   } svr;
-  const int http_threads = opt.http_threads;
-  svr.new_task_queue = [http_threads] { return new httplib::ThreadPool((size_t)http_threads); };
+  svr.conns = &conns;
+  svr.new_task_queue = [&conns] { return conns.new_pool(); };
   svr.set_payload_max_length(opt.max_body);
   svr.set_tcp_nodelay(true);
-  svr.set_keep_alive_max_count(100000);
-  svr.set_keep_alive_timeout(2);
-  svr.set_read_timeout(30, 0);
-  svr.set_write_timeout(30, 0);
+  // a request without a body has arrived once its headers have: its handler runs (never cut by the watchdog)
+  svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    const std::string len = req.get_header_value("Content-Length");
+    if (!req.has_header("Transfer-Encoding") && (len.empty() || len == "0")) Connections::handling();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
 
   // ---- /v2/models/NAME[/versions/V]: the one model this server serves
   auto known = [&](const httplib::Request& req, httplib::Response& res) {
@@ -278,6 +335,7 @@ int main(int argc, char** argv) {
   };
 
   svr.Post(M + "/infer", [&](const httplib::Request& req, httplib::Response& res) {
+    Connections::handling();
     const auto t0 = Clock::now();
     metrics.received();
     // In flight from here until this handler returns, whatever way it returns (a throw included):
@@ -309,7 +367,11 @@ int main(int argc, char** argv) {
   svr.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     std::string msg;
-    if (res.status == 413) {
+    if (Connections::request_timed_out()) {
+      res.status = 408;   // httplib says 400 when a header or the body did not arrive: it did not in time
+      res.set_header("Connection", "close");
+      msg = conns.timeout_message();
+    } else if (res.status == 413) {
       msg = "the request body (" + req.get_header_value("Content-Length") + " bytes) exceeds the limit of " +
             std::to_string(opt.max_body) + " bytes (--max-body-bytes)";
       metrics.error("too_large");
@@ -372,6 +434,7 @@ int main(int argc, char** argv) {
       batcher.drain();   // runs everything queued; every waiting handler gets its result
       for (int i = 0; i < 30000 && active.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       svr.stop();
+      conns.close_waiting();   // connections waiting for or reading a request (slow clients) go now
     }).detach();
     // a second signal a second or more later exits at once (one signal sent to both the
     // process and its group, as `timeout` does, arrives twice at the same moment)
@@ -389,10 +452,10 @@ int main(int argc, char** argv) {
   std::printf("xrec serve: %s (isa %s) at http://%s:%d  (POST /v2/models/%s/infer)\n", name.c_str(),
               model->isa().c_str(), opt.host.c_str(), port, name.c_str());
   std::printf("xrec serve: dynamic batching %s: max-batch %lld rows, max-delay %lld us; %d worker(s) x %d "
-              "thread(s), queue %zu, timeout %lld ms, %d http threads\n",
+              "thread(s), queue %zu, timeout %lld ms, %d http threads (at most %lld per client)\n",
               model->batchable() ? "on" : ("off (" + model->not_batchable_reason() + ")").c_str(),
               (long long)c.max_batch, (long long)c.max_delay_us, c.workers, lo.threads, c.queue,
-              (long long)opt.timeout_ms, opt.http_threads);
+              (long long)opt.timeout_ms, opt.http_threads, (long long)conns.limits().max_per_client);
   std::fflush(stdout);
   svr.listen_after_bind();
   std::printf("xrec serve: stopped\n");

@@ -75,6 +75,18 @@ Metrics::Metrics(std::string model)
       batch_requests_(pow2_buckets(1024)),
       batch_rows_(pow2_buckets(65536)) {
   for (int i = 0; kErrorKinds[i]; ++i) errors_[kErrorKinds[i]] = 0;
+  for (const char* r : {"per_client_limit", "shutting_down"}) conns_refused_[r] = 0;
+  for (const char* r : {"request", "read", "write", "overload"}) conns_timed_out_[r] = 0;
+}
+
+void Metrics::http_connection_refused(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++conns_refused_[reason];
+}
+
+void Metrics::http_connection_timed_out(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++conns_timed_out_[reason];
 }
 
 void Metrics::answered(int status, double seconds) {
@@ -134,6 +146,22 @@ std::string Metrics::render() const {
   o += "xrec_batches_running{" + m + "} " + std::to_string(running_.load()) + "\n";
   head("xrec_draining", "gauge", "1 while the server shuts down (finishing in-flight requests).");
   o += "xrec_draining{" + m + "} " + std::string(draining_.load() ? "1" : "0") + "\n";
+  head("xrec_http_connections_open", "gauge", "HTTP connections open now (each holds one of --http-threads).");
+  o += "xrec_http_connections_open{" + m + "} " + std::to_string(conns_open_.load()) + "\n";
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    head("xrec_http_connections_refused_total", "counter",
+         "HTTP connections closed at once, by reason: per_client_limit (--max-conns-per-client), shutting_down.");
+    for (const auto& kv : conns_refused_)
+      o += "xrec_http_connections_refused_total{" + m + ",reason=\"" + kv.first + "\"} " +
+           std::to_string(kv.second) + "\n";
+    head("xrec_http_connections_timed_out_total", "counter",
+         "HTTP connections closed for slowness, by reason: request (--request-timeout-ms), read "
+         "(--read-timeout-ms), write (--write-timeout-ms), overload (every HTTP thread busy, --overload-grace-ms).");
+    for (const auto& kv : conns_timed_out_)
+      o += "xrec_http_connections_timed_out_total{" + m + ",reason=\"" + kv.first + "\"} " +
+           std::to_string(kv.second) + "\n";
+  }
   return o;
 }
 

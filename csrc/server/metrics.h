@@ -46,6 +46,10 @@ class Metrics {
   void set_running_batches(int64_t d) { running_.store(d, std::memory_order_relaxed); }
   void set_queue_capacity(int64_t c) { queue_capacity_ = c; }
   void set_draining(bool d) { draining_.store(d); }
+  // HTTP connections (connections.h): open now, refused at accept, closed for taking too long.
+  void http_connections_open(int64_t delta) { conns_open_.fetch_add(delta, std::memory_order_relaxed); }
+  void http_connection_refused(const std::string& reason);
+  void http_connection_timed_out(const std::string& reason);
 
   std::string render() const;
 
@@ -59,6 +63,8 @@ class Metrics {
   std::atomic<int64_t> queue_depth_{0}, running_{0};
   int64_t queue_capacity_ = 0;
   std::atomic<bool> draining_{false};
+  std::atomic<int64_t> conns_open_{0};
+  std::map<std::string, uint64_t> conns_refused_, conns_timed_out_;
 };
 
 }  // namespace serve
