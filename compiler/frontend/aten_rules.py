@@ -7,13 +7,13 @@ arguments by name, fx values already mapped to IR value names / python values.
 from __future__ import annotations
 
 import operator
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import sympy
 
 from ..ir import Op, TensorType
-from ..ir.types import DType, canon_dim, numel
+from ..ir.types import DType, canon_dim, dims_equal, numel
 from .context import Ctx
 from .errors import FrontendError
 
@@ -52,8 +52,12 @@ def _reshape(ctx: Ctx, x: str, shape) -> str:
             if not (isinstance(d, int) and d == -1):
                 known = known * d
         total = numel(_t(ctx, x).shape)
-        shape = [canon_dim(sympy.sympify(total) / known) if (isinstance(d, int) and d == -1) else d
-                 for d in shape]
+        rest = canon_dim(sympy.sympify(total) / known)
+        if not isinstance(rest, int) and sympy.fraction(sympy.together(rest))[1] != 1:
+            raise FrontendError(f"{ctx.loc}: view/reshape to {tuple(str(d) for d in shape)} splits a dynamic "
+                                f"dim ({total} elements into {rest}); xrec keeps the batch and id-count "
+                                "dims whole")
+        shape = [rest if (isinstance(d, int) and d == -1) else d for d in shape]
     if tuple(shape) == _t(ctx, x).shape:
         return x
     return ctx.emit(Op.RESHAPE, (x,), {"shape": tuple(shape)})
@@ -72,27 +76,161 @@ def embedding_bag(ctx: Ctx, a):
     mode = _MODES[int(a["mode"])]
     last = bool(a.get("include_last_offset", False))
     pad = a.get("padding_idx")
+    # scale_grad_by_freq and sparse only change gradients: an inference compiler ignores them
     if pad is not None and int(pad) < 0:
         rows = _t(ctx, a["weight"]).shape[0]
         internal = ctx.fx_node.target._overloadpacket.__name__.startswith("_embedding_bag")
         pad = None if (internal and int(pad) == -1) else int(pad) % rows
     offsets = a["offsets"]
-    if offsets is None:
-        raise FrontendError(f"{ctx.loc}: embedding_bag with 2-D input (no offsets) is not supported; "
-                            "pass flat indices and offsets (TorchRec's KeyedJaggedTensor layout)")
+    psw = a.get("per_sample_weights")
+    if offsets is None or isinstance(offsets, Arange):
+        return (_fixed_bags(ctx, a["weight"], a["indices"], offsets, psw, mode, pad, last), None, None, None)
     feature = ctx.feature_names.get(a["indices"], a["indices"])
     jag = ctx.emit(Op.JAGGED, (a["indices"], offsets),
                    {"feature": feature, "include_last_offset": last}, hint=f"jag_{a['indices']}")
-    psw = a.get("per_sample_weights")
     ins = [a["weight"], jag] + ([psw] if psw is not None else [])
     out = ctx.emit(Op.EMBEDDING_BAG, ins, {"mode": mode, "padding_idx": pad, "has_psw": psw is not None,
                                            "feature": feature}, hint="bag")
     return (out, None, None, None)
 
 
+def _fixed_bags(ctx: Ctx, weight: str, ids: str, offsets, psw, mode: str, pad, last: bool) -> str:
+    """Bags of one fixed length L: a 2-D [N, L] input (F.embedding_bag makes its offsets with
+    ``arange(0, N * L, L)``), as rows = embedding(weight, ids[N, L]) pooled over dim 1."""
+    it = _t(ctx, ids)
+    if offsets is None:
+        if it.rank != 2:
+            raise FrontendError(f"{ctx.loc}: embedding_bag without offsets needs a 2-D input, got {it}")
+        length = it.shape[1]
+    else:
+        length = offsets.step
+        if not (offsets.start == 0 and isinstance(length, int) and length > 0 and it.rank == 1
+                and dims_equal(offsets.end, it.shape[0])):
+            raise FrontendError(f"{ctx.loc}: embedding_bag offsets from arange({offsets.start}, {offsets.end}, "
+                                f"{offsets.step}) are not fixed-size bags over the {it.shape[0]} ids; pass "
+                                "offsets as a model input (or a 2-D [bags, length] input)")
+        if last:
+            raise FrontendError(f"{ctx.loc}: embedding_bag with arange offsets and include_last_offset=True "
+                                "(the last bag's ids ignored) is not supported; pass a 2-D input without it")
+        bags = canon_dim(sympy.sympify(it.shape[0]) / length)
+        if not isinstance(bags, int) and sympy.fraction(sympy.together(bags))[1] != 1:
+            raise FrontendError(f"{ctx.loc}: embedding_bag offsets arange(0, {it.shape[0]}, {length}) over a "
+                                f"dynamic number of ids: bags of {length} need it to be a multiple of {length}, "
+                                f"which xrec cannot know; pass a 2-D [bags, {length}] input instead")
+        ids = _reshape(ctx, ids, [-1, length])
+        if psw is not None:
+            psw = _reshape(ctx, psw, [-1, length])
+    if not isinstance(length, int):
+        raise FrontendError(f"{ctx.loc}: embedding_bag over 2-D input needs a static bag length, got {length}")
+    rows = ctx.emit(Op.EMBEDDING, (weight, ids), hint="bag_rows")            # [N, L, D]
+    dt = _t(ctx, rows).dtype
+    if psw is not None:
+        if mode != "sum":
+            raise FrontendError(f"{ctx.loc}: per_sample_weights need mode='sum' (as in PyTorch)")
+        w = psw if _t(ctx, psw).dtype == dt else ctx.emit(Op.CAST, (psw,), {"dtype": dt})
+        rows = ctx.emit(Op.MUL, (rows, _reshape(ctx, w, list(_t(ctx, w).shape) + [1])))
+    keep = None
+    if pad is not None:
+        keep = ctx.emit(Op.NE, (ids, ctx.scalar(int(pad), it.dtype)))                    # [N, L]
+        keep3 = _reshape(ctx, keep, list(_t(ctx, keep).shape) + [1])
+        fill = ctx.scalar(float("-inf") if mode == "max" else 0.0, dt)
+        rows = ctx.emit(Op.WHERE, (keep3, rows, fill))
+    if mode == "sum":
+        return ctx.emit(Op.SUM, (rows,), {"dims": (1,), "keepdim": False}, hint="bag")
+    if mode == "mean" and keep is None:
+        return ctx.emit(Op.MEAN, (rows,), {"dims": (1,), "keepdim": False}, hint="bag")
+    if mode == "max" and keep is None:
+        return ctx.emit(Op.AMAX, (rows,), {"dims": (1,), "keepdim": False}, hint="bag")
+    # padding ids excluded: mean over the others, max of the others; a bag of only padding ids is 0
+    count = ctx.emit(Op.SUM, (ctx.emit(Op.CAST, (keep,), {"dtype": dt}),), {"dims": (1,), "keepdim": True})
+    if mode == "mean":
+        total = ctx.emit(Op.SUM, (rows,), {"dims": (1,), "keepdim": False})
+        return ctx.emit(Op.DIV, (total, ctx.emit(Op.MAXIMUM, (count, ctx.scalar(1.0, dt)))), hint="bag")
+    top = ctx.emit(Op.AMAX, (rows,), {"dims": (1,), "keepdim": False})
+    empty = ctx.emit(Op.EQ, (count, ctx.scalar(0.0, dt)))
+    return ctx.emit(Op.WHERE, (empty, ctx.scalar(0.0, dt), top), hint="bag")
+
+
 @rule("aten::embedding")
 def embedding(ctx: Ctx, a):
+    # padding_idx, scale_grad_by_freq and sparse only change gradients: the forward reads the rows as they are
     return ctx.emit(Op.EMBEDDING, (a["weight"], a["indices"]))
+
+
+@rule("aten::embedding_renorm_")
+def embedding_renorm_inplace(ctx: Ctx, a):
+    """The in-place form (an ExportedProgram not functionalised): later reads of the table, through
+    ``detach``/``alias`` views of it, read the renormalised one."""
+    out = embedding_renorm(ctx, a)
+    src = ctx.fx_node.args[0]
+    while True:
+        ctx.env[src] = out
+        name = getattr(getattr(src, "target", None), "_overloadpacket", None)
+        if src.op != "call_function" or getattr(name, "__name__", "") not in ("detach", "alias") or not src.args:
+            break
+        src = src.args[0]
+    return out
+
+
+@rule("aten::embedding_renorm")
+def embedding_renorm(ctx: Ctx, a):
+    """``max_norm``: PyTorch rescales, in place, each row it reads whose norm exceeds max_norm by
+    max_norm / (norm + 1e-7). Every output row is such a row, so the output equals a lookup into the table
+    with all rows renormalised: for a parameter table that table is computed here, by PyTorch's own
+    ``embedding_renorm_`` (bit-exact); for a table computed at run time, with IR ops."""
+    w, max_norm, p = a["self"], float(a["max_norm"]), float(a["norm_type"])
+    arr = _param_array(ctx, w)
+    if arr is not None:
+        import torch
+        t = torch.from_numpy(np.array(arr, copy=True))
+        with torch.no_grad():
+            torch.embedding_renorm_(t, torch.arange(t.shape[0]), max_norm, p)
+        return ctx.param("renormed", t.numpy())
+    if not (p > 0 and np.isfinite(p)):
+        raise FrontendError(f"{ctx.loc}: embedding max_norm with norm_type={p} on a table computed at run "
+                            "time is not supported (only finite positive norms; a parameter table takes any)")
+    dt = _t(ctx, w).dtype
+    norm = ctx.emit(Op.NORM, (w,), {"p": p, "dims": (1,), "keepdim": True})
+    scale = ctx.emit(Op.DIV, (ctx.scalar(max_norm, dt), ctx.emit(Op.ADD, (norm, ctx.scalar(1e-7, dt)))))
+    over = ctx.emit(Op.GT, (norm, ctx.scalar(max_norm, dt)))
+    return ctx.emit(Op.MUL, (w, ctx.emit(Op.WHERE, (over, scale, ctx.scalar(1.0, dt)))))
+
+
+def _param_array(ctx: Ctx, v: str):
+    """The value of ``v`` when it is a parameter of the graph being built, else None."""
+    for n in reversed(ctx.b.nodes):
+        if n.name == v:
+            return ctx.b.params.get(n.attr("name")) if n.op is Op.PARAM else None
+    return None
+
+
+class Arange(NamedTuple):
+    """``torch.arange(start, end, step)`` whose only use is as embedding_bag offsets (fixed-size bags)."""
+    start: object
+    end: object
+    step: object
+
+
+_EB_NAMES = ("embedding_bag", "_embedding_bag", "_embedding_bag_forward_only")
+
+
+@rule("aten::arange")
+def arange(ctx: Ctx, a):
+    start, end, step = a.get("start", 0), a["end"], a.get("step", 1)
+    users = list(ctx.fx_node.users)
+    if users and all(getattr(getattr(u.target, "_overloadpacket", None), "__name__", "") in _EB_NAMES
+                     and len(u.args) > 2 and u.args[2] is ctx.fx_node for u in users):
+        return Arange(start, end, step)
+    if not all(isinstance(v, (int, float)) for v in (start, end, step)):
+        raise FrontendError(f"{ctx.loc}: torch.arange({start}, {end}, {step}) depends on an input's size "
+                            "(the batch or the number of ids), which xrec does not support outside "
+                            "embedding_bag offsets; use a size fixed by the model (positions 0..L-1)")
+    import torch
+    dt = a.get("dtype")
+    vals = torch.arange(start, end, step, dtype=dt) if dt is not None else torch.arange(start, end, step)
+    if vals.dtype == torch.bfloat16 or vals.dtype == torch.float16:
+        raise FrontendError(f"{ctx.loc}: torch.arange in {vals.dtype} is not supported")
+    return ctx.param("arange", vals.numpy())
 
 
 # ----------------------------------------------------------------- dense algebra
@@ -104,10 +242,20 @@ def linear(ctx: Ctx, a):
 
 @rule("aten::addmm")
 def addmm(ctx: Ctx, a):
-    if a.get("beta", 1) != 1 or a.get("alpha", 1) != 1:
-        raise FrontendError(f"{ctx.loc}: addmm with beta/alpha other than 1 is not supported")
+    """beta * self + alpha * (mat1 @ mat2); beta == 0 ignores self (NaN included), as in torch."""
+    beta, alpha = a.get("beta", 1), a.get("alpha", 1)
+    if _is_value(beta) or _is_value(alpha):
+        raise FrontendError(f"{ctx.loc}: addmm with tensor beta/alpha is not supported")
     y = ctx.emit(Op.MATMUL, (a["mat1"], a["mat2"]))
-    return ctx.emit(Op.ADD, (y, a["self"]))
+    dt = _t(ctx, y).dtype
+    if alpha != 1:
+        y = ctx.emit(Op.MUL, (y, ctx.scalar(alpha, dt)))
+    if beta == 0:
+        return y
+    c = a["self"]
+    if beta != 1:
+        c = ctx.emit(Op.MUL, (c, ctx.scalar(beta, dt)))
+    return ctx.emit(Op.ADD, (y, c))
 
 
 @rule("aten::mm", "aten::bmm", "aten::matmul")
@@ -139,7 +287,15 @@ def clamp(ctx: Ctx, a):
     if name == "hardtanh":
         lo, hi = a.get("min_val", -1.0), a.get("max_val", 1.0)
     if _is_value(lo) or _is_value(hi):
-        raise FrontendError(f"{ctx.loc}: clamp with tensor bounds is not supported; use maximum/minimum")
+        # tensor bounds: min(max(x, lo), hi), torch's order (lo > hi gives hi)
+        x = a["self"]
+        if lo is not None:
+            x, lo_ = _operands(ctx, [x, lo])
+            x = ctx.emit(Op.MAXIMUM, (x, lo_))
+        if hi is not None:
+            x, hi_ = _operands(ctx, [x, hi])
+            x = ctx.emit(Op.MINIMUM, (x, hi_))
+        return x
     attrs = {"min": None if lo is None else float(lo), "max": None if hi is None else float(hi)}
     return ctx.emit(Op.CLAMP, (a["self"],), attrs)
 
@@ -148,7 +304,11 @@ def _binary(op: Op, reverse: bool = False):
     def fn(ctx: Ctx, a):
         x, y = a["self"], a["other"] if "other" in a else a.get("exponent")
         if a.get("alpha", 1) != 1:
-            y = ctx.emit(Op.MUL, (_as_tensor(ctx, y, x), ctx.scalar(a["alpha"], _t(ctx, x).dtype)))
+            # add/sub: self + alpha * other; rsub: other - alpha * self
+            if reverse:
+                x = ctx.emit(Op.MUL, (_as_tensor(ctx, x, y), ctx.scalar(a["alpha"], _t(ctx, x).dtype)))
+            else:
+                y = ctx.emit(Op.MUL, (_as_tensor(ctx, y, x), ctx.scalar(a["alpha"], _t(ctx, x).dtype)))
         if not _is_value(x):
             x = _as_tensor(ctx, x, y)
         y = _as_tensor(ctx, y, x)
@@ -293,6 +453,9 @@ def softmax(ctx: Ctx, a):
         x = x if want == _t(ctx, x).dtype else ctx.emit(Op.CAST, (x,), {"dtype": want})
     if a.get("half_to_float"):
         x = ctx.emit(Op.CAST, (x,), {"dtype": DType.F32})
+    if _t(ctx, x).rank == 0:            # torch reads a 0-d tensor as one element along dim 0 / -1
+        y = ctx.emit(Op.SOFTMAX, (_reshape(ctx, x, [1]),), {"dim": 0})
+        return _reshape(ctx, y, [])
     return ctx.emit(Op.SOFTMAX, (x,), {"dim": _norm(int(a["dim"]), _t(ctx, x).rank)})
 
 
@@ -322,8 +485,14 @@ def _dims_arg(ctx: Ctx, a, rank: int, key="dim"):
 def _reduce(op: Op):
     def fn(ctx: Ctx, a):
         x = a["self"]
-        if a.get("dtype") is not None:
-            raise FrontendError(f"{ctx.loc}: reductions with a dtype= argument are not supported")
+        dt = _t(ctx, x).dtype
+        # dtype=: torch casts the input first; sum of bools and integers is int64 in torch
+        want = DType.from_torch(a["dtype"]) if a.get("dtype") is not None else \
+            DType.I64 if (op is Op.SUM and not dt.is_float) else dt
+        if want != dt:
+            x = ctx.emit(Op.CAST, (x,), {"dtype": want})
+        if _t(ctx, x).rank == 0:            # torch reads a 0-d tensor as one element along dim 0 / -1
+            return x
         return ctx.emit(op, (x,), {"dims": _dims_arg(ctx, a, _t(ctx, x).rank),
                                    "keepdim": bool(a.get("keepdim", False))})
     return fn
@@ -342,6 +511,8 @@ def vector_norm(ctx: Ctx, a):
         p = 2
     if not isinstance(p, (int, float)) or float(p) <= 0 or np.isinf(float(p)):
         raise FrontendError(f"{ctx.loc}: only finite positive p-norms are supported, got {p!r}")
+    if _t(ctx, x).rank == 0:
+        return ctx.emit(Op.ABS, (x,))
     return ctx.emit(Op.NORM, (x,), {"p": float(p), "dims": _dims_arg(ctx, a, _t(ctx, x).rank),
                                     "keepdim": bool(a.get("keepdim", False))})
 
@@ -408,6 +579,8 @@ def transpose(ctx: Ctx, a):
     r = _t(ctx, x).rank
     perm = list(range(r))
     d0, d1 = _norm(a["dim0"], r), _norm(a["dim1"], r)
+    if d0 == d1:                        # (a 0-d tensor takes dims 0 / -1 and is its own transpose)
+        return x
     perm[d0], perm[d1] = perm[d1], perm[d0]
     return x if d0 == d1 else ctx.emit(Op.PERMUTE, (x,), {"perm": tuple(perm)})
 
@@ -537,6 +710,11 @@ def type_as(ctx: Ctx, a):
 @rule("aten::sym_size")
 def sym_size(ctx: Ctx, a):
     return _t(ctx, a["self"]).shape[_norm(a["dim"], _t(ctx, a["self"]).rank)]
+
+
+@rule("aten::sym_numel")
+def sym_numel(ctx: Ctx, a):
+    return canon_dim(sympy.sympify(numel(_t(ctx, a["self"]).shape)))
 
 
 # python operators on sizes (export records symbolic arithmetic with these)

@@ -279,6 +279,10 @@ def import_exported(ep, name: str, flat_names: list[str] | None = None, *, trace
                 tensor = consts[target]
             else:
                 raise FrontendError(f"cannot find the value of {kind.lower()} {target!r}")
+            if not isinstance(tensor, torch.Tensor):
+                raise FrontendError(f"the model's {kind.lower()} {target!r} is a {type(tensor).__name__}, not a "
+                                    "tensor (a random generator or an object made inside forward?); xrec "
+                                    "compiles models whose constants are tensors")
             arr = tensor.detach().cpu()
             if arr.dtype == torch.bfloat16:
                 raise FrontendError(f"parameter {target!r} is bfloat16; compile an fp32 model and use "
@@ -297,7 +301,14 @@ def import_exported(ep, name: str, flat_names: list[str] | None = None, *, trace
         ctx.env[n] = _lower_node(ctx, n)
 
     outs = []
-    for o in pytree.tree_leaves(output_node.args[0]):
+    # the user's outputs only: export also returns the new values of parameters, buffers and inputs that
+    # the model mutates in place (F.embedding's max_norm renormalises its weight), which an inference
+    # artifact does not write back
+    returned = list(pytree.tree_leaves(output_node.args[0]))
+    specs = list(sig.output_specs)
+    if len(specs) == len(returned):
+        returned = [o for o, spec in zip(returned, specs) if spec.kind.name == "USER_OUTPUT"]
+    for o in returned:
         v = ctx.env.get(o) if isinstance(o, torch.fx.Node) else None
         if not isinstance(v, str):
             raise FrontendError(f"model output {o} is not a tensor computed by the model")
@@ -345,6 +356,9 @@ def _lower_node(ctx: Ctx, n):
         x = _map_arg(ctx, n.args[0])
         shape = ctx.type_of(x).shape
         return shape[n.args[1] % len(shape)]
+    empty = _empty_result(ctx, n)
+    if empty is not None:
+        return empty
     fn = RULES.get(packet)
     if fn is None:
         raise FrontendError(
@@ -367,6 +381,20 @@ def _lower_node(ctx: Ctx, n):
     return out
 
 
+def _empty_result(ctx: Ctx, n):
+    """A node whose one tensor result has a zero-sized static dim: nothing to compute, a FULL of that
+    shape (torch ops on empty tensors give empty tensors; the IR's ops need not special-case them)."""
+    val = n.meta.get("val")
+    if not isinstance(val, torch.Tensor) or not any(isinstance(d, int) and d == 0 for d in val.shape):
+        return None
+    try:
+        t = TensorType(tuple(ctx.dim(d) for d in val.shape), DType.from_torch(val.dtype))
+    except Exception:  # noqa: BLE001: a dtype xrec does not have: the op's rule says what it refuses
+        return None
+    v = 0.0 if t.dtype.is_float else False if t.dtype is DType.BOOL else 0
+    return ctx.emit(Op.FULL, (), {"value": v}, hint="empty", type=t)
+
+
 def _check_against_export(ctx: Ctx, n, out):
     val = n.meta.get("val")
     if isinstance(out, tuple):
@@ -376,6 +404,11 @@ def _check_against_export(ctx: Ctx, n, out):
     t = ctx.type_of(out)
     want = tuple(ctx.dim(d) for d in val.shape)
     if len(want) != t.rank or not all(dims_equal(a, b) for a, b in zip(t.shape, want)):
+        if any(isinstance(d, sympy.Expr) and any(f.func.__name__ in ("FloorDiv", "floor")
+                                                  for f in d.atoms(sympy.Function)) for d in want):
+            raise FrontendError(f"{ctx.loc}: {_packet_name(n.target)} gives {tuple(str(d) for d in want)}: it "
+                                "divides a dynamic dim (torch rounds it down); xrec keeps the batch and id-count "
+                                "dims whole")
         raise FrontendError(f"internal: {_packet_name(n.target)} at {ctx.loc} gives {t} in xrec "
                             f"but {tuple(str(d) for d in want)} in torch; please report")
 
