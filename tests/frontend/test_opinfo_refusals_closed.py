@@ -129,6 +129,24 @@ def test_max_norm_table_is_renormalised_at_compile_time_and_the_model_is_untouch
     assert len(g.outputs) == 1                                    # the mutated weight is not an output
 
 
+def test_max_norm_on_a_table_computed_at_run_time_matches_torch_with_ir_ops():
+    class TableInput(nn.Module):
+        def forward(self, ids, table):
+            return F.embedding(ids, table * 1.0, max_norm=1.0), F.embedding_bag(ids, table * 2.0, max_norm=1.5)
+
+    torch.manual_seed(3)
+    table = torch.randn(12, 4) * 2
+    g = import_model(TableInput(), (_ids(4), table))
+    assert Op.NORM in {n.op for n in g.nodes}
+    cm = xrec.compile(TableInput(), (_ids(4), table), target="reference")
+    for b in (2, 5):
+        args = (_ids(b, seed=b), table.clone())
+        with torch.no_grad():
+            want = TableInput()(_ids(b, seed=b), table.clone())
+        for got, w in zip(cm(*args), want):
+            torch.testing.assert_close(got, w, rtol=1e-5, atol=1e-6)
+
+
 def test_2d_bags_are_lookups_pooled_over_the_bag_dim_and_batch_is_the_ids_leading_dim():
     g = import_model(Bag2D(mode="sum"), (_ids(4),))
     assert {n.op for n in g.nodes} >= {Op.EMBEDDING, Op.SUM} and Op.JAGGED not in {n.op for n in g.nodes}
