@@ -97,7 +97,11 @@ def check_feature(f: dict, arrays: list) -> None:
                          f"({int(off[p])} then {int(off[p + 1])}); offsets must be non-decreasing")
     if n and off[-1] > len(idx):
         raise InputError(f"feature {name!r}: offsets reach {int(off[-1])} beyond the {len(idx)} ids")
-    rows = f.get("num_rows")
+    check_ids_in_range(name, idx, f.get("num_rows"))
+
+
+def check_ids_in_range(name: str, idx: np.ndarray, rows: int | None) -> None:
+    """Every id of feature ``name`` in [0, rows): the first one outside is named with its position."""
     if rows is not None and idx.size:
         lo, hi = idx.min(), idx.max()
         if lo < 0 or hi >= rows:

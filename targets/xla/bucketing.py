@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xrec.ir.stats import PoolingStats, pooling_stats
-from xrec.runtime.validate import InputError
+from xrec.runtime.validate import InputError, check_ids_in_range
 
 from .layout import round_up
 
@@ -123,12 +123,7 @@ def bucket_feature(indices, offsets, *, include_last_offset: bool, max_ids: int,
         off = np.concatenate([off, [len(idx)]])
     batch = len(off) - 1
     lengths = np.diff(off)
-    if num_rows is not None and idx.size:
-        lo, hi = idx.min(), idx.max()
-        if lo < 0 or hi >= num_rows:
-            p = int(np.argmax((idx < 0) | (idx >= num_rows)))
-            raise InputError(f"feature {feature!r}: index {int(idx[p])} at position {p} is out of range "
-                             f"for its table of {num_rows} rows")
+    check_ids_in_range(feature, idx, num_rows)
     dropped = 0
     if batch and lengths.max(initial=0) > max_ids:
         over = lengths > max_ids
