@@ -262,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd, module, help_text in (
             ("bench", "xrec.bench.cli", "measure a model or kernel against PyTorch and other systems"),
             ("serve", "xrec.serve.cli", "serve an artifact over HTTP (KServe v2 protocol)"),
-            ("cost", "xrec.cost.cli", "predict a model's work and lower-bound time per stage on catalogued hardware")):
+            ("cost", "xrec.cost.cli", "predict a model's work and time per stage on catalogued hardware"),
+            ("calibrate", "xrec.cost.calibrate", "measure this machine's efficiencies and overheads for the cost model"),
+            ("plan", "xrec.cost.plan.cli", "pick hardware, precision and batching for a QPS and latency bound")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
