@@ -130,7 +130,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parts", action="store_true",
                    help="also time the steps of an xrec call apart where the target names them (xla: host "
                         "bucketing, executable on device-resident arguments): rows xrec-T:part")
-    p.add_argument("--no-roofline", action="store_true", help="skip the roofline probes")
+    p.add_argument("--no-roofline", action="store_true",
+                   help="skip the roofline probes, and with them the 'roofline %%' column (the model's lower "
+                        "bound on this machine / each row's median), which then says it is absent")
     p.add_argument("--json", default=None, metavar="F", help="write the rows and machine info to F")
     p.add_argument("--plot", default=None, metavar="P.png", help="write latency/throughput and roofline charts")
     p.add_argument("--markdown", default=None, metavar="PAGE.md", help="write a results page")

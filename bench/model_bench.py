@@ -29,6 +29,7 @@ import torch
 from . import SCHEMA
 from .timing import (BudgetExceeded, calls_per_turn, check_mode, measure, samples_per_turn, summarize,
                       time_budget)
+from .lower_bound import LowerBounds
 from .machine import LoadMonitor, machine_info
 from .systems import (BASELINES, PARTS, ModelContext, Prepared, StageError, System, Unavailable,
                       outputs_to_tensor, quiet, xrec_system)
@@ -223,6 +224,10 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                     _say(f"  {s.name}: {entry['reason']}")
                 sysinfo[s.name] = entry
             sizes = _sizes(systems, sysinfo)
+            bounds = LowerBounds.for_run(ceilings=ceilings, machine=machine, src=src, example=example,
+                                         systems=systems, prepared=prepared, roofline=roofline)
+            if bounds.reason:
+                _say(f"roofline %: {bounds.reason}")
             dead: dict[str, str] = {}
             too_slow: dict[str, tuple[int, str]] = {}
             for batch in batches:
@@ -310,6 +315,7 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                          f"(--system-budget {system_budget_s:g} s)")
                 samples = measure(calls, reps=reps, warmup=warmup, gap_s=gap_ms / 1e3, reps_for=reps_for,
                                   warmup_for=warm_for, mode=mode, burst=burst) if calls else {}
+                bounds.compute(batch, args)         # after timing: nothing runs next to the samples
                 for r in rows:
                     if r["batch"] != batch or r.get("status") or r["system"] not in samples:
                         continue
@@ -333,6 +339,9 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
                         _say(f"  {r['system']}: output differs from eager at batch {batch} "
                              f"(max_abs_err {err:.3g}, allowed {tol['atol']:.3g} + {tol['rtol']:.3g}|eager|, "
                              f"{tol['from']}): {mism}")
+                for r in rows:
+                    if r["batch"] == batch:
+                        bounds.fill(r)
                 del calls, args
     finally:
         torch.set_num_threads(old_threads)
@@ -347,6 +356,7 @@ def run_model_bench(model: str, *, targets: list[str], baselines: list[str], bat
         "machine": machine,
         "load": monitor.stop(),
         "roofline": ceilings,
+        "lower_bound": bounds.as_dict(),
         "systems": sysinfo,
         "rows": rows,
     }

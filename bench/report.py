@@ -134,6 +134,86 @@ def reasons(doc: dict) -> dict[str, list[tuple]]:
     return out
 
 
+# ------------------------------------------------------------------ roofline %
+def _fmt_pct(p: float) -> str:
+    return f"{p:.0f}%" if p >= 10 else f"{p:.1f}%" if p >= 0.1 else f"{p:.2g}%"
+
+
+def _fmt_pct_cell(r: dict | None) -> str:
+    if r is None:
+        return ""
+    if r.get("status") != "ok":
+        return "n/a"
+    p = r.get("roofline_pct")
+    if p is None:
+        return "-"
+    return _fmt_pct(p) + (" ^" if p > 100 else "")
+
+
+ABOVE_BOUND = ("^ = faster than the lower bound: the ceilings probed in this run are below what the system reached "
+               "(probes slowed by other load on the machine, or work the cost model over-counts)")
+
+
+def above_bound(doc: dict) -> list[dict]:
+    """Timed rows whose median beats the lower bound (roofline % > 100)."""
+    return [r for r in doc["rows"] if r.get("roofline_pct") is not None and r["roofline_pct"] > 100]
+
+
+def _time_and_pct(r: dict | None) -> tuple[str, str]:
+    return _fmt_cell(r), _fmt_pct_cell(r)
+
+
+def _lb_cells(e: dict | None) -> tuple[str, str]:
+    if e is None:
+        return "", ""
+    if e.get("ms") is None:
+        return "n/a", "-"
+    return _fmt_ms(e["ms"]), e.get("bound", "?")
+
+
+def lower_bound_variants(doc: dict) -> list[str]:
+    """Table precisions the document has a lower bound for, fp32 first."""
+    lb = doc.get("lower_bound") or {}
+    seen = []
+    for e in lb.get("entries") or []:
+        if e["variant"] not in seen:
+            seen.append(e["variant"])
+    return sorted(seen, key=lambda v: v != "fp32")
+
+
+def _stages_text(e: dict) -> str:
+    return ", ".join(f"{st} {_fmt_ms(x['ms'])} ms {x['bound']}" for st, x in (e.get("stages") or {}).items())
+
+
+def lower_bound_lines(doc: dict) -> list[str]:
+    """The roofline lower bound of each batch and precision, in words (empty for old documents)."""
+    lb = doc.get("lower_bound")
+    if lb is None or doc.get("kind") != "model":
+        return []
+    if lb.get("status") != "ok":
+        return [f"roofline %: absent: {lb.get('reason')}"]
+    d = lb.get("device") or {}
+    lines = [f"roofline lower bound ({lb.get('what')}; host: fp32 peak {d.get('fma_peak_GFLOPs', 0):.0f} GFLOP/s, "
+             f"stream {d.get('stream_read_GBps', 0):.1f} GB/s, gather {d.get('gather_GBps') or 0:.1f} GB/s, "
+             f"cache {d.get('cache_bytes', 0) / 2**20:.0f} MiB; ids {lb.get('ids')}, pooling measured on the timed "
+             "inputs):"]
+    for e in lb["entries"]:
+        head = f"  batch {e['batch']:>5}  {e['variant']:5s}"
+        if e.get("ms") is None:
+            lines.append(f"{head} no lower bound: {e.get('reason')}")
+            continue
+        mb = e.get("mb") or {}
+        lines.append(f"{head} {_fmt_ms(e['ms'])} ms {e['bound']}-bound (IR of {e['graph_of']}; {_stages_text(e)}; "
+                     f"{e.get('gflop', 0):.3g} GFLOP, " + ", ".join(f"{v:.3g} MB {t}" for t, v in mb.items()) + ")")
+    notes = sorted({n for e in lb["entries"] for n in e.get("notes") or []})
+    lines += [f"  note: {n}" for n in notes]
+    for r in above_bound(doc):
+        lines.append(f"  {r['system']} at batch {r['batch']}: {_fmt_ms(r['median_ms'])} ms is below the lower bound "
+                     f"{_fmt_ms(r['lower_bound_ms'])} ms ({_fmt_pct(r['roofline_pct'])}): the probed ceilings are "
+                     "not this machine's limit in this run (see the load line)")
+    return lines
+
+
 # ------------------------------------------------------------------ JSON
 def validate(doc: dict) -> None:
     """Raise ValueError naming the first thing wrong with a benchmark document."""
@@ -191,10 +271,28 @@ def _grid(doc: dict) -> tuple[list[str], list[list[str]], str]:
     if doc.get("kind") != "model":      # columns only for systems that ran somewhere
         systems = [s for s in systems if any(r["system"] == s and r.get("status") == "ok" for r in doc["rows"])]
     if doc.get("kind") == "model":
-        header = ["system"] + [f"batch {g}" for g in groups]
-        body = [[s] + [_fmt_cell(_cell(doc, s, g)) for g in groups] for s in systems]
         cap = ("median ms (p10-p90); n/a = did not run (reason below); ! = output differs from eager beyond "
                "its tolerance")
+        lb = doc.get("lower_bound")
+        if lb is None:              # a document from before the roofline % column
+            header = ["system"] + [f"batch {g}" for g in groups]
+            body = [[s] + [_fmt_cell(_cell(doc, s, g)) for g in groups] for s in systems]
+            return header, body, cap
+        header = ["system"] + [h for g in groups for h in (f"batch {g}", "roofline %")]
+        body = [[s] + [c for g in groups for c in _time_and_pct(_cell(doc, s, g))] for s in systems]
+        if lb.get("status") != "ok":
+            body.append(["lower bound"] + ["absent", "-"] * len(groups))
+            return header, body, cap + f"; roofline % absent: {lb.get('reason')}"
+        for variant in lower_bound_variants(doc):
+            ents = {e["batch"]: e for e in lb["entries"] if e["variant"] == variant}
+            of = next((e["graph_of"] for e in ents.values() if e.get("graph_of")), None)
+            body.append([f"lower bound ({variant} IR" + (f" of {of})" if of else ")")]
+                        + [c for g in groups for c in _lb_cells(ents.get(g))])
+        cap += ("; roofline % = lower bound / median, the lower bound being xrec.cost's roofline (efficiency 1) "
+                "on the ceilings probed in this run: baselines against the fp32 IR, a compressed xrec variant "
+                "against its own IR (rows 'lower bound': ms and what bounds it)")
+        if above_bound(doc):
+            cap += "; " + ABOVE_BOUND
     else:
         frac = doc.get("fraction_key")
         header = ["config"] + systems
@@ -232,6 +330,9 @@ def format_text(doc: dict) -> str:
                   "  " + "  ".join(h.ljust(w) for h, w in zip(vh, vw)),
                   "  " + "  ".join("-" * w for w in vw)]
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, vw)) for row in vb]
+    lbl = lower_bound_lines(doc)
+    if lbl:
+        lines += [""] + lbl
     sp = speedups(doc)
     if sp:
         lines += ["", "xrec vs the fastest baseline (speedup > 1: xrec faster):"]
@@ -282,7 +383,8 @@ def print_report(doc: dict, file=None) -> None:
             vt.add_row(*row)
         con.print(vt)
     rest = format_text(doc).split("\n")
-    tail_start = next((i for i, ln in enumerate(rest) if ln.startswith(("xrec vs", "did not", "other processes"))),
+    tail_start = next((i for i, ln in enumerate(rest) if ln.startswith(("roofline lower bound", "roofline %", "xrec vs", "did not",
+                                                          "other processes"))),
                       len(rest))
     for ln in rest[tail_start:]:
         con.print(ln, highlight=False, markup=False, soft_wrap=True)
@@ -300,6 +402,42 @@ def _md_table(header: list[str], body: list[list[str]]) -> str:
            "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in esc]
     return "\n".join(out)
+
+
+def _lower_bound_md(doc: dict) -> list[str]:
+    lb = doc.get("lower_bound")
+    if lb is None or doc.get("kind") != "model":
+        return []
+    if lb.get("status") != "ok":
+        return ["### Roofline lower bound", "", f"roofline %: absent: {lb.get('reason')}.", ""]
+    d = lb.get("device") or {}
+    body = []
+    for e in lb["entries"]:
+        if e.get("ms") is None:
+            body.append([str(e["batch"]), e["variant"], e.get("graph_of") or "-", "n/a", "-", e.get("reason", "")])
+            continue
+        body.append([str(e["batch"]), e["variant"], e["graph_of"], _fmt_ms(e["ms"]), e["bound"], _stages_text(e)])
+    out = ["### Roofline lower bound", "",
+           f"What each row's roofline % divides by its median: {lb.get('what')}. Hardware: the catalogue's "
+           f"`host` device with this run's probes (fp32 FMA peak {d.get('fma_peak_GFLOPs', 0):.0f} GFLOP/s, stream "
+           f"read {d.get('stream_read_GBps', 0):.1f} GB/s, random-row gather {d.get('gather_GBps') or 0:.1f} GB/s, "
+           f"last-level cache {d.get('cache_bytes', 0) / 2**20:.0f} MiB), target `{lb.get('target')}`. Work: the "
+           f"optimised IR named below at each batch, pooling measured on the timed inputs, ids "
+           f"{lb.get('ids')} for the cache-hit estimate. Baselines and fp32 xrec rows are divided by the fp32 "
+           "IR's bound (the model's work does not depend on who runs it); a compressed xrec variant reads fewer "
+           "table bytes and is divided by its own IR's bound.", "",
+           _md_table(["batch", "tables", "IR of", "lower bound ms", "bound", "per stage"], body), ""]
+    notes = sorted({n for e in lb["entries"] for n in e.get("notes") or []})
+    if notes:
+        out += ["Cost-model notes:", ""] + [f"- {n}" for n in notes] + [""]
+    above = above_bound(doc)
+    if above:
+        out += ["Faster than the lower bound (`^`): "
+                + "; ".join(f"`{r['system']}` at batch {r['batch']} ({_fmt_ms(r['median_ms'])} ms, bound "
+                            f"{_fmt_ms(r['lower_bound_ms'])} ms)" for r in above)
+                + ". A lower bound cannot be beaten: the ceilings probed in this run are below this machine's "
+                  "limit (probes slowed by other load, see Machine), or the cost model over-counts this work.", ""]
+    return out
 
 
 def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = None) -> str:
@@ -374,6 +512,7 @@ def markdown_page(doc: dict, plot: str | None = None, json_name: str | None = No
                   "weights.bin of each artifact and its share of the same target's fp32 artifact; max |diff| vs "
                   "eager over all batches, and the tolerance it was checked with (a compressed variant: its "
                   "artifact's own, 4x the output drift measured at compile time); median ms per batch.", ""]
+    lines += _lower_bound_md(doc)
     sp = speedups(doc)
     if sp:
         lines += ["### xrec against the fastest baseline", "",
