@@ -112,24 +112,26 @@ def device_names() -> list[str]:
     return sorted(p.stem for p in HARDWARE_DIR.glob("*.json"))
 
 
-def load_device(name_or_path: str, *, probe_quick: bool = False, refresh: bool = False) -> Device:
+def load_device(name_or_path: str, *, probe_quick: bool = False, refresh: bool = False,
+                threads: int | None = None) -> Device:
     """A catalogue device by name (``device_names()``) or a JSON file of the same schema.
 
-    ``probe_quick``/``refresh`` apply to probed devices (host): smaller probes, or re-probe ignoring the cache.
+    ``probe_quick``/``refresh``/``threads`` apply to probed devices (host): smaller probes, re-probe ignoring
+    the cache, the thread count to probe at (default: ``XREC_THREADS`` when set, else all usable CPUs).
     """
     p = Path(name_or_path)
     if p.suffix == ".json" or p.is_file():
         if not p.is_file():
             raise CatalogueError(f"hardware file {p} does not exist")
-        return load_file(p, probe_quick=probe_quick, refresh=refresh)
+        return load_file(p, probe_quick=probe_quick, refresh=refresh, threads=threads)
     f = HARDWARE_DIR / f"{name_or_path}.json"
     if not f.is_file():
         raise CatalogueError(f"unknown hardware {name_or_path!r}; known: {', '.join(device_names())} "
                              "(or give a path to a JSON file in the catalogue's schema)")
-    return load_file(f, probe_quick=probe_quick, refresh=refresh)
+    return load_file(f, probe_quick=probe_quick, refresh=refresh, threads=threads)
 
 
-def load_file(path: Path, *, probe_quick: bool = False, refresh: bool = False) -> Device:
+def load_file(path: Path, *, probe_quick: bool = False, refresh: bool = False, threads: int | None = None) -> Device:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -139,7 +141,7 @@ def load_file(path: Path, *, probe_quick: bool = False, refresh: bool = False) -
     if isinstance(data, dict) and data.get("probe") is not None:
         if data["probe"] != "host":
             raise CatalogueError(f"{path}: field 'probe' must be \"host\", got {data['probe']!r}")
-        probed = probe_host(quick=probe_quick, refresh=refresh)
+        probed = probe_host(quick=probe_quick, refresh=refresh, threads=threads)
     dev = parse_device(data, str(path), probed)
     if probed and probed.get("cpu_model"):
         from dataclasses import replace
@@ -260,7 +262,7 @@ def probe_host(*, quick: bool = False, refresh: bool = False, threads: int | Non
     from xrec.bench.roofline import machine_ceilings
     from xrec.config import knobs
     info = machine_info()
-    threads = threads or usable_cpus()
+    threads = threads or (knobs.threads if knobs.threads > 0 else usable_cpus())
     key = hashlib.sha256(f"{info['cpu_model']}|{threads}|{quick}".encode()).hexdigest()[:16]
     cache = Path(knobs.cache_dir) / "cost" / f"host-{key}.json"
     if cache.is_file() and not refresh:

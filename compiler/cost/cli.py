@@ -1,8 +1,10 @@
 """``xrec cost MODEL --target T --batch 1,64,512,2048 [--hardware NAME|FILE] [--quantize P] [--json]``.
 
 Builds the optimised IR as ``xrec ir`` does (the target's own passes included), costs it per stage at
-each batch and prints the work (GFLOP, MB per memory tier, calls) and the roofline lower-bound time on
-the device.
+each batch and prints the work (GFLOP, MB per memory tier, calls) and the predicted time on the device:
+the target's performance model (``xrec.cost.perf``) with this machine's calibration profile when
+``xrec calibrate`` wrote one (else ``--params``, else the uncalibrated roofline: a lower bound;
+``--lower-bound`` asks for the plain roofline of the IR's work, whatever the target).
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ def add_arguments(sp) -> None:
                     help="id distribution for the cache-hit estimate: uniform | zipf[:ALPHA]")
     sp.add_argument("--params", default=None, metavar="PROFILE.json",
                     help="performance parameters (efficiency, overheads) from a calibration profile")
+    sp.add_argument("--lower-bound", action="store_true",
+                    help="the plain roofline of the IR's work at efficiency 1 (a lower bound): no calibration "
+                         "profile, no target performance model")
     sp.add_argument("--max-rows", type=int, default=None, help="cap zoo tables at this many rows")
     sp.add_argument("--option", "-O", type=option_arg, action="append", metavar="KEY=VALUE", help="a target option")
     sp.add_argument("--calib-samples", type=int, default=1024, help="calibration samples for --quantize")
@@ -51,14 +56,18 @@ def optimized_graph(args):
     return g, notes
 
 
-def report(g, device, target: str, batches, ids: str = "uniform", params=None) -> dict:
+def report(g, device, target: str, batches, ids: str = "uniform", params=None, use_profile: bool = True) -> dict:
     """Per batch: the graph's work and the predicted time (what ``--json`` prints)."""
     from .graph import graph_work
     from .model import predict_work
+    from .perf import predict_target
     rows = []
     for b in batches:
         gw = graph_work(g, b, cache_bytes=device.cache_bytes, ids=ids)
-        p = predict_work(gw, device, target, params)
+        if use_profile:
+            p = predict_target(g, device, target, b, params, ids=ids)
+        else:
+            p = predict_work(gw, device, target, params)
         rows.append({"batch": b, "work": gw.as_dict(), "prediction": p.as_dict()})
     return {"model": g.name, "target": target, "hardware": device.name, "ids": ids, "device": device.as_dict(),
             "batches": rows}
@@ -72,7 +81,7 @@ def print_report(rep: dict, out=None) -> None:
     out = out or sys.stdout
     dev = rep["device"]
     print(f"{rep['model']} on {dev['description']} ({rep['hardware']}), target {rep['target']}, "
-          f"ids {rep['ids']}; roofline lower bound, {rep['batches'][0]['prediction']['params']['source']}", file=out)
+          f"ids {rep['ids']}; {rep['batches'][0]['prediction']['params']['source']}", file=out)
     tiers = sorted({t for r in rep["batches"] for s in r["work"]["stages"].values() for t in s["bytes"]})
     for r in rep["batches"]:
         w, p = r["work"], r["prediction"]
@@ -117,7 +126,7 @@ def run(args) -> int:
         return 2
     g, notes = optimized_graph(args)
     try:
-        rep = report(g, device, args.target, args.batch, ids, params)
+        rep = report(g, device, args.target, args.batch, ids, params, use_profile=not args.lower_bound)
     except CostError as e:
         print(f"xrec cost: {e}", file=sys.stderr)
         return 2

@@ -28,19 +28,26 @@ from .work import STAGES, GraphWork, Work
 class PerfParams:
     """How far from the roofline a target runs on a device; what calibration measures.
 
-    ``efficiency``: stage -> fraction of the roofline reached (0 < e <= 1), ``default_efficiency`` for
-    the stages not listed; ``call_overhead_s``: seconds per call (None: the device's catalogued figure
+    ``efficiency``: stage -> fraction of the roofline reached (0 < e <= 1) at large batch,
+    ``default_efficiency`` for the stages not listed; ``batch_half``: stage -> the batch at which the
+    stage reaches half of that (small GEMMs and short gather loops run further from the roofline):
+    efficiency at batch B is ``e * B / (B + batch_half)`` (no entry: constant); ``bandwidth_Bps`` /
+    ``gather_bandwidth_Bps``: memory tier -> bytes/s measured by calibration, used in place of the
+    device's figures (the host's "cache" tier has none in the catalogue); ``call_overhead_s``: seconds per call (None: the device's catalogued figure
     for the target, else 0); ``fixed_overhead_s``: seconds per inference call (runtime entry, input
     checks); ``source``: where the numbers come from.
     """
 
     efficiency: Mapping[str, float] = field(default_factory=dict)
     default_efficiency: float = 1.0
+    batch_half: Mapping[str, float] = field(default_factory=dict)
+    bandwidth_Bps: Mapping[str, float] = field(default_factory=dict)
+    gather_bandwidth_Bps: Mapping[str, float] = field(default_factory=dict)
     call_overhead_s: float | None = None
     fixed_overhead_s: float = 0.0
     device: str = ""
     target: str = ""
-    source: str = "uncalibrated roofline (efficiency 1.0)"
+    source: str = "uncalibrated roofline (efficiency 1.0, a lower bound; xrec calibrate measures this machine)"
 
     def __post_init__(self):
         eff = dict(self.efficiency)
@@ -53,23 +60,44 @@ class PerfParams:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, (int, float)) or v < 0):
                 raise CostError(f"PerfParams.{name} must be >= 0, got {v!r}")
+        half = dict(self.batch_half)
+        for stage, h in half.items():
+            if stage != "default" and stage not in STAGES:
+                raise CostError(f"PerfParams.batch_half: unknown stage {stage!r}; stages: default, {', '.join(STAGES)}")
+            if isinstance(h, bool) or not isinstance(h, (int, float)) or not h >= 0:
+                raise CostError(f"PerfParams.batch_half[{stage!r}] must be >= 0, got {h!r}")
+        for name in ("bandwidth_Bps", "gather_bandwidth_Bps"):
+            bw = dict(getattr(self, name))
+            for tier, v in bw.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                    raise CostError(f"PerfParams.{name}[{tier!r}] must be > 0 bytes/s, got {v!r}")
+            object.__setattr__(self, name, bw)
         object.__setattr__(self, "efficiency", eff)
+        object.__setattr__(self, "batch_half", half)
 
-    def efficiency_of(self, stage: str) -> float:
-        return float(self.efficiency.get(stage, self.default_efficiency))
+    def efficiency_of(self, stage: str, batch: int | None = None) -> float:
+        """Fraction of the roofline ``stage`` reaches (at ``batch`` when the stage has a batch_half)."""
+        e = float(self.efficiency.get(stage, self.default_efficiency))
+        h = self.batch_half.get(stage, self.batch_half.get("default"))
+        if batch is not None and h:
+            e *= batch / (batch + float(h))
+        return e
 
     def as_dict(self) -> dict:
         return {"device": self.device, "target": self.target, "source": self.source,
                 "efficiency": dict(self.efficiency), "default_efficiency": self.default_efficiency,
-                "call_overhead_s": self.call_overhead_s, "fixed_overhead_s": self.fixed_overhead_s}
+                "batch_half": dict(self.batch_half), "bandwidth_Bps": dict(self.bandwidth_Bps),
+                "gather_bandwidth_Bps": dict(self.gather_bandwidth_Bps), "call_overhead_s": self.call_overhead_s, "fixed_overhead_s": self.fixed_overhead_s}
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "performance parameters") -> "PerfParams":
-        known = {"device", "target", "source", "efficiency", "default_efficiency", "call_overhead_s",
-                 "fixed_overhead_s"}
+        known = {"device", "target", "source", "efficiency", "default_efficiency", "batch_half", "bandwidth_Bps",
+                 "gather_bandwidth_Bps", "call_overhead_s",
+                 "fixed_overhead_s", "measured"}
         extra = set(d) - known
         if extra:
             raise CostError(f"{where}: unknown fields {sorted(extra)}; fields: {', '.join(sorted(known))}")
+        d = {k: v for k, v in d.items() if k != "measured"}      # a profile's raw samples: for the reader
         try:
             return cls(**dict(d))
         except TypeError as e:
@@ -140,10 +168,16 @@ def _peak(device: Device, dtype: str, notes: list[str]) -> float:
     raise CostError(f"{device.path or device.name}: no known peak FLOP/s to time {dtype} work with")
 
 
-def _memory_seconds(device: Device, work: Work, notes: list[str]) -> dict[str, float]:
+def _memory_seconds(device: Device, work: Work, notes: list[str], params: PerfParams | None = None) -> dict[str, float]:
     out = {}
     for tier, nbytes in work.bytes.items():
         t = device.memory.get(tier)
+        if params is not None and tier in params.bandwidth_Bps:
+            bw = params.bandwidth_Bps[tier]
+            gbw = params.gather_bandwidth_Bps.get(tier, bw)
+            gather = work.gather_bytes.get(tier, 0.0)
+            out[tier] = (nbytes - gather) / bw + gather / gbw
+            continue
         if t is None or not t.bandwidth_Bps.known or not t.bandwidth_Bps.value:
             msg = f"{device.name} has no known bandwidth for memory tier {tier!r}: its bytes are not timed"
             if msg not in notes:
@@ -157,10 +191,10 @@ def _memory_seconds(device: Device, work: Work, notes: list[str]) -> dict[str, f
 
 
 def stage_time(stage: str, work: Work, device: Device, params: PerfParams, call_overhead: float,
-               notes: list[str]) -> StageTime:
+               notes: list[str], batch: int | None = None) -> StageTime:
     compute = sum(f / _peak(device, dt, notes) for dt, f in work.flops.items())
-    mem = _memory_seconds(device, work, notes)
-    eff = params.efficiency_of(stage)
+    mem = _memory_seconds(device, work, notes, params)
+    eff = params.efficiency_of(stage, batch)
     worst_tier = max(mem, key=mem.get) if mem else None
     roof = max([compute, *mem.values()])
     over = work.calls * call_overhead
@@ -192,7 +226,7 @@ def predict_work(gw: GraphWork, device: Device, target: str, params: PerfParams 
     params = params or PerfParams(device=device.name, target=target)
     notes = list(gw.notes)
     over = call_overhead_for(device, target, params, notes)
-    stages = tuple(stage_time(s, w, device, params, over, notes) for s, w in gw.stages.items())
+    stages = tuple(stage_time(s, w, device, params, over, notes, gw.batch) for s, w in gw.stages.items())
     transfer = 0.0
     link = device.host_link
     moved = sum(gw.total.transfers.values())

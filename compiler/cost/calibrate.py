@@ -1,0 +1,271 @@
+"""``xrec calibrate [--target cpu]``: measure how far xrec's generated code runs from this machine's
+roofline, and write the profile (``PerfParams`` as JSON) that ``xrec cost`` / ``xrec plan`` then use.
+
+Nothing here is fitted on the models it will predict. Calibration compiles a few synthetic
+single-stage programs with the target itself, times them at several batch sizes, and fits:
+
+  fixed_overhead_s   one call of a 4->1 linear at batch 1 (runtime entry, input checks, outputs)
+  call_overhead_s    (time of a 9-layer 4x4 chain - time of the 1-layer) / (extra calls), at batch 1
+  dense              an MLP 512-512-512-256 (ReLU) at batch 1..2048: efficiency e and batch_half h
+                     of ``e * B / (B + h)``, by weighted least squares on 1/eff = 1/e + (h/e)/B
+  embedding          8 sum-pooled bags of 20 ids over tables bigger than the last-level cache, and
+                     the same over cache-sized tables, fp32 and int8 rows: the same fit
+  cache tier         stream and random-row gather bandwidth over an 8 MiB / 32 MiB buffer (the
+                     catalogue has no cache bandwidth for the host)
+
+Efficiencies are per stage (xrec.cost.work.STAGES); "interaction" and "other" use the dense fit
+(``default_efficiency``). The profile records every raw sample under "measured", so a reader can
+redo the fit. Accuracy of the result on the zoo models: bench/results (the cost-accuracy page).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCHES = (1, 8, 64, 256, 1024, 2048)
+QUICK_BATCHES = (1, 64, 512)
+
+
+# ---- the synthetic programs ----
+def _mlp(dims, seed=0):
+    import torch
+    from torch import nn
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1]).eval()
+
+
+class _Bags:
+    """``n`` sum-pooled EmbeddingBags of ``rows`` x ``dim`` fp32, ``pooling`` ids per bag."""
+
+    def __init__(self, n: int, rows: int, dim: int, pooling: int):
+        self.n, self.rows, self.dim, self.pooling = n, rows, dim, pooling
+
+    def module(self):
+        import torch
+        from torch import nn
+
+        class Bags(nn.Module):
+            def __init__(s):
+                super().__init__()
+                s.bags = nn.ModuleList(nn.EmbeddingBag(self.rows, self.dim, mode="sum") for _ in range(self.n))
+                with torch.no_grad():
+                    for b in s.bags:
+                        b.weight.uniform_(-0.05, 0.05)
+
+            def forward(s, *args):
+                outs = [b(args[2 * i], args[2 * i + 1]) for i, b in enumerate(s.bags)]
+                return torch.cat(outs, dim=1)
+        return Bags().eval()
+
+    def inputs(self, batch: int, seed: int = 0):
+        import torch
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for _ in range(self.n):
+            out.append(torch.randint(0, self.rows, (batch * self.pooling,), generator=g))
+            out.append(torch.arange(0, batch * self.pooling, self.pooling))
+        return out
+
+
+def _time(fn, reps: int) -> float:
+    """Median seconds of ``fn()`` over warm calls (bench.timing.measure, warm mode)."""
+    from xrec.bench.timing import measure
+    samples = measure({"x": fn}, reps=reps, warmup=2, mode="warm", burst=4)["x"]
+    return statistics.median(samples)
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"[calibrate] {msg}", file=sys.stderr, flush=True)
+
+
+# ---- fitting ----
+def fit_efficiency(points) -> tuple[float, float]:
+    """``points``: (batch, observed efficiency) -> (e, batch_half) of ``e * B / (B + batch_half)``.
+
+    Weighted least squares on ``1/eff = a + c/B`` (weights eff^2: relative errors count alike),
+    ``e = 1/a`` capped at 1 (then ``c`` refitted with ``a = 1``), ``batch_half = c/a >= 0``.
+    """
+    pts = [(float(b), float(e)) for b, e in points if e > 0 and math.isfinite(e)]
+    if not pts:
+        raise ValueError("no usable efficiency samples to fit")
+    x = np.array([1.0 / b for b, _ in pts])
+    y = np.array([1.0 / e for _, e in pts])
+    w = np.array([e * e for _, e in pts])
+    if len(pts) == 1 or np.ptp(x) == 0:
+        a, c = float(np.average(y, weights=w)), 0.0
+    else:
+        A = np.stack([np.ones_like(x), x], axis=1) * np.sqrt(w)[:, None]
+        a, c = np.linalg.lstsq(A, y * np.sqrt(w), rcond=None)[0]
+    if c < 0:                                   # efficiency falling with batch: fit a constant
+        a, c = float(np.average(y, weights=w)), 0.0
+    if a < 1.0:
+        a = 1.0
+        c = max(0.0, float(np.sum(w * x * (y - a)) / max(np.sum(w * x * x), 1e-30)))
+    return 1.0 / a, c / a
+
+
+# ---- calibration ----
+def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: bool = False, reps: int = 0):
+    """Measure and fit; returns (PerfParams, device). ``quick``: smaller programs and fewer batches."""
+    import torch
+    import xrec
+    from xrec.bench.machine import usable_cpus
+    from xrec.bench.roofline import random_gather_gbps, stream_read_gbps
+    from .catalogue import load_device
+    from .graph import graph_work
+    from .model import PerfParams, predict_work
+    from .perf import device_key
+
+    import os
+    from xrec.config import knobs
+    threads = threads or (knobs.threads if knobs.threads > 0 else usable_cpus())
+    os.environ["XREC_THREADS"] = str(threads)       # the compiled probes run at this many threads
+    reps = reps or (3 if quick else 8)
+    batches = QUICK_BATCHES if quick else BATCHES
+    t_start = time.perf_counter()
+    _say(f"probing this machine's ceilings ({threads} threads)", quiet)
+    device = load_device("host", probe_quick=quick, threads=threads)
+    cache_mib = 4 if quick else 8
+    # best of many passes: a pass over a cache-sized buffer is ~0.1 ms, so one descheduled thread spoils it
+    cache_bw = stream_read_gbps(threads, mib=cache_mib, reps=100) * 1e9
+    cache_gather = random_gather_gbps(threads, table_mib=16 if quick else 32, batch=2048, reps=30) * 1e9
+    measured: dict = {"threads": threads, "device": device.description,
+                      "cache_stream_Bps": cache_bw, "cache_gather_Bps": cache_gather}
+    base = PerfParams(device=device.name, target="cpu", bandwidth_Bps={"cache": cache_bw},
+                      gather_bandwidth_Bps={"cache": cache_gather})
+
+    def compile_(model, example, what, **kw):
+        t0 = time.perf_counter()
+        _say(f"compiling {what}", quiet)
+        cm = xrec.compile(model, example, target="cpu", **kw)
+        _say(f"compiled {what} in {time.perf_counter() - t0:.1f} s", quiet)
+        return cm
+
+    def graph_of(cm):
+        return cm.graph
+
+    # overheads, at batch 1
+    x1, x2 = torch.randn(1, 4), torch.randn(2, 4)    # traced at batch 2: batch 1 would specialise
+    one = compile_(_mlp([4, 1]), (x2,), "the overhead probe (4->1 linear)")
+    chain = compile_(_mlp([4] * 10), (x2,), "the call probe (9 x 4->4 linear)")
+    t_one = _time(lambda: one(x1), reps * 4)
+    t_chain = _time(lambda: chain(x1), reps * 4)
+    calls_one = graph_work(graph_of(one), 1).total.calls
+    calls_chain = graph_work(graph_of(chain), 1).total.calls
+    call_over = max(0.0, (t_chain - t_one) / max(1, calls_chain - calls_one))
+    fixed = max(0.0, t_one - calls_one * call_over)
+    measured["overhead"] = {"t_one_s": t_one, "t_chain_s": t_chain, "calls_one": calls_one,
+                            "calls_chain": calls_chain}
+    _say(f"fixed overhead {fixed * 1e6:.1f} us per inference, {call_over * 1e9:.0f} ns per call", quiet)
+    base = PerfParams(**{**base.as_dict(), "call_overhead_s": call_over, "fixed_overhead_s": fixed})
+
+    def efficiency_points(cm, make_inputs, stage, what):
+        pts, raw = [], []
+        g = graph_of(cm)
+        for b in batches:
+            args = make_inputs(b)
+            t = _time(lambda: cm(*args), reps)
+            p = predict_work(graph_work(g, b, cache_bytes=device.cache_bytes), device, "cpu", base)
+            st = p.stage(stage)
+            roof = st.time_s - st.overhead_s                 # at efficiency 1
+            rest = p.total_s - st.time_s + st.overhead_s     # everything but this stage's roofline term
+            eff = roof / (t - rest) if t > rest and roof > 0 else float("nan")
+            pts.append((b, min(eff, 1.0)))
+            raw.append({"batch": b, "measured_s": t, "roofline_s": roof, "rest_s": rest, "efficiency": eff})
+            _say(f"{what} batch {b}: {t * 1e3:.3f} ms, roofline {roof * 1e3:.3f} ms, efficiency {eff:.2f}", quiet)
+        return pts, raw
+
+    # dense
+    dims = [128, 128, 64] if quick else [512, 512, 512, 256]
+    mlp = compile_(_mlp(dims), (torch.randn(8, dims[0]),), f"the dense probe (MLP {'-'.join(map(str, dims))})")
+    dpts, draw = efficiency_points(mlp, lambda b: (torch.randn(b, dims[0]),), "dense", "dense")
+    e_d, h_d = fit_efficiency(dpts)
+    measured["dense"] = {"dims": dims, "samples": draw}
+
+    # embedding: over the last-level cache (main) and within it (cache), fp32 and int8 rows
+    llc = device.cache_bytes or (32 << 20)
+    big_rows = max(1 << 16, int(2 * llc / (8 * 64 * 4))) if not quick else 1 << 15
+    epts, eraw = [], []
+    for label, rows, quant in (("embedding (tables over the LLC)", big_rows, None),
+                               ("embedding (cache-sized tables)", 1 << 14, None),
+                               ("embedding (int8 rows)", big_rows, "int8")):
+        bags = _Bags(8, rows, 64, 20)
+        mod = bags.module()
+        cm = compile_(mod, tuple(bags.inputs(4)), f"the {label} probe, 8 x {rows} x 64", quantize=quant,
+                      calibration=lambda batch, seed: bags.inputs(batch, seed), calib_samples=256)
+        del mod
+        pts, raw = efficiency_points(cm, lambda b: bags.inputs(b, seed=b), "embedding", label)
+        epts += pts
+        eraw.append({"probe": label, "rows": rows, "quantize": quant, "samples": raw})
+        del cm
+    e_e, h_e = fit_efficiency(epts)
+    measured["embedding"] = eraw
+
+    src = (f"xrec calibrate --target cpu on {device.description}, {time.strftime('%Y-%m-%d %H:%M')}"
+           f"{' (quick)' if quick else ''}")
+    params = PerfParams(efficiency={"dense": e_d, "embedding": e_e}, default_efficiency=e_d,
+                        batch_half={"dense": h_d, "embedding": h_e, "default": h_d},
+                        bandwidth_Bps={"cache": cache_bw}, gather_bandwidth_Bps={"cache": cache_gather},
+                        call_overhead_s=call_over, fixed_overhead_s=fixed, device=device.name, target="cpu",
+                        source=src)
+    measured["seconds"] = time.perf_counter() - t_start
+    measured["device_key"] = device_key(device)
+    return params, device, measured
+
+
+def add_arguments(sp) -> None:
+    sp.add_argument("--target", "-t", default="cpu",
+                    help="the target to calibrate (cpu; xla, hls and triton are modelled from their own "
+                         "cost analysis, cycle report and the catalogue, see xrec.cost.targets)")
+    sp.add_argument("--quick", action="store_true",
+                    help="small probes and 3 batches (under a minute; checks the machinery, not a profile to trust)")
+    sp.add_argument("--threads", type=int, default=None, help="threads to calibrate for (default: all usable)")
+    sp.add_argument("-o", "--output", default=None,
+                    help="write the profile here (default: the profile store, where xrec cost/plan find it)")
+    sp.add_argument("--json", action="store_true", help="print the profile as one JSON object")
+
+
+def run(args) -> int:
+    from .perf import profile_path
+    from .rules import CostError
+    if args.target != "cpu":
+        print(f"xrec calibrate: target {args.target!r} is not calibrated by micro-benchmarks here: "
+              "xla uses the compiled executable's cost analysis, hls its cycle report, triton the "
+              "catalogue's roofline plus launch overhead (calibrated by the GPU suite where a GPU is "
+              "available); calibrate --target cpu", file=sys.stderr)
+        return 2
+    if args.threads is not None and args.threads < 1:
+        print(f"xrec calibrate: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    try:
+        params, device, measured = calibrate_cpu(quick=args.quick, threads=args.threads)
+    except CostError as e:
+        print(f"xrec calibrate: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.output) if args.output else profile_path(device, "cpu")
+    doc = {**params.as_dict(), "measured": measured}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        e, h = params.efficiency, params.batch_half
+        print(f"cpu on {device.description}:")
+        print(f"  fixed overhead   {params.fixed_overhead_s * 1e6:8.1f} us per inference")
+        print(f"  call overhead    {params.call_overhead_s * 1e9:8.0f} ns per call")
+        for s in ("dense", "embedding"):
+            print(f"  {s:16s} efficiency {e[s]:.2f} at large batch, half of it at batch {h[s]:.0f}")
+        print(f"  cache tier       stream {params.bandwidth_Bps['cache'] / 1e9:.1f} GB/s, "
+              f"gather {params.gather_bandwidth_Bps['cache'] / 1e9:.1f} GB/s")
+        print(f"wrote {out} ({measured['seconds']:.0f} s); xrec cost and xrec plan use it on this machine")
+    return 0
