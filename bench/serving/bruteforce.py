@@ -349,14 +349,38 @@ def measure(artifact: Path, cfg: Config, qps: float, p99_ms: float, args, reqs: 
     return m
 
 
+MEDIAN_KEYS = ("offered_qps", "achieved_qps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "service_p99_ms",
+               "send_lag_p99_ms", "cpu_ms_per_request", "loadgen_cpu_ms_per_request", "mean_batch_requests",
+               "mean_kernel_ms")
+SUM_KEYS = ("sent", "answered", "errors", "late_sends", "kernel_calls", "server_cpu_s", "wall_s")
+
+
+def combine(runs: list[dict], p99_ms: float, qps_tol: float = 0.03) -> dict:
+    """One row from repeated measurements of one configuration: the median of each rate, latency and CPU
+    figure, the sum of the counts, exactly once only if every run was; judged again on the medians."""
+    if len(runs) == 1:
+        return runs[0]
+    import statistics
+    out = {k: v for k, v in runs[0].items() if k not in ("client", "server")}
+    out.update({k: statistics.median(r[k] for r in runs) for k in MEDIAN_KEYS})
+    out.update({k: sum(r[k] for r in runs) for k in SUM_KEYS})
+    out["exactly_once"] = all(r["exactly_once"] for r in runs)
+    out["accounting"] = {k: all(r["accounting"][k] for r in runs) for k in runs[0]["accounting"]}
+    out["first_problem"] = next((r["first_problem"] for r in runs if r["first_problem"]), "")
+    out["repeats"] = runs
+    out["meets"], out["why"] = meets(out, p99_ms, qps_tol)
+    out["meets_per_run"] = [r["meets"] for r in runs]
+    return out
+
+
 # ------------------------------------------------------------------ report
 def markdown(meta: dict, targets: list[dict]) -> str:
     lines = [f"# xrec-server brute-force sweep, {meta['date']}", "",
              f"- model: {meta['model']} (tables capped at {meta['max_rows']} rows), {meta['rows']} row(s) per "
              f"request, {meta['distinct']} distinct requests; artifacts: `xrec compile --target cpu [--quantize P]`",
              f"- load: loadgen open loop, Poisson arrivals at the target QPS, {meta['warmup_s']} s warmup + "
-             f"{meta['duration_s']} s measured per configuration, up to {meta['connections']} requests in flight; "
-             f"latency from arrival; 127.0.0.1",
+             f"{meta['duration_s']} s measured per configuration, {meta.get('repeats', 1)} run(s) each (median), "
+             f"up to {meta['connections']} requests in flight; latency from arrival; 127.0.0.1",
              f"- server: T threads = {meta['thread_layout_text']}, --max-delay-us {meta['max_delay_us']}; "
              f"pinning: {meta['pinning']}",
              f"- meets = exactly once, all 200, achieved >= {1 - meta['qps_tol']:.0%} of offered QPS, p99 <= bound; "
@@ -367,25 +391,35 @@ def markdown(meta: dict, targets: list[dict]) -> str:
     for t in targets:
         ms = sorted(t["measurements"], key=lambda m: (PRECISIONS.index(m["precision"]), m["threads"], m["max_batch"]))
         near = set(t["near_best"])
-        lines += [f"## {t['qps']:g} QPS, p99 <= {t['p99_ms']:g} ms: best {t['best'] or 'none (no configuration meets)'}"
-                  f" ({len([m for m in ms if m['meets']])}/{len(ms)} meet, {t['wall_s']:.0f} s)", "",
+        n_ok = len([m for m in ms if m["meets"]])
+        lines += [f"## {t['qps']:g} QPS, p99 <= {t['p99_ms']:g} ms: best "
+                  f"{t['best'] or 'none (no configuration meets)'} ({n_ok}/{len(ms)} meet, {t['wall_s']:.0f} s)", "",
                   "| precision | threads | max batch | offered QPS | achieved QPS | p50 ms | p99 ms | errors | "
-                  "late sends | requests/call | kernel ms | server CPU ms/req | meets |",
+                  "late sends (lag p99 ms) | requests/call | kernel ms | server CPU ms/req | meets |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for m in ms:
             mark = "**" if m["key"] == t["best"] else ""
             star = " *" if m["key"] in near else ""
+            verdict = "yes" if m["meets"] else "no: " + "; ".join(m["why"])
+            if "meets_per_run" in m:
+                verdict += " (runs: " + "".join("y" if x else "n" for x in m["meets_per_run"]) + ")"
             lines.append(
                 f"| {mark}{m['precision']}{mark} | {m['threads']} | {m['max_batch']} | {m['offered_qps']:.0f} | "
                 f"{m['achieved_qps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['errors']} | "
-                f"{m['late_sends']} | {m['mean_batch_requests']:.2f} | {m['mean_kernel_ms']:.3f} | "
-                f"{mark}{m['cpu_ms_per_request']:.3f}{mark}{star} | "
-                f"{'yes' if m['meets'] else 'no: ' + '; '.join(m['why'])} |")
+                f"{m['late_sends']} ({m['send_lag_p99_ms']:.1f}) | {m['mean_batch_requests']:.2f} | "
+                f"{m['mean_kernel_ms']:.3f} | {mark}{m['cpu_ms_per_request']:.3f}{mark}{star} | {verdict} |")
+        lines.append("")
+        if t["best"]:
+            lines.append(f"Within {meta['tolerance']:.0%} of the best: {', '.join(t['near_best'])}.")
+        else:
+            lines.append(f"No configuration meets; closest (lowest p99): {', '.join(t['closest_failing'])}.")
         if t.get("pick"):
             c = t["pick"]
-            lines += ["", f"Pick {c['pick']}: {'OK' if c['ok'] else 'NOT OK'}, {c['objective']} "
-                      f"{c.get('pick_value', float('nan')):.4g} vs best {c['best']} {c['best_value'] or float('nan'):.4g}"
-                      + (f" ({c['ratio']:.3f}x)" if "ratio" in c else "") + (f": {c['why']}" if c["why"] else "")]
+            val = f"{c['pick_value']:.4g}" if c.get("pick_value") is not None else "n/a"
+            bval = f"{c['best_value']:.4g}" if c.get("best_value") is not None else "n/a"
+            lines.append(f"Pick {c['pick']}: {'OK' if c['ok'] else 'NOT OK'}, {c['objective']} {val} vs best "
+                         f"{c['best']} {bval}" + (f" ({c['ratio']:.3f}x)" if "ratio" in c else "")
+                         + (f": {c['why']}" if c["why"] else ""))
         lines.append("")
     return "\n".join(lines)
 
@@ -418,6 +452,15 @@ def parse_pick(text: str) -> Config:
         raise argparse.ArgumentTypeError(f"--pick is PRECISION,THREADS,MAX_BATCH (e.g. int8,1,32), not {text!r}")
 
 
+def _progress(qps, p99, where, cfg, m) -> None:
+    print(f"[{qps:g} QPS, {p99:g} ms] {where} {cfg.key}: {m['achieved_qps']:.0f}/{m['offered_qps']:.0f} QPS, "
+          f"p50 {m['p50_ms']:.2f} p99 {m['p99_ms']:.2f} ms, CPU {m['cpu_ms_per_request']:.3f} ms/req, "
+          f"{m['mean_batch_requests']:.1f} req/call, send lag p99 {m['send_lag_p99_ms']:.2f} ms, "
+          f"{'meets' if m['meets'] else 'fails: ' + '; '.join(m['why'])} ({m['wall_s']:.1f} s)", flush=True)
+    if not m["exactly_once"]:
+        print("  " + json.dumps(m["accounting"]) + " " + m["first_problem"], flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sla", action="append", default=[], metavar="QPS:P99_MS", help="a target (repeatable)")
@@ -428,6 +471,9 @@ def main(argv=None) -> int:
     p.add_argument("--batches", default=",".join(map(str, BATCHES)))
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per configuration")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before that, left out")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure every configuration this many times (each pass in its own shuffled order); "
+                        "a row is the median of its runs")
     p.add_argument("--max-delay-us", type=int, default=500)
     p.add_argument("--thread-layout", choices=("workers", "intra"), default="workers",
                    help="T threads = --workers T --threads 1 (default) or --workers 1 --threads T")
@@ -464,6 +510,8 @@ def main(argv=None) -> int:
         p.error(str(e))
     if not slas:
         p.error("give at least one --sla QPS:P99_MS")
+    if args.repeats < 1 or args.duration <= 0 or args.warmup < 0:
+        p.error("--repeats >= 1, --duration > 0 and --warmup >= 0")
     if args.pin and not shutil.which("taskset"):
         p.error("taskset (util-linux) not found; install it or pass --no-pin")
 
@@ -482,21 +530,18 @@ def main(argv=None) -> int:
             reqs[prec] = work / f"requests-{prec}.jsonl"
             drift[prec] = make_requests(art, args.rows, args.distinct, reqs[prec])
         for qps, p99 in slas:
-            order = list(configs)
-            rng.shuffle(order)
-            t0, ms = time.time(), []
-            for i, cfg in enumerate(order):
-                m = measure(artifacts[cfg.precision], cfg, qps, p99, args, reqs[cfg.precision], loadgen, work,
-                            seed=args.seed * 1000 + i)
-                ms.append(m)
-                print(f"[{qps:g} QPS, {p99:g} ms] {i + 1}/{len(order)} {cfg.key}: {m['achieved_qps']:.0f}/"
-                      f"{m['offered_qps']:.0f} QPS, p50 {m['p50_ms']:.2f} p99 {m['p99_ms']:.2f} ms, CPU "
-                      f"{m['cpu_ms_per_request']:.3f} ms/req, {m['mean_batch_requests']:.1f} req/call, "
-                      f"{'meets' if m['meets'] else 'fails: ' + '; '.join(m['why'])} ({m['wall_s']:.1f} s)",
-                      flush=True)
-                if not m["exactly_once"]:
-                    print("  " + json.dumps(m["accounting"]) + " " + m["first_problem"], flush=True)
-            targets.append({"qps": qps, "p99_ms": p99, "measurements": ms, "order": [c.key for c in order],
+            t0, runs, orders = time.time(), {c.key: [] for c in configs}, []
+            for rep in range(args.repeats):
+                order = list(configs)
+                rng.shuffle(order)
+                orders.append([c.key for c in order])
+                for i, cfg in enumerate(order):
+                    m = measure(artifacts[cfg.precision], cfg, qps, p99, args, reqs[cfg.precision], loadgen, work,
+                                seed=args.seed * 100000 + rep * 1000 + i)
+                    runs[cfg.key].append(m)
+                    _progress(qps, p99, f"{rep + 1}.{i + 1}/{len(order)}", cfg, m)
+            ms = [combine(runs[c.key], p99, args.qps_tol) for c in configs]
+            targets.append({"qps": qps, "p99_ms": p99, "measurements": ms, "order": orders,
                             "wall_s": time.time() - t0})
     judge(targets, args.objective, args.tolerance, args.pick)
     server_cpus, loadgen_cpus, shared = cpu_split(max(c.threads for c in configs), args.pin)
@@ -504,7 +549,8 @@ def main(argv=None) -> int:
     meta = {
         "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "model": args.model, "max_rows": args.max_rows,
         "artifacts": {k: str(v) for k, v in artifacts.items()}, "drift": drift,
-        "rows": args.rows, "distinct": args.distinct, "duration_s": args.duration, "warmup_s": args.warmup,
+        "repeats": args.repeats, "rows": args.rows, "distinct": args.distinct, "duration_s": args.duration,
+        "warmup_s": args.warmup,
         "connections": args.connections, "max_delay_us": args.max_delay_us, "thread_layout": args.thread_layout,
         "thread_layout_text": layout, "qps_tol": args.qps_tol, "objective": args.objective,
         "objective_text": OBJECTIVE_TEXT[args.objective], "tolerance": args.tolerance, "seed": args.seed,
