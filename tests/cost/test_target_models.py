@@ -102,6 +102,26 @@ def test_xla_flops_on_dlrm_small_are_graph_works_dense_plus_gram_matrix_plus_bud
 
 
 @needs_jax
+def test_xla_bytes_count_the_rows_gathered_not_whole_tables():
+    """XLA's raw bytes grow by exactly the tables' growth (it counts fused gathers' tables in full); the model's
+    bytes do not depend on the table size: batch x id budget x row bytes replace them."""
+    from xrec import zoo
+    from xrec.cost.targets.xla import cost_analysis
+    from xrec.frontend import import_model
+    out = []
+    for rows in (300, 3000):
+        m = zoo.build("dlrm-small", max_rows=rows).eval()
+        g, *_ = lower(import_model(m, zoo.example_inputs(m), name="dlrm-small"), target="xla")
+        out.append(cost_analysis(g, 64))
+    small, big = out
+    assert big["table_bytes"] > small["table_bytes"] > 0
+    assert big["bytes_accessed_raw"] - small["bytes_accessed_raw"] == big["table_bytes"] - small["table_bytes"]
+    assert big["bytes_accessed"] == small["bytes_accessed"] == \
+        small["bytes_accessed_raw"] - small["table_bytes"] + small["gathered_bytes"]
+    assert big["flops"] == small["flops"]
+
+
+@needs_jax
 def test_xla_time_is_the_analysis_on_the_devices_roofline_split_by_graph_work():
     from xrec.cost.targets.xla import cost_analysis
     g = with_input_kinds(linear_graph(512, 512, bias=False))
