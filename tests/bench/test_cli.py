@@ -55,6 +55,10 @@ def test_bench_cli_on_a_tiny_model_writes_rows_reasons_json_and_plot(tmp_path, m
     assert "![latency and throughput](p.png)" in page and "[r.json](r.json)" in page
     text = capsys.readouterr().out
     assert "xrec-reference" in text and "target cpu not available" in text
+    # --no-roofline: the roofline % column is there and says why it is empty
+    assert "roofline %" in text and "roofline % absent: --no-roofline" in " ".join(text.split())
+    assert "roofline %: absent: --no-roofline" in page
+    assert all(r["roofline_pct"] is None for r in doc["rows"])
 
 
 def test_render_re_presents_a_saved_run_without_measuring(tmp_path, sample_doc):
