@@ -5,13 +5,17 @@ Nothing here is fitted on the models it will predict. Calibration compiles a few
 single-stage programs with the target itself, times them at several batch sizes, and fits:
 
   fixed_overhead_s   one call of a 4->1 linear at batch 1 (runtime entry, input checks, outputs)
+  input_overhead_s   (time of 8 one-id bags over 16-row tables (16 input tensors: ids, offsets) - time
+                     of the 1-input linear) / 15, at batch 1: conversion and validation of sparse inputs
   call_overhead_s    (time of a 9-layer 4x4 chain - time of the 1-layer) / (extra calls), at batch 1
   dense              an MLP 512-512-512-256 (ReLU) at batch 1..2048: efficiency e and batch_half h
                      of ``e * B / (B + h)``, by weighted least squares on 1/eff = 1/e + (h/e)/B
   embedding          8 sum-pooled bags of 20 ids over tables bigger than the last-level cache, and
                      the same over cache-sized tables, fp32 and int8 rows: the same fit
-  cache tier         stream and random-row gather bandwidth over an 8 MiB / 32 MiB buffer (the
-                     catalogue has no cache bandwidth for the host)
+  cache tier         stream bandwidth over a 1 MiB buffer (what the cache tier streams is the dense
+                     weights and activations, which sit in L2) and random-row gather bandwidth over a
+                     32 MiB table (what it gathers is embedding rows of tables that fit the LLC); the
+                     catalogue has no cache bandwidth for the host
 
 Efficiencies are per stage (xrec.cost.work.STAGES); "interaction" and "other" use the dense fit
 (``default_efficiency``). The profile records every raw sample under "measured", so a reader can
@@ -135,7 +139,7 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
     t_start = time.perf_counter()
     _say(f"probing this machine's ceilings ({threads} threads)", quiet)
     device = load_device("host", probe_quick=quick, threads=threads)
-    cache_mib = 4 if quick else 8
+    cache_mib = 1
     # best of many passes: a pass over a cache-sized buffer is ~0.1 ms, so one descheduled thread spoils it
     cache_bw = stream_read_gbps(threads, mib=cache_mib, reps=100) * 1e9
     cache_gather = random_gather_gbps(threads, table_mib=16 if quick else 32, batch=2048, reps=30) * 1e9
@@ -158,16 +162,24 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
     x1, x2 = torch.randn(1, 4), torch.randn(2, 4)    # traced at batch 2: batch 1 would specialise
     one = compile_(_mlp([4, 1]), (x2,), "the overhead probe (4->1 linear)")
     chain = compile_(_mlp([4] * 10), (x2,), "the call probe (9 x 4->4 linear)")
+    tiny = _Bags(8, 16, 1, 1)
+    wide = compile_(tiny.module(), tuple(tiny.inputs(2)), "the input probe (8 features, 16 input tensors)",
+                    calibration=lambda batch, seed: tiny.inputs(batch, seed))
+    xs = tuple(tiny.inputs(1))
     t_one = _time(lambda: one(x1), reps * 4)
     t_chain = _time(lambda: chain(x1), reps * 4)
+    t_wide = _time(lambda: wide(*xs), reps * 4)
+    per_input = max(0.0, (t_wide - t_one) / 15)
     calls_one = graph_work(graph_of(one), 1).total.calls
     calls_chain = graph_work(graph_of(chain), 1).total.calls
     call_over = max(0.0, (t_chain - t_one) / max(1, calls_chain - calls_one))
-    fixed = max(0.0, t_one - calls_one * call_over)
-    measured["overhead"] = {"t_one_s": t_one, "t_chain_s": t_chain, "calls_one": calls_one,
+    fixed = max(0.0, t_one - calls_one * call_over - per_input)
+    measured["overhead"] = {"t_one_s": t_one, "t_chain_s": t_chain, "t_16_inputs_s": t_wide, "calls_one": calls_one,
                             "calls_chain": calls_chain}
-    _say(f"fixed overhead {fixed * 1e6:.1f} us per inference, {call_over * 1e9:.0f} ns per call", quiet)
-    base = PerfParams(**{**base.as_dict(), "call_overhead_s": call_over, "fixed_overhead_s": fixed})
+    _say(f"fixed overhead {fixed * 1e6:.1f} us per inference, {per_input * 1e9:.0f} ns per input tensor, "
+         f"{call_over * 1e9:.0f} ns per call", quiet)
+    base = PerfParams(**{**base.as_dict(), "call_overhead_s": call_over, "fixed_overhead_s": fixed,
+                         "input_overhead_s": per_input})
 
     def efficiency_points(cm, make_inputs, stage, what):
         pts, raw = [], []
@@ -216,7 +228,8 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
     params = PerfParams(efficiency={"dense": e_d, "embedding": e_e}, default_efficiency=e_d,
                         batch_half={"dense": h_d, "embedding": h_e, "default": h_d},
                         bandwidth_Bps={"cache": cache_bw}, gather_bandwidth_Bps={"cache": cache_gather},
-                        call_overhead_s=call_over, fixed_overhead_s=fixed, device=device.name, target="cpu",
+                        call_overhead_s=call_over, fixed_overhead_s=fixed, input_overhead_s=per_input,
+                        device=device.name, target="cpu",
                         source=src)
     measured["seconds"] = time.perf_counter() - t_start
     measured["device_key"] = device_key(device)
@@ -262,6 +275,7 @@ def run(args) -> int:
         e, h = params.efficiency, params.batch_half
         print(f"cpu on {device.description}:")
         print(f"  fixed overhead   {params.fixed_overhead_s * 1e6:8.1f} us per inference")
+        print(f"  input overhead   {params.input_overhead_s * 1e9:8.0f} ns per input tensor")
         print(f"  call overhead    {params.call_overhead_s * 1e9:8.0f} ns per call")
         for s in ("dense", "embedding"):
             print(f"  {s:16s} efficiency {e[s]:.2f} at large batch, half of it at batch {h[s]:.0f}")

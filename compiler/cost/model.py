@@ -35,7 +35,8 @@ class PerfParams:
     ``gather_bandwidth_Bps``: memory tier -> bytes/s measured by calibration, used in place of the
     device's figures (the host's "cache" tier has none in the catalogue); ``call_overhead_s``: seconds per call (None: the device's catalogued figure
     for the target, else 0); ``fixed_overhead_s``: seconds per inference call (runtime entry, input
-    checks); ``source``: where the numbers come from.
+    checks); ``input_overhead_s``: seconds per input tensor per call (conversion, validation);
+    ``source``: where the numbers come from.
     """
 
     efficiency: Mapping[str, float] = field(default_factory=dict)
@@ -45,6 +46,7 @@ class PerfParams:
     gather_bandwidth_Bps: Mapping[str, float] = field(default_factory=dict)
     call_overhead_s: float | None = None
     fixed_overhead_s: float = 0.0
+    input_overhead_s: float = 0.0
     device: str = ""
     target: str = ""
     source: str = "uncalibrated roofline (efficiency 1.0, a lower bound; xrec calibrate measures this machine)"
@@ -56,7 +58,7 @@ class PerfParams:
                 raise CostError(f"PerfParams.efficiency: unknown stage {stage!r}; stages: {', '.join(STAGES)}")
             if not isinstance(e, (int, float)) or not 0 < e <= 1:
                 raise CostError(f"PerfParams.efficiency[{stage!r}] must be in (0, 1], got {e!r}")
-        for name in ("call_overhead_s", "fixed_overhead_s"):
+        for name in ("call_overhead_s", "fixed_overhead_s", "input_overhead_s"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, (int, float)) or v < 0):
                 raise CostError(f"PerfParams.{name} must be >= 0, got {v!r}")
@@ -87,13 +89,14 @@ class PerfParams:
         return {"device": self.device, "target": self.target, "source": self.source,
                 "efficiency": dict(self.efficiency), "default_efficiency": self.default_efficiency,
                 "batch_half": dict(self.batch_half), "bandwidth_Bps": dict(self.bandwidth_Bps),
-                "gather_bandwidth_Bps": dict(self.gather_bandwidth_Bps), "call_overhead_s": self.call_overhead_s, "fixed_overhead_s": self.fixed_overhead_s}
+                "gather_bandwidth_Bps": dict(self.gather_bandwidth_Bps), "call_overhead_s": self.call_overhead_s, "fixed_overhead_s": self.fixed_overhead_s,
+                "input_overhead_s": self.input_overhead_s}
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "performance parameters") -> "PerfParams":
         known = {"device", "target", "source", "efficiency", "default_efficiency", "batch_half", "bandwidth_Bps",
                  "gather_bandwidth_Bps", "call_overhead_s",
-                 "fixed_overhead_s", "measured"}
+                 "fixed_overhead_s", "input_overhead_s", "measured"}
         extra = set(d) - known
         if extra:
             raise CostError(f"{where}: unknown fields {sorted(extra)}; fields: {', '.join(sorted(known))}")
@@ -235,9 +238,9 @@ def predict_work(gw: GraphWork, device: Device, target: str, params: PerfParams 
             transfer = moved / link.value
         else:
             notes.append(f"{device.name} has no known host-link bandwidth: transfers are not timed")
-    total = sum(s.time_s for s in stages) + transfer + params.fixed_overhead_s
-    return Prediction(device.name, target, gw.batch, stages, transfer, params.fixed_overhead_s, total, params,
-                      tuple(notes))
+    fixed = params.fixed_overhead_s + params.input_overhead_s * sum(1 for n in gw.nodes if n.op == "input")
+    total = sum(s.time_s for s in stages) + transfer + fixed
+    return Prediction(device.name, target, gw.batch, stages, transfer, fixed, total, params, tuple(notes))
 
 
 def predict(g, device: Device, target: str, batch: int, params: PerfParams | None = None, **work_kw) -> Prediction:

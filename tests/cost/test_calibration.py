@@ -120,3 +120,14 @@ def test_calibrate_refuses_other_targets_and_bad_threads(capsys):
     assert "cost analysis" in capsys.readouterr().err
     assert main(["calibrate", "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_per_input_overhead_counts_the_graphs_input_tensors():
+    g = bag_graph(rows=1000, dim=16, pooling=4)
+    n_inputs = sum(1 for n in g.nodes if n.op.value == "input")
+    assert n_inputs >= 2                                    # ids and offsets at least
+    base = PerfParams(call_overhead_s=0.0, fixed_overhead_s=1e-6)
+    more = PerfParams(call_overhead_s=0.0, fixed_overhead_s=1e-6, input_overhead_s=1e-7)
+    a, b = predict(g, device(), "cpu", 8, base), predict(g, device(), "cpu", 8, more)
+    assert b.fixed_s == pytest.approx(1e-6 + n_inputs * 1e-7)
+    assert b.total_s - a.total_s == pytest.approx(n_inputs * 1e-7)
