@@ -20,9 +20,6 @@ and precision, which system's IR was costed.
 from __future__ import annotations
 
 import inspect
-import json
-import re
-from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,41 +36,16 @@ class LowerBoundUnavailable(Exception):
 
 
 # ------------------------------------------------------------------ the device
-def _size_bytes(text: str) -> int | None:
-    m = re.match(r"\s*(\d+)\s*([KMG]?)", text or "")
-    if not m:
-        return None
-    return int(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[m.group(2)]
-
-
-def probed_figures(ceilings: dict, machine: dict) -> dict:
-    """The probe dict of the catalogue's host.json, filled from this run's ceilings and machine info
-    (the same keys ``xrec.cost.catalogue.probe_host`` returns, without probing or its cache)."""
-    caches = machine.get("caches") or {}
-    llc = next((caches[k] for k in ("L3", "L2") if k in caches), "")
-    return {"fma_peak_GFLOPs": float(ceilings["fma_peak_GFLOPs"]),
-            "stream_read_GBps": float(ceilings["stream_read_GBps"]),
-            "gather_GBps": float(ceilings["gather_GBps"]),
-            "memory_bytes": machine.get("memory_bytes") or None,
-            "llc_bytes": _size_bytes(llc) if llc else None,
-            "threads": ceilings.get("threads"), "cpu_model": machine.get("cpu_model", "")}
-
-
 def host_device(ceilings: dict, machine: dict):
     """The catalogue's ``host`` device with the ceilings this bench run probed."""
-    from xrec.cost.catalogue import HARDWARE_DIR, parse_device
+    from xrec.cost.catalogue import host_device as catalogue_host, host_figures
     if not ceilings:
         raise LowerBoundUnavailable("no roofline ceilings (run without --no-roofline)")
     if "error" in ceilings:
         raise LowerBoundUnavailable(f"the roofline probes failed: {ceilings['error']}")
-    path = HARDWARE_DIR / "host.json"
-    probed = probed_figures(ceilings, machine)
-    dev = parse_device(json.loads(path.read_text()), str(path), probed)
-    return replace(dev, description=f"{dev.description}: {probed['cpu_model']}, {probed['threads']} threads, "
-                                    "ceilings probed in this bench run")
+    return catalogue_host(host_figures(ceilings, machine), "ceilings probed in this bench run")
 
 
-# ------------------------------------------------------------------ one bound
 def id_distribution(src) -> str:
     """How the bench's inputs draw ids: the zoo generator's Zipf exponent, else uniform."""
     if src.make_inputs is not None and getattr(src.module, "xrec_spec", None) is not None:

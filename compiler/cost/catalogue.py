@@ -270,16 +270,33 @@ def probe_host(*, quick: bool = False, refresh: bool = False, threads: int | Non
             return json.loads(cache.read_text())
         except (OSError, json.JSONDecodeError):
             pass
-    c = machine_ceilings(threads, quick=quick)
-    caches = info.get("caches", {})
-    llc = next((caches[k] for k in ("L3", "L2") if k in caches), "")
-    out = {"fma_peak_GFLOPs": c["fma_peak_GFLOPs"], "stream_read_GBps": c["stream_read_GBps"],
-           "gather_GBps": c["gather_GBps"], "memory_bytes": info.get("memory_bytes") or None,
-           "llc_bytes": _size_bytes(llc) if llc else None, "threads": threads,
-           "cpu_model": info.get("cpu_model", "")}
+    out = host_figures(machine_ceilings(threads, quick=quick), info, threads)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(out))
     except OSError:
         pass
     return out
+
+
+def host_figures(ceilings: Mapping, info: Mapping, threads: int | None = None) -> dict:
+    """The probe dict host.json's figures read: ``ceilings`` (``xrec.bench.roofline.machine_ceilings``)
+    and ``info`` (``xrec.bench.machine.machine_info``); what ``probe_host`` caches, and what a bench run
+    that probed its own ceilings passes to :func:`host_device`."""
+    caches = info.get("caches") or {}
+    llc = next((caches[k] for k in ("L3", "L2") if k in caches), "")
+    return {"fma_peak_GFLOPs": float(ceilings["fma_peak_GFLOPs"]),
+            "stream_read_GBps": float(ceilings["stream_read_GBps"]),
+            "gather_GBps": float(ceilings["gather_GBps"]), "memory_bytes": info.get("memory_bytes") or None,
+            "llc_bytes": _size_bytes(llc) if llc else None, "threads": threads or ceilings.get("threads"),
+            "cpu_model": info.get("cpu_model", "")}
+
+
+def host_device(probed: Mapping, how: str = "") -> Device:
+    """The catalogue's ``host`` device with the figures ``probed`` (see :func:`host_figures`);
+    ``how`` is added to its description (e.g. "ceilings probed in this bench run")."""
+    from dataclasses import replace
+    path = HARDWARE_DIR / "host.json"
+    dev = parse_device(json.loads(path.read_text()), str(path), probed)
+    return replace(dev, description=f"{dev.description}: {probed.get('cpu_model', '')}, {probed.get('threads')} "
+                                    f"threads{', ' + how if how else ''}")
