@@ -1,14 +1,10 @@
 """The performance models of the xla, hls and triton targets (xrec.cost.targets), worked against their sources:
 XLA's cost analysis, the hls cycle report, the triton program and the H200 measurements."""
 import math
-import statistics
-import time
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
-import xrec
 from xrec.api import lower
 from xrec.cost import CostError, PerfParams, graph_work, load_device, perf_model_for, predict_target
 from xrec.cost.catalogue import parse_device
@@ -167,22 +163,27 @@ def test_xla_on_a_tpu_without_libtpu_uses_the_cpu_clients_analysis_and_says_so()
 
 
 @needs_jax
-def test_xla_prediction_on_this_host_is_below_the_measured_executable_time():
-    """Uncalibrated (efficiency 1), the roofline of XLA's own FLOPs and bytes is a lower bound of the real run."""
-    _, g0 = imported_zoo("dlrm-small")
-    m, _ = imported_zoo("dlrm-small")
-    from xrec import zoo
-    b = 512
-    cm = xrec.compile(g0, target="xla", options={"batch": b, "tpu": None})
-    args = zoo.make_inputs(m, b, seed=3)
-    cm(*args)
-    ts = []
-    for _ in range(5):
-        t = time.perf_counter()
-        cm(*args)
-        ts.append(time.perf_counter() - t)
-    p = predict_target(cm.graph, load_device("host"), "xla", b, use_profile=False)
-    assert 0 < p.total_s < statistics.median(ts)
+def test_xla_calibration_on_this_host_solves_fixed_and_efficiency_from_two_measured_batches():
+    """measured = fixed + roofline / efficiency at the two fit batches; the others are predicted and reported.
+    (Their error is not asserted: this machine is shared, its load swings 10x within a minute; the report
+    gives the numbers of a quiet run.)"""
+    from xrec.cost.targets.xla import calibrate
+    g = zoo_ir("dlrm-small", "xla")
+    host = load_device("host")
+    r = calibrate(host, g, batches=(8, 32, 128, 512), fit=(8, 128), reps=3)
+    e, fixed = r["params"].default_efficiency, r["params"].fixed_overhead_s
+    assert 0 < e <= 1 and fixed >= 0
+    fitted = {c["batch"]: c for c in r["checks"] if not c["held_out"]}
+    assert set(fitted) == {8, 128}
+    if e < 1 and fixed > 0:                                  # neither clamped: the two fit points are exact
+        assert all(abs(c["error"]) < 1e-9 for c in fitted.values())
+    held = [c for c in r["checks"] if c["held_out"]]
+    assert [c["batch"] for c in held] == [32, 512]
+    assert all(math.isfinite(c["error"]) and c["measured_s"] > 0 for c in held)
+    preds = [c["predicted_s"] for c in sorted(r["checks"], key=lambda c: c["batch"])]
+    assert preds == sorted(preds) and preds[0] >= fixed
+    with pytest.raises(CostError, match="this machine"):
+        calibrate(load_device("tpu-v5e"), g)
 
 
 # ---------------------------------------------------------------------------------------------------- hls

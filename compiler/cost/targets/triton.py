@@ -27,6 +27,14 @@ the GPU suite measured on a real GPU (nvidia-h200.json: H200, 2026-12-04). From 
   replay: input checks, pointer tables, copies);
 - the other measured batches are held out: ``calibrate`` returns predicted vs measured there.
 
+What the H200 file cannot give, and the GPU suite should measure next: the launch gap of a kernel
+inside a CUDA graph apart from the embedding kernel's floor (an empty-kernel graph; here the embedding
+kernel's intercept stands for every kernel, which overstates a small GEMM's); each kernel of the
+whole-model program timed alone by graph replay (per-stage efficiencies for the GEMMs and the
+interaction, not only the embedding kernel); the host side of a replay timed apart from the GPU
+time (here it is the fixed overhead, fitted at one batch); batch 1; an L2 bandwidth probe (the
+catalogue's cache tier). With those, every term above is measured instead of fitted.
+
 ``calibrate(..., write=True)`` stores the result as the device's triton calibration profile
 (``xrec.cost.perf.profile_path``), which ``predict_target`` then uses. Without one, the model uses
 the measured embedding fit and launch floor alone when the device has a calibration file (no fixed

@@ -41,6 +41,7 @@ modules (dense dims padded to 128 lanes multiply the GEMM FLOPs).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import threading
 
@@ -218,3 +219,91 @@ def predict_xla(g, device: Device, target: str, batch: int, params: PerfParams |
     total = sum(st.time_s for st in timed) + transfer + params.fixed_overhead_s
     return Prediction(device.name, target, batch, tuple(timed), transfer, params.fixed_overhead_s, total, params,
                       tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------- calibration here
+def _flat_inputs(g, low, batch: int, seed: int = 0) -> list:
+    """Model inputs of ``batch`` rows the executable accepts: bag lengths 1 + Poisson(pooling - 1) (the
+    recorded mean ids per bag, at most the feature's id budget), ids uniform over the table."""
+    import numpy as np
+    from xrec.artifact import signature_of
+    from xrec.runtime.inputs import random_flat_inputs
+    from ..graph import graph_work
+    flat = random_flat_inputs(g, signature_of(g)["features"], batch, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    binds = graph_work(g, batch).bindings
+    ins = g.input_nodes
+    for f in low.features:
+        nnz_sym = g.type_of(f.jagged).nnz
+        pool = binds.get(str(nnz_sym), batch) / batch
+        lengths = np.ones(batch, np.int64) if pool <= 1 else 1 + rng.poisson(pool - 1, batch)
+        lengths = np.minimum(lengths, f.max_ids)
+        off = np.zeros(batch + 1, np.int64)
+        np.cumsum(lengths, out=off[1:])
+        rows = f.num_rows or 1
+        flat[f.indices] = rng.integers(0, rows, int(off[-1])).astype(ins[f.indices].type.dtype.to_numpy())
+        flat[f.offsets] = (off if f.include_last_offset else off[:-1]).astype(ins[f.offsets].type.dtype.to_numpy())
+        if f.weights is not None:
+            flat[f.weights] = rng.standard_normal(int(off[-1])).astype(np.float32)
+    return flat
+
+
+def measure_here(g, batch: int, options=None, reps: int = 5, seed: int = 0) -> float:
+    """Median seconds of the xla target's runner (bucketing, the executable, unpadding) on this machine."""
+    import statistics
+    import time
+    from xrec.targets.xla.runtime import Runner
+    low, exe_batch, _ = lower_for_batch(g, batch, options)
+    opts = _options(options)
+    info = {"batch": low.batch, "requested_batch": batch, "overflow": opts.overflow, "large_batch": opts.large_batch,
+            "args": low.args, "features": [f.__dict__ for f in low.features], "outputs": low.outputs}
+    run = Runner(low.text, info, dict(g.params))
+    flat = _flat_inputs(g, low, batch, seed)
+    run(flat)
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        run(flat)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def calibrate(device: Device, g, *, batches=(8, 64, 512, 2048), fit=(8, 512), options=None, reps: int = 5,
+              write: bool = False, **work_kw) -> dict:
+    """Fit the xla model to the runner measured on this machine, and check it on the other batches.
+
+    ``device`` must be this machine (catalogue ``host``). The fixed per-call overhead (bucketing, argument
+    transfer, dispatch) is measured minus the roofline at the smaller ``fit`` batch; one efficiency for
+    every stage is roofline / (measured - fixed) at the larger (both solved together, as the efficiency
+    scales only the roofline term). Returns {"params", "measured_s": {batch: s}, "checks": [{batch,
+    predicted_s, measured_s, error, held_out}], "median_abs_error_held_out"}; ``write`` stores the params
+    as the device's xla profile (``xrec.cost.perf.profile_path``).
+    """
+    from ..perf import profile_path
+    if device.name != "host":
+        raise CostError(f"xla calibration measures the executable on this machine (device 'host'), not {device.name}")
+    lo, hi = sorted(fit)
+    meas = {b: measure_here(g, b, options, reps) for b in sorted(set(batches) | {lo, hi})}
+    base = PerfParams(call_overhead_s=0.0, device=device.name, target="xla")
+    roof = {b: predict_xla(g, device, "xla", b, base, options=options, **work_kw).total_s for b in meas}
+    # measured(b) = fixed + roof(b) / e at lo and hi
+    if roof[hi] <= roof[lo] or meas[hi] <= meas[lo]:
+        raise CostError(f"xla calibration: time does not grow from batch {lo} to {hi} (measured {meas[lo]:.3g} s, "
+                        f"{meas[hi]:.3g} s): cannot separate the fixed overhead from the roofline term")
+    e = min(1.0, (roof[hi] - roof[lo]) / (meas[hi] - meas[lo]))
+    fixed = max(0.0, meas[lo] - roof[lo] / e)
+    params = PerfParams(default_efficiency=e, call_overhead_s=0.0, fixed_overhead_s=fixed, device=device.name,
+                        target="xla", source=f"measured here: the xla runner at batches {lo} and {hi} "
+                                             f"(efficiency {e:.3g} of the roofline, {fixed * 1e6:.0f} us per call)")
+    checks = []
+    for b, m in meas.items():
+        p = predict_xla(g, device, "xla", b, params, options=options, **work_kw).total_s
+        checks.append({"batch": b, "predicted_s": p, "measured_s": m, "error": p / m - 1, "held_out": b not in fit})
+    if write:
+        path = profile_path(device, "xla")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(params.as_dict(), indent=1) + "\n")
+    held = sorted(abs(c["error"]) for c in checks if c["held_out"])
+    med = (held[len(held) // 2] if len(held) % 2 else sum(held[len(held) // 2 - 1: len(held) // 2 + 1]) / 2) \
+        if held else math.nan
+    return {"params": params, "measured_s": meas, "checks": checks, "median_abs_error_held_out": med}
