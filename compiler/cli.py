@@ -97,7 +97,35 @@ def _compile(args, model_spec: str, out=None):
     return cm, src
 
 
+def _apply_plan(args) -> dict | None:
+    """``xrec compile --plan plan.json``: the model, target, precision and table cap that ``xrec plan`` chose
+    (xrec.cost.plan.cli); a MODEL, --target or --quantize given as well must agree with it."""
+    if not getattr(args, "plan", None):
+        if args.model is None:
+            raise ValueError("give MODEL (or --plan plan.json from `xrec plan`)")
+        return None
+    from xrec.cost.plan.cli import read_plan
+    plan = read_plan(args.plan)
+    c = plan["compile"]
+    for flag, mine, theirs in (("MODEL", args.model, c["model"]), ("--target", args.target, c["target"]),
+                               ("--quantize", args.quantize, c["quantize"])):
+        if mine is not None and mine != theirs:
+            raise ValueError(f"{flag} {mine!r} disagrees with {args.plan}, which chose {theirs!r}; "
+                             "drop the flag or re-run `xrec plan`")
+    args.model, args.target, args.quantize = c["model"], c["target"], c["quantize"]
+    if args.max_rows is None:
+        args.max_rows = c.get("max_rows")
+    if c.get("options") and not args.option:
+        args.option = list(c["options"].items())
+    return plan
+
+
 def cmd_compile(args) -> int:
+    try:
+        plan = _apply_plan(args)
+    except ValueError as e:
+        print(f"xrec compile: {e}", file=sys.stderr)
+        return 2
     default = args.name or (Path(args.model).stem if ':' not in args.model else args.model.split(':')[-1])
     out = Path(args.output or f"{default}.xrec")
     cm, _ = _compile(args, args.model, out=out)
@@ -130,6 +158,10 @@ def cmd_compile(args) -> int:
                 print(f"MLPerf      AUC {c['auc_ratio']:.2%} of fp32: 99 % target {met(c['meets_99'])}, "
                       f"99.9 % target {met(c['meets_99_9'])}")
         print(f"ranking AUC {c['ranking_auc']:.5f} (vs fp32 above its median; 1.0 = same ranking)")
+    if plan is not None:
+        sv = plan["serve"]
+        print(f"plan        {sv['replicas']} x {sv['device']}: xrec serve {out} --max-batch {sv['max_batch']} "
+              f"--max-delay-us {sv['max_delay_us']} (one server per device)")
     print(out)
     return 0
 
@@ -229,8 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_ir)
 
     sp = sub.add_parser("compile", help="compile a model into an artifact directory")
-    sp.add_argument("model")
+    sp.add_argument("model", nargs="?", default=None, help="MODEL (optional with --plan)")
     model_opts(sp)
+    sp.add_argument("--plan", default=None, metavar="plan.json",
+                    help="build what `xrec plan` chose: its model, target, precision and table cap")
     sp.add_argument("-o", "--output", default=None, help="artifact directory (default NAME.xrec)")
     sp.add_argument("--name", default=None,
                     help="the model's name in the artifact and when served (default: the zoo name, the factory "

@@ -64,7 +64,7 @@ def add_arguments(sp) -> None:
     sp.add_argument("-o", "--output", default="plan.json", help="where to write the chosen plan (default plan.json)")
 
 
-class PlanError(Exception):
+class PlanError(ValueError):
     """Bad input to xrec plan: the message names it and what to do."""
 
 
@@ -239,3 +239,19 @@ def run(args) -> int:
           f"{c['policy']['max_batch']}, max delay {c['policy']['max_delay_us']} us (p99 {c['p99_ms']:.3f} ms)")
     print(f"wrote {args.output}; build it with `xrec compile --plan {args.output}`")
     return 0
+
+
+def read_plan(path) -> dict:
+    """plan.json as ``xrec plan`` wrote it, checked; PlanError (a ValueError) naming what is wrong."""
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlanError(f"cannot read the plan {path}: {e}") from None
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise PlanError(f"{path} is not a plan.json of `xrec plan` (format {PLAN_FORMAT})")
+    c = plan.get("compile")
+    if not isinstance(c, dict) or not all(k in c for k in ("model", "target", "quantize")) \
+            or not isinstance(plan.get("serve"), dict):
+        raise PlanError(f"{path} chose no configuration (its 'compile'/'serve' fields are "
+                         "missing): re-run `xrec plan` with bounds some configuration meets")
+    return plan

@@ -77,6 +77,10 @@ class Row:
                 "feasible": self.feasible, "reasons": list(self.reasons), "notes": list(self.notes)}
 
 
+def _size(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"
+
+
 def capacity_bytes(device) -> float | None:
     """Bytes the model's tables and weights can live in: every known non-cache tier (None if main is unknown)."""
     main = device.memory["main"].capacity_bytes
@@ -151,8 +155,7 @@ def score(variant, device, policies, *, qps: float, p99_s: float, max_devices: i
         if cap is None:
             r.notes.append(f"{device.name}'s memory capacity is unknown: the fit is not checked")
         elif mem > cap:
-            r.reasons.append(f"memory: the model needs {mem / 2**30:.2f} GiB, {device.name} holds "
-                             f"{cap / 2**30:.2f} GiB")
+            r.reasons.append(f"memory: the model needs {_size(mem)}, {device.name} holds {_size(cap)}")
         if max_auc_drop is not None:
             if acc_drop is None:
                 r.reasons.append(f"accuracy: {variant.precision} {variant.accuracy_note}")

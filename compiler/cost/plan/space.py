@@ -65,7 +65,24 @@ def policies(max_batches: Iterable[int] = MAX_BATCHES, max_delays_us: Iterable[i
 
 def build_variants(model: str, targets: Sequence[str], precisions: Sequence[str], *, max_rows: int | None = None,
                    calib_samples: int = 512, options: dict | None = None) -> dict[tuple[str, str], Variant]:
-    """(target, precision) -> :class:`Variant` for ``model`` (a zoo name, file.py:factory or .pt2)."""
+    """(target, precision) -> :class:`Variant` for ``model`` (a zoo name, file.py:factory or .pt2).
+
+    Remembered per process for a zoo model (same arguments, same IR): a second plan in one process
+    (tests, notebooks) costs only the scoring."""
+    import json
+    from xrec import zoo
+    key = (model, tuple(targets), tuple(precisions), max_rows, calib_samples, json.dumps(options, sort_keys=True))
+    if model in zoo.list_models():
+        if key not in _VARIANTS:
+            _VARIANTS[key] = _build_variants(*key[:5], options=options)
+        return _VARIANTS[key]
+    return _build_variants(model, targets, precisions, max_rows, calib_samples, options=options)
+
+
+_VARIANTS: dict = {}
+
+
+def _build_variants(model, targets, precisions, max_rows, calib_samples, *, options):
     from xrec.api import _compress
     from xrec.frontend import import_exported, import_model
     from xrec.model_arg import resolve
