@@ -126,7 +126,8 @@ def test_repeats_combine_to_medians(bf):
 def test_judging_a_saved_sweep_measures_nothing(bf, tmp_path):
     ms = [_m(bf, "fp32", 1, 1, p99=4.0, cpu=0.40), _m(bf, "int8", 1, 64, p99=7.0, cpu=0.30)]
     for m in ms:
-        m.update(offered_qps=1000.0, p50_ms=1.0, late_sends=0, send_lag_p99_ms=0.1, mean_batch_requests=1.0,
+        m.update(offered_qps=1000.0, p50_ms=1.0, late_sends=0, send_lag_p99_ms=0.1, backlog_sends=0,
+                 client_lag_p99_ms=0.1, mean_batch_requests=1.0,
                  mean_kernel_ms=0.1)
     meta = {"date": "x", "model": "dlrm-small", "max_rows": 1000, "rows": 1, "distinct": 64, "warmup_s": 1,
             "duration_s": 4, "connections": 128, "thread_layout_text": "w", "max_delay_us": 500, "pinning": "off",
@@ -209,6 +210,8 @@ def test_open_loop_sends_whatever_the_server_does_and_counts_client_waiting(open
                    "--duration", 1.0, "--warmup", 0.25, "--concurrency", 2)
     assert few["sent"] == few["scheduled"] == c["scheduled"] == few["answered"]   # nothing dropped, even late
     assert few["late_sends"] > few["sent"] / 2 and few["send_lag_ms"]["p50"] > 100
+    assert few["backlog_sends"] > few["sent"] / 2            # late because both connections were busy ...
+    assert few["client_lag_ms"]["p50"] < few["send_lag_ms"]["p50"] / 10      # ... not because the client slept
     assert few["latency_ms"]["p99"] > few["service_latency_ms"]["p99"] + 100      # the client-side wait counts
     assert few["achieved_qps"] < 0.5 * few["offered_qps"]
 
@@ -218,7 +221,8 @@ def test_open_loop_sends_whatever_the_server_does_and_counts_client_waiting(open
 def test_one_measurement_answers_every_request_exactly_once(bf, open_loop_setup):
     art, reqs, loadgen, work = open_loop_setup
     args = argparse.Namespace(thread_layout="workers", max_delay_us=500, queue=1024, timeout_ms=30000,
-                              connections=32, pin=True, warmup=0.3, duration=1.0, qps_tol=0.03)
+                              connections=32, pin=True, warmup=0.3, duration=1.0, qps_tol=0.03,
+                              max_client_lag_ms=2.0, retries=0)
     m = bf.measure(art, bf.Config("fp32", 1, 8), 300.0, 1000.0, args, reqs, loadgen, work, seed=5)
     assert m["exactly_once"], (m["accounting"], m["first_problem"])
     assert all(m["accounting"].values())
