@@ -145,7 +145,7 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
     cache_gather = random_gather_gbps(threads, table_mib=16 if quick else 32, batch=2048, reps=30) * 1e9
     measured: dict = {"threads": threads, "device": device.description,
                       "cache_stream_Bps": cache_bw, "cache_gather_Bps": cache_gather}
-    base = PerfParams(device=device.name, target="cpu", bandwidth_Bps={"cache": cache_bw},
+    base = PerfParams(device=device.name, target="cpu", per_node=True, bandwidth_Bps={"cache": cache_bw},
                       gather_bandwidth_Bps={"cache": cache_gather})
 
     def compile_(model, example, what, **kw):
@@ -229,7 +229,7 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
                         batch_half={"dense": h_d, "embedding": h_e, "default": h_d},
                         bandwidth_Bps={"cache": cache_bw}, gather_bandwidth_Bps={"cache": cache_gather},
                         call_overhead_s=call_over, fixed_overhead_s=fixed, input_overhead_s=per_input,
-                        device=device.name, target="cpu",
+                        per_node=True, device=device.name, target="cpu",
                         source=src)
     measured["seconds"] = time.perf_counter() - t_start
     measured["device_key"] = device_key(device)

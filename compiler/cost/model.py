@@ -36,7 +36,9 @@ class PerfParams:
     device's figures (the host's "cache" tier has none in the catalogue); ``call_overhead_s``: seconds per call (None: the device's catalogued figure
     for the target, else 0); ``fixed_overhead_s``: seconds per inference call (runtime entry, input
     checks); ``input_overhead_s``: seconds per input tensor per call (conversion, validation);
-    ``source``: where the numbers come from.
+    ``per_node``: a stage's nodes run one after another, so its roofline term is the sum over nodes
+    of max(compute, memory) (a forecast; calibration sets it) rather than max(sum of compute, sum of
+    memory) (a lower bound, the default); ``source``: where the numbers come from.
     """
 
     efficiency: Mapping[str, float] = field(default_factory=dict)
@@ -47,6 +49,7 @@ class PerfParams:
     call_overhead_s: float | None = None
     fixed_overhead_s: float = 0.0
     input_overhead_s: float = 0.0
+    per_node: bool = False
     device: str = ""
     target: str = ""
     source: str = "uncalibrated roofline (efficiency 1.0, a lower bound; xrec calibrate measures this machine)"
@@ -90,13 +93,13 @@ class PerfParams:
                 "efficiency": dict(self.efficiency), "default_efficiency": self.default_efficiency,
                 "batch_half": dict(self.batch_half), "bandwidth_Bps": dict(self.bandwidth_Bps),
                 "gather_bandwidth_Bps": dict(self.gather_bandwidth_Bps), "call_overhead_s": self.call_overhead_s, "fixed_overhead_s": self.fixed_overhead_s,
-                "input_overhead_s": self.input_overhead_s}
+                "input_overhead_s": self.input_overhead_s, "per_node": self.per_node}
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "performance parameters") -> "PerfParams":
         known = {"device", "target", "source", "efficiency", "default_efficiency", "batch_half", "bandwidth_Bps",
                  "gather_bandwidth_Bps", "call_overhead_s",
-                 "fixed_overhead_s", "input_overhead_s", "measured"}
+                 "fixed_overhead_s", "input_overhead_s", "per_node", "measured"}
         extra = set(d) - known
         if extra:
             raise CostError(f"{where}: unknown fields {sorted(extra)}; fields: {', '.join(sorted(known))}")
@@ -193,13 +196,21 @@ def _memory_seconds(device: Device, work: Work, notes: list[str], params: PerfPa
     return out
 
 
+def _roof(work: Work, device: Device, params: PerfParams, notes: list[str]) -> float:
+    return max([sum(f / _peak(device, dt, notes) for dt, f in work.flops.items()),
+                *_memory_seconds(device, work, notes, params).values()])
+
+
 def stage_time(stage: str, work: Work, device: Device, params: PerfParams, call_overhead: float,
-               notes: list[str], batch: int | None = None) -> StageTime:
+               notes: list[str], batch: int | None = None, parts=None) -> StageTime:
+    """``work`` is the stage's sum; ``parts`` its nodes' works (used when ``params.per_node``)."""
     compute = sum(f / _peak(device, dt, notes) for dt, f in work.flops.items())
     mem = _memory_seconds(device, work, notes, params)
     eff = params.efficiency_of(stage, batch)
     worst_tier = max(mem, key=mem.get) if mem else None
     roof = max([compute, *mem.values()])
+    if params.per_node and parts:
+        roof = sum(_roof(w, device, params, notes) for w in parts)
     over = work.calls * call_overhead
     if roof == 0 and over == 0:
         bound = "none"
@@ -229,7 +240,8 @@ def predict_work(gw: GraphWork, device: Device, target: str, params: PerfParams 
     params = params or PerfParams(device=device.name, target=target)
     notes = list(gw.notes)
     over = call_overhead_for(device, target, params, notes)
-    stages = tuple(stage_time(s, w, device, params, over, notes, gw.batch) for s, w in gw.stages.items())
+    stages = tuple(stage_time(s, w, device, params, over, notes, gw.batch,
+                              [n.work for n in gw.nodes if n.stage == s]) for s, w in gw.stages.items())
     transfer = 0.0
     link = device.host_link
     moved = sum(gw.total.transfers.values())

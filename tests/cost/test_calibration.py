@@ -131,3 +131,18 @@ def test_per_input_overhead_counts_the_graphs_input_tensors():
     a, b = predict(g, device(), "cpu", 8, base), predict(g, device(), "cpu", 8, more)
     assert b.fixed_s == pytest.approx(1e-6 + n_inputs * 1e-7)
     assert b.total_s - a.total_s == pytest.approx(n_inputs * 1e-7)
+
+
+def test_per_node_roofline_sums_each_nodes_own_bound():
+    """A memory-bound node and a compute-bound node of one stage run one after the other: per node the
+    stage takes the sum of their own bounds; the default (a lower bound) takes the max of the sums."""
+    from xrec.cost import GraphWork, NodeWork, Work, predict_work
+    mem_node = Work(flops={"f32": 1e6}, bytes={"main": 1e9}, calls=1)       # 10 ms of bytes, 1 us of FLOPs
+    fma_node = Work(flops={"f32": 1e10}, bytes={"main": 1e6}, calls=1)      # 10 ms of FLOPs, 10 us of bytes
+    gw = GraphWork("g", 1, (NodeWork("a", "linear", "dense", mem_node), NodeWork("b", "linear", "dense", fma_node)),
+                   {"B": 1}, 0)
+    lb = predict_work(gw, device(), "cpu", PerfParams(call_overhead_s=0.0)).stage("dense")
+    pn = predict_work(gw, device(), "cpu", PerfParams(call_overhead_s=0.0, per_node=True)).stage("dense")
+    assert lb.time_s == pytest.approx(max(1e9 / 1e11 + 1e6 / 1e11, 1e10 / 1e12 + 1e6 / 1e12))
+    assert pn.time_s == pytest.approx(1e9 / 1e11 + 1e10 / 1e12)
+    assert pn.time_s > 1.9 * lb.time_s * 0.99
