@@ -169,6 +169,7 @@ def make_plan(args, out=None) -> tuple[int, dict]:
                         if v.graph is not None and v.auc_drop is None})
     front = pareto(rows)
     chosen = ranked[0] if ranked else None
+    tradeoff = cost_vs_energy(rows)
     notes = sorted({n for v in variants.values() for n in v.notes})
     plan = {
         "format": PLAN_FORMAT,
@@ -185,6 +186,7 @@ def make_plan(args, out=None) -> tuple[int, dict]:
             "max_delay_us": chosen.policy.max_delay_us},
         "ranked": [r.as_dict() for r in ranked[:max(args.show, 20)]],
         "pareto": [r.as_dict() for r in front],
+        "cost_vs_energy": tradeoff,
         "sources": sources,
         "unchecked_precisions": unchecked,
         "notes": notes,
@@ -194,6 +196,39 @@ def make_plan(args, out=None) -> tuple[int, dict]:
         return 1, {**plan, "closest": [r.as_dict() for r in closest(rows, p99_s, 5)], "_rows": rows,
                    "_ranked": ranked, "_front": front}
     return 0, {**plan, "_rows": rows, "_ranked": ranked, "_front": front}
+
+
+def _describe(r) -> str:
+    return (f"{r.count} x {r.device} ({r.target}, {r.precision}, max batch {r.policy.max_batch}, delay "
+            f"{r.policy.max_delay_us} us): {r.usd_per_mq:.4g} $/Mq, {r.joules_per_query:.4g} J/query "
+            f"({r.count} x {r.power_W:.0f} W at utilisation {r.latency.utilisation:.2f})")
+
+
+def cost_vs_energy(rows) -> dict | None:
+    """Among configurations that meet every bound and have both a price and power figures: the cheapest
+    and the most frugal, and why they differ (None when no configuration has both figures)."""
+    from .score import rank
+    both = [r for r in rows if r.usd_per_mq is not None and r.joules_per_query is not None
+            and all(w.split(":")[0] not in ("SLA", "memory", "accuracy", "build") for w in r.reasons)]
+    if not both:
+        return None
+    for r in both:
+        r_reasons, r.reasons = r.reasons, []
+        r._saved = r_reasons
+    try:
+        c, e = rank(both, "cost")[0], rank(both, "energy")[0]
+    finally:
+        for r in both:
+            r.reasons = r._saved
+            del r._saved
+    same = (c.device, c.target, c.precision, c.count) == (e.device, e.target, e.precision, e.count)
+    if same:
+        why = "the cheapest configuration also uses the least energy"
+    else:
+        why = (f"the cost objective picks {_describe(c)}; the energy objective picks {_describe(e)}: "
+               + ("the cheaper one draws more power per query" if c.joules_per_query > e.joules_per_query
+                  else "they tie on one figure"))
+    return {"same": same, "cost_pick": c.key + f" x{c.count}", "energy_pick": e.key + f" x{e.count}", "why": why}
 
 
 def _public(plan: dict) -> dict:

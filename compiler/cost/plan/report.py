@@ -20,7 +20,7 @@ def row_line(i, r: Row) -> str:
     return (f"{i:>3} {r.device:14s} {r.target:7s} {r.precision:5s} {_f(r.count, 'd', '-'):>3s} "
             f"{r.policy.max_batch:5d} {r.policy.max_delay_us:5d}us "
             f"{_f(r.p99_s * 1e3 if r.latency else None, '.3f'):>8s} "
-            f"{_f(r.latency.utilisation if r.latency else None, '.2f'):>5s} {_f(r.usd_per_mq, '.4f'):>9s} "
+            f"{_f(r.latency.utilisation if r.latency else None, '.2f'):>5s} {_f(r.usd_per_mq, '.4g'):>9s} "
             f"{_f(r.joules_per_query, '.3e'):>10s} {_f(r.samples_per_J, '.4g'):>10s} {mem:>8s}  {r.accuracy}")
 
 
@@ -54,6 +54,9 @@ def print_table(plan: dict, ranked: list[Row], rows: list[Row], show: int = 10, 
             print(f"    {r.key:40s} n={r.count or '-'}: " + "; ".join(r.reasons), file=out)
         if len(near) > show:
             print(f"    ... {len(near) - show} more in --json", file=out)
+    ce = plan.get("cost_vs_energy")
+    if ce is not None:
+        print(f"\ncost vs energy: {ce['why']}", file=out)
     print("\nenergy and price sources:", file=out)
     for d, s in plan["sources"].items():
         print(f"  {d}: price {s['price']}; power {s['power']}", file=out)
