@@ -116,9 +116,53 @@ def parse_power(text: str) -> tuple[str, float, float]:
     return name, i, m
 
 
-def power_model(device, override: tuple[float, float] | None = None) -> PowerModel:
+def rapl_power(root: Path = POWERCAP, seconds: float = 0.5) -> dict | None:
+    """This machine's package power from RAPL: ``now_W`` (measured over ``seconds``) and ``limit_W`` (the
+    long-term limit PL1, ``constraint_0_power_limit_uw``, summed over packages; None if not exposed)."""
+    doms = rapl_domains(root)
+    if not doms:
+        return None
+    with EnergyMeter(root=root, use_nvml=False) as m:
+        time.sleep(seconds)
+    limit = 0.0
+    for d in doms:
+        try:
+            limit += int((d.path / "constraint_0_power_limit_uw").read_text()) / 1e6
+        except (OSError, ValueError):
+            limit = None
+            break
+    return {"now_W": m.reading.watts, "limit_W": limit or None, "source": m.reading.source}
+
+
+def _local_gpu_matches(device, gpu_name: str) -> bool:
+    """Whether the NVML GPU ``gpu_name`` is the catalogue device (its name's first word, e.g. h100, l4)."""
+    import re
+    stem = device.name.split("-")[0].lower()
+    return device.kind == "gpu" and re.search(rf"\b{re.escape(stem)}\b", gpu_name.lower()) is not None
+
+
+def measured_power(device, root: Path = POWERCAP) -> dict | None:
+    """Power figures read on this machine for ``device``: RAPL for ``host``, NVML for a local GPU of the
+    catalogue device's model. {"idle_W", "max_W", "source"} (a figure None when not exposed), or None."""
+    if device.name == "host":
+        r = rapl_power(root)
+        if r is None:
+            return None
+        return {"idle_W": r["now_W"], "max_W": r["limit_W"],
+                "source": f"{r['source']}: idle = package power measured now while xrec ran (an upper bound of "
+                          "idle), max = RAPL long-term limit PL1"}
+    n = nvml_power()
+    if n is not None and _local_gpu_matches(device, n["name"]):
+        return {"idle_W": n["power_W"], "max_W": n["limit_W"],
+                "source": f"{n['source']}: idle = board power now, max = enforced power limit"}
+    return None
+
+
+def power_model(device, override: tuple[float, float] | None = None, *, measure: bool = True,
+                root: Path = POWERCAP) -> PowerModel:
     """The power model of a catalogue device: ``override`` (idle, max) from the user, else its file's
-    figures; :class:`EnergyUnavailable` when a figure stays unknown."""
+    figures, else (``measure``) figures read here (:func:`measured_power`: RAPL for host, NVML for a local
+    GPU of that model) for those the file lacks; :class:`EnergyUnavailable` when a figure stays unknown."""
     if override is not None:
         return PowerModel(override[0], override[1], f"given by the user (--power {device.name}=...)")
     idle, mx = device.power.get("idle_W"), device.power.get("max_W")
@@ -126,7 +170,16 @@ def power_model(device, override: tuple[float, float] | None = None) -> PowerMod
     if not missing:
         return PowerModel(idle.value, mx.value, f"catalogue power model ({device.path or device.name}: idle "
                           f"{idle.value:g} W [{idle.source}], max {mx.value:g} W [{mx.source}])")
+    got = measured_power(device, root) if measure else None
+    if got is not None:
+        vals = {"idle_W": idle.value if idle is not None and idle.known else got["idle_W"],
+                "max_W": mx.value if mx is not None and mx.known else got["max_W"]}
+        if all(v is not None for v in vals.values()) and vals["max_W"] >= vals["idle_W"]:
+            return PowerModel(vals["idle_W"], vals["max_W"],
+                              f"power model with {', '.join(k for k, _ in missing)} from {got['source']}")
     why = "; ".join(f"{k} unknown" + (f" ({f.reason})" if f is not None and f.reason else "") for k, f in missing)
+    if device.name == "host" and measure and not rapl_domains(root):
+        why += "; this machine exposes no RAPL counter (/sys/class/powercap/intel-rapl*)"
     raise EnergyUnavailable(f"{device.name}: {why}; give --power {device.name}=IDLE_W:MAX_W or a copy of its "
                             "catalogue file with the power figures")
 

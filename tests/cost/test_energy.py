@@ -118,3 +118,25 @@ def test_energy_objective_picks_a_different_configuration_from_cost(tmp_path):
     assert f"the cost objective picks {c['count']} x {c['device']}" in why
     assert f"the energy objective picks {e['count']} x {e['device']}" in why
     assert "the cheaper one draws more power per query" in why and "cost vs energy:" in out_e
+
+
+def _unpowered_host():
+    from dataclasses import replace
+
+    from xrec.cost.catalogue import Figure
+    dev = load_device(FAST)
+    none = Figure(None, "none", "test: not given")
+    return replace(dev, name="host", power={"idle_W": none, "max_W": none})
+
+
+def test_host_power_comes_from_rapl_when_the_machine_exposes_it(tmp_path):
+    d = _fake_rapl(tmp_path, 0)
+    (d / "constraint_0_power_limit_uw").write_text("185000000\n")        # PL1 185 W
+    pm = power_model(_unpowered_host(), root=tmp_path)
+    assert pm.max_W == 185.0 and pm.idle_W == 0.0                        # the fake counter did not move
+    assert "rapl: " in pm.source and "PL1" in pm.source
+
+
+def test_host_without_rapl_or_figures_says_so(tmp_path):
+    with pytest.raises(EnergyUnavailable, match=r"idle_W unknown \(test: not given\).*no RAPL counter.*--power host="):
+        power_model(_unpowered_host(), root=tmp_path)
