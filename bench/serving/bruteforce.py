@@ -455,15 +455,20 @@ def markdown(meta: dict, targets: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def judge(targets: list[dict], objective: str, tolerance: float, pick: Config | None) -> None:
+def judge(targets: list[dict], objective: str, tolerance: float, pick: Config | None,
+          plan_picks: dict | None = None) -> None:
+    """Best and near-best per target; `pick` is judged on every target, plan_picks[(qps, p99_ms)] on its own."""
     for t in targets:
         b = best(t["measurements"], objective)
         t["best"] = b["key"] if b else None
         t["near_best"] = [m["key"] for m in near_best(t["measurements"], objective, tolerance)]
         t["closest_failing"] = [m["key"] for m in sorted((m for m in t["measurements"] if not m["meets"]),
                                                          key=lambda m: m["p99_ms"])[:3]]
-        if pick is not None:
-            t["pick"] = compare_pick(t["measurements"], pick, objective, tolerance)
+        mine = next((c for (q, s), c in (plan_picks or {}).items()
+                     if abs(q - t["qps"]) < 1e-9 * max(1.0, q) and abs(s - t["p99_ms"]) < 1e-9 * max(1.0, s)), None)
+        if mine is not None or pick is not None:
+            t["pick"] = compare_pick(t["measurements"], mine or pick, objective, tolerance)
+            t["pick"]["from"] = "xrec plan" if mine is not None else "--pick"
 
 
 OBJECTIVE_TEXT = {"cpu": "lowest server CPU ms per request among configurations that meet the target",
@@ -473,6 +478,22 @@ OBJECTIVE_TEXT = {"cpu": "lowest server CPU ms per request among configurations 
 
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
+
+
+def pick_from_plan(plan: dict, max_delay_us: int | None = None) -> tuple[Config, list[str]]:
+    """The configuration an `xrec plan --json` file chose, as a sweep Config: precision from compile.quantize,
+    threads from serve.replicas (T workers of one server stand for T replicas of the plan's queueing model),
+    max batch from serve.max_batch. Also returns warnings (another target or max delay than the sweep's)."""
+    comp, serve = plan.get("compile"), plan.get("serve")
+    if not comp or not serve:
+        raise ValueError("the plan chose nothing (no configuration met its target): nothing to check")
+    warn = []
+    if comp.get("target") != "cpu":
+        warn.append(f"the plan chose target {comp.get('target')!r}; the sweep measures cpu only")
+    if max_delay_us is not None and serve.get("max_delay_us") not in (None, max_delay_us):
+        warn.append(f"the plan chose max delay {serve['max_delay_us']} us; the sweep ran {max_delay_us} us "
+                    "(run the plan with --max-delay-us " + str(max_delay_us) + ")")
+    return Config(comp.get("quantize") or "fp32", int(serve["replicas"]), int(serve["max_batch"])), warn
 
 
 def parse_pick(text: str) -> Config:
@@ -486,8 +507,11 @@ def parse_pick(text: str) -> Config:
 def _progress(qps, p99, where, cfg, m) -> None:
     print(f"[{qps:g} QPS, {p99:g} ms] {where} {cfg.key}: {m['achieved_qps']:.0f}/{m['offered_qps']:.0f} QPS, "
           f"p50 {m['p50_ms']:.2f} p99 {m['p99_ms']:.2f} ms, CPU {m['cpu_ms_per_request']:.3f} ms/req, "
-          f"{m['mean_batch_requests']:.1f} req/call, send lag p99 {m['send_lag_p99_ms']:.2f} ms, "
-          f"{'meets' if m['meets'] else 'fails: ' + '; '.join(m['why'])} ({m['wall_s']:.1f} s)", flush=True)
+          f"{m['mean_batch_requests']:.1f} req/call, late sends {m['late_sends']} (backlog {m['backlog_sends']}, "
+          f"client lag p99 {m['client_lag_p99_ms']:.2f} ms), "
+          f"{'meets' if m['meets'] else 'fails: ' + '; '.join(m['why'])} ({m['wall_s']:.1f} s"
+          + (f", {len(m['attempts'])} attempts" if m.get("attempts") else "") + ")"
+          + (" SUSPECT: the client ran late" if m.get("suspect") else ""), flush=True)
     if not m["exactly_once"]:
         print("  " + json.dumps(m["accounting"]) + " " + m["first_problem"], flush=True)
 
@@ -516,10 +540,13 @@ def main(argv=None) -> int:
     p.add_argument("--qps-tol", type=float, default=0.03)
     p.add_argument("--max-client-lag-ms", type=float, default=2.0,
                    help="client-lag p99 above this marks a run suspect (the client, not the server, ran late)")
-    p.add_argument("--retries", type=int, default=2, help="re-measure a suspect run up to this many times")
+    p.add_argument("--retries", type=int, default=1, help="re-measure a suspect run up to this many times")
     p.add_argument("--objective", choices=OBJECTIVES, default="cpu")
     p.add_argument("--tolerance", type=float, default=0.10, help="'within' for the near-best set and --pick")
     p.add_argument("--pick", type=parse_pick, default=None, help="PRECISION,THREADS,MAX_BATCH to judge")
+    p.add_argument("--plan", type=Path, action="append", default=[],
+                   help="an `xrec plan --json` file: judge its pick against the target with its QPS and p99 "
+                        "(repeatable, one per target)")
     p.add_argument("--from", dest="from_json", type=Path, default=None,
                    help="judge an earlier sweep's JSON (measures nothing)")
     p.add_argument("--no-pin", dest="pin", action="store_false")
@@ -528,9 +555,21 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args(argv)
 
-    if args.from_json:
-        result = json.loads(args.from_json.read_text())
-        judge(result["targets"], args.objective, args.tolerance, args.pick)
+    saved = json.loads(args.from_json.read_text()) if args.from_json else None
+    plan_picks: dict[tuple[float, float], Config] = {}
+    for f in args.plan:
+        delay = saved["meta"].get("max_delay_us") if saved else args.max_delay_us
+        try:
+            plan = json.loads(f.read_text())
+            cfg, warnings = pick_from_plan(plan, delay)
+            plan_picks[float(plan["request"]["qps"]), float(plan["request"]["p99_ms"])] = cfg
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            p.error(f"--plan {f}: {e}")
+        for w in warnings:
+            print(f"warning: {f}: {w}", file=sys.stderr)
+    if saved is not None:
+        result = saved
+        judge(result["targets"], args.objective, args.tolerance, args.pick, plan_picks)
         result["meta"].update(objective=args.objective, objective_text=OBJECTIVE_TEXT[args.objective],
                               tolerance=args.tolerance)
         print(markdown(result["meta"], result["targets"]))
@@ -577,7 +616,7 @@ def main(argv=None) -> int:
             ms = [combine(runs[c.key], p99, args.qps_tol) for c in configs]
             targets.append({"qps": qps, "p99_ms": p99, "measurements": ms, "order": orders,
                             "wall_s": time.time() - t0})
-    judge(targets, args.objective, args.tolerance, args.pick)
+    judge(targets, args.objective, args.tolerance, args.pick, plan_picks)
     server_cpus, loadgen_cpus, shared = cpu_split(max(c.threads for c in configs), args.pin)
     layout = ("--workers T --threads 1" if args.thread_layout == "workers" else "--workers 1 --threads T")
     meta = {

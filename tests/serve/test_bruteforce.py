@@ -138,6 +138,24 @@ def test_judging_a_saved_sweep_measures_nothing(bf, tmp_path):
     assert bf.main(["--from", str(f), "--pick", "int8,1,64"]) == 0
     assert bf.main(["--from", str(f), "--pick", "fp32,1,1"]) == 1
 
+    # an `xrec plan --json` file: its pick (compile.quantize, serve.replicas / max_batch) is judged on its own target
+    plan = {"request": {"qps": 1000.0, "p99_ms": 10.0}, "compile": {"target": "cpu", "quantize": "int8"},
+            "serve": {"replicas": 1, "max_batch": 64, "max_delay_us": 500}}
+    assert bf.pick_from_plan(plan, 500) == (bf.Config("int8", 1, 64), [])
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert bf.main(["--from", str(f), "--plan", str(tmp_path / "plan.json")]) == 0
+    plan["compile"]["quantize"] = None                                              # fp32, batch 1: too slow
+    plan["serve"].update(max_batch=1, max_delay_us=250)
+    cfg, warn = bf.pick_from_plan(plan, 500)
+    assert cfg == bf.Config("fp32", 1, 1) and "max delay 250" in warn[0]
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert bf.main(["--from", str(f), "--plan", str(tmp_path / "plan.json")]) == 1
+    plan["request"]["qps"] = 2000.0                                                 # another target: not judged
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert bf.main(["--from", str(f), "--plan", str(tmp_path / "plan.json")]) == 0
+    with pytest.raises(ValueError, match="chose nothing"):
+        bf.pick_from_plan({"compile": None, "serve": None})
+
 
 # ------------------------------------------------------------------ loadgen's open loop, against the real server
 @pytest.fixture(scope="module")
