@@ -114,14 +114,23 @@ def test_calibrate_cli_writes_a_profile_that_xrec_cost_uses(tmp_path, monkeypatc
     assert rep["batches"][0]["prediction"]["fixed_s"] == pytest.approx(p.fixed_overhead_s)
 
 
-def test_calibrate_refuses_other_targets_and_bad_threads(capsys):
+def test_calibrate_refuses_unknown_targets_and_bad_threads(capsys):
     from xrec.cli import main
-    assert main(["calibrate", "--target", "triton"]) == 2
-    assert "cost analysis" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--target", "hls"])              # the cycle report is its model: nothing to fit
+    assert "invalid choice" in capsys.readouterr().err
     assert main(["calibrate", "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
 
 
+def test_calibrate_triton_fits_the_gpu_suite_measurements_and_reports_held_out_errors(tmp_path, capsys):
+    from xrec.cli import main
+    out = tmp_path / "triton.json"
+    assert main(["calibrate", "--target", "triton", "--hardware", "h200", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "(held out)" in text and "(fitted)" in text
+    p = PerfParams.from_json(out)
+    assert p.target == "triton" and p.fixed_overhead_s > 0
 def test_per_input_overhead_counts_the_graphs_input_tensors():
     g = bag_graph(rows=1000, dim=16, pooling=4)
     n_inputs = sum(1 for n in g.nodes if n.op.value == "input")
