@@ -1,9 +1,14 @@
 """Brute-force serving sweep on this CPU: every (precision, threads, max batch) measured with the real server at a
 target QPS, so that `xrec plan`'s pick can be checked against the measured best (issue 14, item 8).
 
-    .venv/bin/python bench/serving/bruteforce.py --sla 2000:10 --sla 5000:5        # the full sweep, 2 targets
+    .venv/bin/python bench/serving/bruteforce.py --sla 1000:10 --sla 3500:10       # the full sweep, 2 targets
     .venv/bin/python bench/serving/bruteforce.py --sla 1000:20 --precisions fp32,int8 --threads 1 --batches 1,16,256
     .venv/bin/python bench/serving/bruteforce.py --from results/bruteforce-X.json --pick int8,1,32   # check a pick
+    .venv/bin/python bench/serving/bruteforce.py --from results/bruteforce-X.json --plan a.json --plan b.json
+
+Per configuration ~5.2 s with the defaults (1 s warmup + 4 s measured + server start/stop ~0.2 s), so 72
+configurations take ~6.3 min per target (more where a run is re-measured, see --retries), plus ~40 s once to
+compile the four artifacts.
 
 Configuration space: {cpu target} x precision {fp32, fp16, int8, int4} (embedding tables; one artifact per
 precision, `xrec compile MODEL --target cpu --max-rows R [--quantize P]`, cached) x threads {1, 2} x max batch
@@ -24,10 +29,16 @@ One measurement (one configuration at one (QPS, p99) target):
     and, if every connection is busy, in the client, both count);
   - recorded: offered QPS (this run's arrivals after the warmup, per second), achieved QPS (200s completed in
     the window, per second), p50/p90/p99/max latency, errors (non-200 answers, transport errors, wrong ids or
-    values), late sends, server CPU ms per request (/proc of the server), mean requests per kernel call, mean
-    kernel ms, and the exactly-once accounting of bench/serving/run.py (client sent = answered = server received =
+    values), late sends split by cause (backlog: every connection busy, the server is behind; client lag: a
+    connection was free but loadgen itself ran late), server CPU ms per request (/proc of the server), mean
+    requests per kernel call, mean kernel ms, and the exactly-once accounting of bench/serving/run.py (client sent = answered = server received =
     server answered per status; every answer has its own id and its own rows' values, checked against the SAME
     artifact run in-process (xrec.load), so quantized artifacts are checked exactly; server exit 0).
+
+A run whose CLIENT lag p99 exceeds --max-client-lag-ms (2 ms) says more about the machine than the server
+(loadgen did not get the CPU in time): it is measured again, up to --retries (1) times, the attempt with the least
+client lag is kept (every attempt stays in the JSON) and the row is marked suspect if it stays above. --repeats N
+measures every configuration N times (each pass shuffled) and keeps the median of each figure.
 
 A configuration MEETS the target (QPS, p99) when: exactly once holds, every answer is 200, achieved QPS >=
 (1 - --qps-tol) x offered QPS (default 3 %: it keeps up with the arrivals), and p99 <= the bound.
@@ -52,7 +63,10 @@ What "best" means on one machine (--objective; default `cpu`):
 Not chosen: "the max QPS under the p99 bound per thread" needs a rate search per configuration (5+
 measurements each), 5x the sweep time, and answers a different question from a (QPS, p99) target.
 
-Comparing a plan with the sweep: compare_pick() (and --pick PRECISION,THREADS,MAX_BATCH) looks the pick up in
+Comparing a plan with the sweep: compare_pick() (and --pick PRECISION,THREADS,MAX_BATCH, or --plan PLAN.json
+written by `xrec plan MODEL --qps Q --p99-ms S --hardware host --targets cpu --max-devices 2 --max-delay-us 500
+--max-batch 1,2,4,...,256 --json F -o PLAN.json`: precision = compile.quantize, threads = serve.replicas (T
+workers of one server stand for the plan's T replicas), max batch = serve.max_batch) looks the pick up in
 the measured table: it passes when the pick met the target when measured and its objective value is within
 --tolerance (10 %) of the best's (for `cores`: same thread count, CPU/request within 10 %). The output also lists
 every configuration within the tolerance of the best, so a reader sees how flat the optimum is.
