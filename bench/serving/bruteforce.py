@@ -31,9 +31,10 @@ One measurement (one configuration at one (QPS, p99) target):
     the window, per second), p50/p90/p99/max latency, errors (non-200 answers, transport errors, wrong ids or
     values), late sends split by cause (backlog: every connection busy, the server is behind; client lag: a
     connection was free but loadgen itself ran late), server CPU ms per request (/proc of the server), mean
-    requests per kernel call, mean kernel ms, and the exactly-once accounting of bench/serving/run.py (client sent = answered = server received =
-    server answered per status; every answer has its own id and its own rows' values, checked against the SAME
-    artifact run in-process (xrec.load), so quantized artifacts are checked exactly; server exit 0).
+    requests per kernel call, mean kernel ms, and the exactly-once accounting of bench/serving/run.py (client
+    sent = answered = server received = server answered per status; every answer has its own id and its own
+    rows' values, checked against the SAME artifact run in-process (xrec.load), so quantized artifacts are
+    checked exactly; server exit 0).
 
 A run whose CLIENT lag p99 exceeds --max-client-lag-ms (2 ms) says more about the machine than the server
 (loadgen did not get the CPU in time): it is measured again, up to --retries (1) times, the attempt with the least
