@@ -56,7 +56,8 @@ def optimized_graph(args):
     return g, notes
 
 
-def report(g, device, target: str, batches, ids: str = "uniform", params=None, use_profile: bool = True) -> dict:
+def report(g, device, target: str, batches, ids: str = "uniform", params=None, use_profile: bool = True,
+           options: dict | None = None) -> dict:
     """Per batch: the graph's work and the predicted time (what ``--json`` prints)."""
     from .graph import graph_work
     from .model import predict_work
@@ -65,7 +66,9 @@ def report(g, device, target: str, batches, ids: str = "uniform", params=None, u
     for b in batches:
         gw = graph_work(g, b, cache_bytes=device.cache_bytes, ids=ids)
         if use_profile:
-            p = predict_target(g, device, target, b, params, ids=ids)
+            # the target models of xla/hls/triton compile or plan with the target's options (-O)
+            extra = {"options": options} if options and target in ("xla", "hls", "triton") else {}
+            p = predict_target(g, device, target, b, params, ids=ids, **extra)
         else:
             p = predict_work(gw, device, target, params)
         rows.append({"batch": b, "work": gw.as_dict(), "prediction": p.as_dict()})
@@ -126,7 +129,8 @@ def run(args) -> int:
         return 2
     g, notes = optimized_graph(args)
     try:
-        rep = report(g, device, args.target, args.batch, ids, params, use_profile=not args.lower_bound)
+        rep = report(g, device, args.target, args.batch, ids, params, use_profile=not args.lower_bound,
+                     options=dict(args.option or []) or None)
     except CostError as e:
         print(f"xrec cost: {e}", file=sys.stderr)
         return 2
