@@ -217,8 +217,11 @@ def compare_pick(measurements: list[dict], pick: Config, objective: str = "cpu",
         return out | {"ok": False, "why": "the pick did not meet the target when measured: " + "; ".join(m["why"])}
     out["ratio"] = out["pick_value"] / out["best_value"] if out["best_value"] else float("inf")
     ok = within(m, b, objective, tolerance)
-    return out | {"ok": ok, "why": "" if ok else f"{objective} {out['pick_value']:.4g} vs best {out['best_value']:.4g}"
-                  + (f" (threads {m['threads']} vs {b['threads']})" if objective == "cores" else "")}
+    why = ""
+    if not ok:
+        why = (f"threads {m['threads']} vs {b['threads']}" if objective == "cores" and m["threads"] != b["threads"]
+               else f"more than {tolerance:.0%} above the best")
+    return out | {"ok": ok, "why": why}
 
 
 # ------------------------------------------------------------------ artifacts and requests
