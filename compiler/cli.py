@@ -161,7 +161,7 @@ def cmd_compile(args) -> int:
     if plan is not None:
         sv = plan["serve"]
         print(f"plan        {sv['replicas']} x {sv['device']}: xrec serve {out} --max-batch {sv['max_batch']} "
-              f"--max-delay-us {sv['max_delay_us']} (one server per device)")
+              f"--max-delay-us {sv['max_delay_us']} --workers 1 (one server per device, as xrec plan modelled)")
     print(out)
     return 0
 

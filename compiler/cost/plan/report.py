@@ -94,6 +94,7 @@ def pareto(rows: list[Row]) -> list[Row]:
 
 def plot(rows: list[Row], front: list[Row], chosen: Row | None, path: str, title: str) -> None:
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     feas = [r for r in rows if r.feasible]
@@ -109,9 +110,17 @@ def plot(rows: list[Row], front: list[Row], chosen: Row | None, path: str, title
             pts = [(fx(r), fy(r)) for r in have if r.device == d]
             if pts:
                 ax.scatter(*zip(*pts), s=12, alpha=0.5, color=colours[d], label=d)
-        fr = sorted([(fx(r), fy(r)) for r in front if r in have])
+        fr = [(fx(r), fy(r)) for r in front if r in have]
         if fr:
-            ax.plot(*zip(*fr), "k.-", lw=1, label="Pareto front (3-D)")
+            ax.scatter(*zip(*fr), s=40, facecolors="none", edgecolors="k", label="Pareto front (3-D)")
+        pts2 = sorted((fx(r), fy(r)) for r in have)
+        stair, best = [], math.inf
+        for x, y in pts2:                        # this panel's 2-D front: lower-left staircase
+            if y < best:
+                stair.append((x, y))
+                best = y
+        if stair:
+            ax.step(*zip(*stair), where="post", color="k", lw=0.8, label="front of these two")
         if chosen is not None and chosen in have:
             ax.scatter([fx(chosen)], [fy(chosen)], marker="*", s=200, color="red", label="chosen")
         if not have:
@@ -121,6 +130,8 @@ def plot(rows: list[Row], front: list[Row], chosen: Row | None, path: str, title
         ax.set_ylabel(yl)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(title)

@@ -145,7 +145,11 @@ def score(variant, device, policies, *, qps: float, p99_s: float, max_devices: i
     # the time model at batch 1 and at each max batch, linear between (a model call can be costly:
     # the xla model compiles the executable per batch)
     batches = {1, *(p.max_batch for p in policies)}
-    curve, pts, notes = service_curve(variant, device, batches, params)
+    try:
+        curve, pts, notes = service_curve(variant, device, batches, params)
+    except Exception as e:        # the target's time model cannot time this IR on this device: say so, go on
+        return [Row(**base, policy=p, reasons=[f"build: {variant.target}'s time model failed on {device.name}: "
+                                               f"{type(e).__name__}: {e}"]) for p in policies]
     mem = int(variant.graph.param_bytes())
     cap = capacity_bytes(device)
     acc_drop = variant.auc_drop
