@@ -152,3 +152,18 @@ def test_plot_draws_the_pareto_front(tmp_path):
             if r["feasible"]:
                 a, b = key(r), key(f)
                 assert not (all(x <= y for x, y in zip(a, b)) and a != b), (r, f)
+
+
+def test_the_chosen_configuration_meets_the_bound_in_the_simulation_too(tmp_path):
+    """Not only the model's own number: the batcher simulated event by event on the chosen configuration's
+    predicted service times, at its share of the traffic, keeps p99 within the bound."""
+    from xrec.cost.plan.queueing import Policy, ServiceCurve, simulate
+    for qps, p99 in ((20000, 1.0), (200000, 2.0), (400000, 3.0)):
+        rc, out, err, rows, chosen = plan(tmp_path, "--qps", str(qps), "--p99-ms", str(p99), "--hardware",
+                                          f"{FAST},{SLOW}", name=f"sim{qps}")
+        assert rc == 0, err
+        c = chosen["chosen"]
+        curve = ServiceCurve({int(b): t for b, t in c["service_s"].items()})
+        pol = Policy(c["policy"]["max_batch"], c["policy"]["max_delay_us"] / 1e6)
+        sim = simulate(qps / c["count"], pol, curve, requests=20000, seed=11)
+        assert sim.p99_s * 1e3 <= p99 * 1.05, (c, sim)
