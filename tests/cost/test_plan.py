@@ -99,6 +99,8 @@ def test_no_configuration_meets_an_impossible_sla(tmp_path):
     (["--qps", "100", "--p99-ms", "0"], "--p99-ms must be > 0"),
     (["--qps", "100", "--p99-ms", "5", "--hardware", "h100-sxmm"], "unknown hardware 'h100-sxmm'; known: "),
     (["--qps", "100", "--p99-ms", "5", "--precisions", "fp33"], "unknown precision 'fp33'"),
+    (["--qps", "100", "--p99-ms", "5", "--targets", "cuda"], "--targets: unknown target 'cuda'; targets: "),
+    (["--qps", "100", "--p99-ms", "5", "--hardware", "h100-sxm", "--price", "l4=1"], "'l4' is not among the planned"),
     (["--qps", "100", "--p99-ms", "5", "--price", "l4=cheap"], "expected NAME=USD_PER_HOUR"),
     (["--qps", "100", "--p99-ms", "5", "--power", "l4=50"], "expected NAME=IDLE_W:MAX_W"),
 ])

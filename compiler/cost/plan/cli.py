@@ -136,6 +136,10 @@ def make_plan(args, out=None) -> tuple[int, dict]:
             raise PlanError(f"--price/--power name {name!r} is not among the planned devices "
                             f"({', '.join(sorted(known))})")
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    from xrec.targets import available_targets
+    unknown = [t for t in wanted if t not in available_targets()]
+    if unknown:
+        raise PlanError(f"--targets: unknown target {unknown[0]!r}; targets: {', '.join(available_targets())}")
     per_device = {d.name: [t for t in d.targets if t in wanted] for d in devices}
     targets = sorted({t for ts in per_device.values() for t in ts})
     if not targets:
