@@ -14,7 +14,8 @@ the one ranked.
   ranked by cost (no price is invented).
 * joules per query: ``n * P(u) / Q`` with the power model ``P(u) = idle + u (max - idle)``
   (``xrec.cost.energy``) and ``u`` the queueing model's utilisation; samples/J = 1 / J per query
-  (one query = one sample).
+  (one query = one sample). Only the planned device's power: the host that feeds an accelerator, the
+  network and cooling are not counted.
 """
 from __future__ import annotations
 
