@@ -132,7 +132,9 @@ def test_without_a_price_the_cost_objective_cannot_rank_and_says_so(tmp_path):
     f = tmp_path / "unpriced.json"
     f.write_text(json.dumps(d))
     rc, out, err, rows, _ = plan(tmp_path, "--qps", "1000", "--p99-ms", "5", "--hardware", str(f))
-    assert rc == 1 and "no price: unpriced has no price_per_hour" in out
+    assert rc == 1 and "no price: unpriced has no price_per_hour" in err          # the closest ones
+    assert f"unpriced: {len(rows)} configurations meet every bound" in out
+    assert "cannot be ranked: unpriced has no price_per_hour (give --price unpriced=USD" in out
     assert all(r["usd_per_million_queries"] is None for r in rows)
     rc, *_ = plan(tmp_path, "--qps", "1000", "--p99-ms", "5", "--hardware", str(f), "--price", "unpriced=2.5",
                   name="priced")

@@ -46,10 +46,21 @@ def print_table(plan: dict, ranked: list[Row], rows: list[Row], show: int = 10, 
             for why in {w.split(":")[0] for w in r.reasons}:
                 counts[why] = counts.get(why, 0) + 1
         from .score import closest
-        near = _first_per_group(closest(rows, req["p99_ms"] / 1e3, len(rej)))
         print(f"\nrejected: {len(rej)} configurations ("
-              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-              + "); per device/target/precision, its policy nearest to the bounds:", file=out)
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) + ")", file=out)
+        # meeting every bound but lacking the objective's figure: one line per device
+        unranked: dict[str, list[Row]] = {}
+        for r in rej:
+            if all(w.split(":")[0] in ("no price", "no power") for w in r.reasons):
+                unranked.setdefault(r.device, []).append(r)
+        for dev, rs in unranked.items():
+            best = min(rs, key=lambda r: r.p99_s)
+            print(f"    {dev}: {len(rs)} configurations meet every bound (best p99 {best.p99_s * 1e3:.3g} ms with "
+                  f"{best.count} devices) but cannot be ranked: {best.reasons[0].split(': ', 1)[1]}", file=out)
+        others = [r for r in rej if r.device not in unranked or r not in unranked[r.device]]
+        near = _first_per_group(closest(others, req["p99_ms"] / 1e3, len(others)))
+        if near:
+            print("  per device/target/precision, its policy nearest to the bounds:", file=out)
         for r in near[:show]:
             print(f"    {r.key:40s} n={r.count or '-'}: " + "; ".join(r.reasons), file=out)
         if len(near) > show:
