@@ -55,8 +55,9 @@ def print_table(plan: dict, ranked: list[Row], rows: list[Row], show: int = 10, 
                 unranked.setdefault(r.device, []).append(r)
         for dev, rs in unranked.items():
             best = min(rs, key=lambda r: r.p99_s)
+            n = f"{best.count} device{'s' if best.count != 1 else ''}"
             print(f"    {dev}: {len(rs)} configurations meet every bound (best p99 {best.p99_s * 1e3:.3g} ms with "
-                  f"{best.count} device{'s' if best.count != 1 else ''}) but cannot be ranked: {best.reasons[0].split(': ', 1)[1]}", file=out)
+                  f"{n}) but cannot be ranked: {best.reasons[0].split(': ', 1)[1]}", file=out)
         others = [r for r in rej if r.device not in unranked or r not in unranked[r.device]]
         near = _first_per_group(closest(others, req["p99_ms"] / 1e3, len(others)))
         if near:

@@ -169,9 +169,9 @@ def score(variant, device, policies, *, qps: float, p99_s: float, max_devices: i
         n, lat = _count(qps, pol, curve, p99_s, max_devices)
         r.count, r.latency = n, lat
         if not lat.stable:
-            r.reasons.append(f"SLA: {max_devices} devices serve at most {max_devices * pol.max_batch / curve(pol.max_batch):.4g} "
-                             f"queries/s with max batch {pol.max_batch} (S({pol.max_batch}) = "
-                             f"{curve(pol.max_batch) * 1e3:.3g} ms)")
+            most = max_devices * pol.max_batch / curve(pol.max_batch)
+            r.reasons.append(f"SLA: {max_devices} devices serve at most {most:.4g} queries/s with max batch "
+                             f"{pol.max_batch} (S({pol.max_batch}) = {curve(pol.max_batch) * 1e3:.3g} ms)")
         elif lat.p99_s > p99_s:
             r.reasons.append(f"SLA: p99 {lat.p99_s * 1e3:.3g} ms > {p99_s * 1e3:g} ms at best ({n} devices)")
         if price is not None:
