@@ -171,3 +171,17 @@ def test_the_chosen_configuration_meets_the_bound_in_the_simulation_too(tmp_path
         pol = Policy(c["policy"]["max_batch"], c["policy"]["max_delay_us"] / 1e6)
         sim = simulate(qps / c["count"], pol, curve, requests=20000, seed=11)
         assert sim.p99_s * 1e3 <= p99 * 1.05, (c, sim)
+
+
+def test_throughput_at_the_bound_covers_each_devices_share(tmp_path):
+    rc, out, err, rows, _ = plan(tmp_path, "--qps", "200000", "--p99-ms", "2", "--hardware", f"{FAST},{SLOW}",
+                                 "--objective", "latency")
+    assert rc == 0, err
+    for r in rows:
+        if r["feasible"]:
+            # its share of the traffic is within what one device serves at the bound ...
+            assert 200000 / r["count"] <= r["qps_per_device_at_p99_bound"] * 1.001, r
+            # ... and one device fewer would not do (the count is the smallest, or the rate caps it)
+            if r["count"] > 1 and r["policy"]["max_delay_us"] == 0:
+                assert 200000 / (r["count"] - 1) > r["qps_per_device_at_p99_bound"] * 0.999, r
+    assert "q/s/dev@p99" in out

@@ -182,11 +182,12 @@ def predict_latency(lam: float, policy: Policy, service: ServiceFn) -> Latency:
     return Latency(lam, True, b, b99, rho, p99, mean)
 
 
-def max_rate(policy: Policy, service: ServiceFn, p99_s: float, *, lo: float = 1e-3) -> float:
+def max_rate(policy: Policy, service: ServiceFn, p99_s: float, *, lo: float = 1e-3, points: int = 200) -> float:
     """The largest arrival rate (requests/s, one device) the model says meets ``p99_s`` (0 if none):
-    a log-spaced scan below the stability limit, then bisection of the last feasible step."""
+    a log-spaced scan of ``points`` rates below the stability limit, then bisection of the last
+    feasible step."""
     hi = policy.max_batch / service(policy.max_batch) if service(policy.max_batch) > 0 else 1e12
-    grid = np.geomspace(lo, hi * (1 - 1e-9), 200)
+    grid = np.geomspace(lo, hi * (1 - 1e-9), points)
     ok = [predict_latency(float(x), policy, service).p99_s <= p99_s for x in grid]
     if not any(ok):
         return 0.0

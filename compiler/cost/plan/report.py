@@ -12,14 +12,14 @@ def _f(v, fmt, none="n/a"):
 
 
 HEAD = (f"{'#':>3s} {'device':14s} {'target':7s} {'prec':5s} {'n':>3s} {'maxB':>5s} {'delay':>7s} "
-        f"{'p99 ms':>8s} {'util':>5s} {'$/Mq':>9s} {'J/query':>10s} {'samples/J':>10s} {'mem GiB':>8s}  accuracy")
+        f"{'p99 ms':>8s} {'q/s/dev@p99':>11s} {'util':>5s} {'$/Mq':>9s} {'J/query':>10s} {'samples/J':>10s} {'mem GiB':>8s}  accuracy")
 
 
 def row_line(i, r: Row) -> str:
     mem = "" if r.memory_bytes is None else f"{r.memory_bytes / 2**30:.3f}"
     return (f"{i:>3} {r.device:14s} {r.target:7s} {r.precision:5s} {_f(r.count, 'd', '-'):>3s} "
             f"{r.policy.max_batch:5d} {r.policy.max_delay_us:5d}us "
-            f"{_f(r.p99_s * 1e3 if r.latency else None, '.3f'):>8s} "
+            f"{_f(r.p99_s * 1e3 if r.latency else None, '.3f'):>8s} {_f(r.rate_at_sla, '.4g'):>11s} "
             f"{_f(r.latency.utilisation if r.latency else None, '.2f'):>5s} {_f(r.usd_per_mq, '.4g'):>9s} "
             f"{_f(r.joules_per_query, '.3e'):>10s} {_f(r.samples_per_J, '.4g'):>10s} {mem:>8s}  {r.accuracy}")
 

@@ -8,6 +8,8 @@ smallest ``n <= max_devices`` whose per-device traffic ``Q/n`` meets the p99 bou
 random). More devices of the same configuration only add cost and idle power, so the smallest count is
 the one ranked.
 
+* throughput at the latency bound: the largest per-device rate whose p99 meets the bound
+  (``queueing.max_rate``).
 * memory: the model's parameters (tables at the precision + dense weights) against the device's memory
   tiers other than "cache" (HBM and DDR of an FPGA card both hold tables); activations are not counted.
 * $ per million queries: ``n * price_per_hour / (3600 * Q) * 1e6``; a device without a price cannot be
@@ -23,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..energy import EnergyUnavailable, PowerModel, power_model
-from .queueing import Latency, Policy, ServiceCurve, predict_latency
+from .queueing import Latency, Policy, ServiceCurve, max_rate, predict_latency
 
 OBJECTIVES = ("cost", "energy", "latency")
 
@@ -36,6 +38,7 @@ class Row:
     policy: Policy
     count: int | None = None
     latency: Latency | None = None
+    rate_at_sla: float | None = None                    # queries/s one device serves within the p99 bound
     service_s: dict = field(default_factory=dict)       # batch -> predicted seconds
     memory_bytes: int | None = None
     capacity_bytes: float | None = None
@@ -70,6 +73,7 @@ class Row:
                 "policy": self.policy.as_dict(), "count": self.count,
                 "latency": self.latency.as_dict() if self.latency else None,
                 "p99_ms": None if math.isinf(self.p99_s) else self.p99_s * 1e3,
+                "qps_per_device_at_p99_bound": self.rate_at_sla,
                 "service_s": {str(k): v for k, v in self.service_s.items()},
                 "memory_bytes": self.memory_bytes, "capacity_bytes": self.capacity_bytes,
                 "usd_per_million_queries": self.usd_per_mq, "joules_per_query": self.joules_per_query,
@@ -168,6 +172,7 @@ def score(variant, device, policies, *, qps: float, p99_s: float, max_devices: i
                 r.reasons.append(f"accuracy: AUC drops {acc_drop:.5f} > {max_auc_drop}")
         n, lat = _count(qps, pol, curve, p99_s, max_devices)
         r.count, r.latency = n, lat
+        r.rate_at_sla = max_rate(pol, curve, p99_s, lo=max(1e-3, qps / max_devices / 100), points=60)
         if not lat.stable:
             most = max_devices * pol.max_batch / curve(pol.max_batch)
             r.reasons.append(f"SLA: {max_devices} devices serve at most {most:.4g} queries/s with max batch "
