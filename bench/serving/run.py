@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xrec.serve.process import proc_cpu_s  # (re-exported: bruteforce.py reads it from here)
+
 HERE = Path(__file__).resolve().parent
 
 CONFIGS = {
@@ -171,12 +173,6 @@ def one_run(artifact: Path, config: str, args, reqs: Path, loadgen: Path, workdi
     }
     run["exactly_once"] = accounting(run)
     return run
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a running process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def accounting(run: dict) -> dict:

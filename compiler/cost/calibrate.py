@@ -8,6 +8,10 @@ single-stage programs with the target itself, times them at several batch sizes,
   input_overhead_s   (time of 8 one-id bags over 16-row tables (16 input tensors: ids, offsets) - time
                      of the 1-input linear) / 15, at batch 1: conversion and validation of sparse inputs
   call_overhead_s    (time of a 9-layer 4x4 chain - time of the 1-layer) / (extra calls), at batch 1
+  request_overhead_s, request_input_overhead_s
+                     xrec-server's CPU per 1-row request beyond the kernel call (HTTP, JSON, hand-offs),
+                     from /proc while serving the 1-input and the 16-input probe: a + b x input tensors
+                     (what xrec plan adds per query when it sizes a server)
   dense              an MLP 512-512-512-256 (ReLU) at batch 1..2048: efficiency e and batch_half h
                      of ``e * B / (B + h)``, by weighted least squares on 1/eff = 1/e + (h/e)/B
   embedding          8 sum-pooled bags of 20 ids over tables bigger than the last-level cache, and
@@ -120,7 +124,8 @@ def fit_efficiency(points) -> tuple[float, float]:
 
 
 # ---- calibration ----
-def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: bool = False, reps: int = 0):
+def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: bool = False, reps: int = 0,
+                  serving: bool = True):
     """Measure and fit; returns (PerfParams, device). ``quick``: smaller programs and fewer batches."""
     import torch
     import xrec
@@ -181,6 +186,17 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
          f"{call_over * 1e9:.0f} ns per call", quiet)
     base = PerfParams(**{**base.as_dict(), "call_overhead_s": call_over, "fixed_overhead_s": fixed,
                          "input_overhead_s": per_input})
+    serve = {"request_overhead_s": 0.0, "request_input_overhead_s": 0.0}
+    if serving:
+        from xrec.serve.build import ServeBuildError
+        try:
+            serve = calibrate_serving([("the overhead probe", one, 1, t_one), ("the input probe", wide, 16, t_wide)],
+                                      quiet=quiet, requests=1000 if quick else 4000)
+            measured["serving"] = serve["samples"]
+        except ServeBuildError as e:
+            measured["serving"] = f"not measured: {e}"
+            _say(f"serving overhead not measured (xrec-server does not build here: {e})", quiet)
+    del one, chain, wide
 
     def timings(cm, make_inputs, what):
         out = {}
@@ -248,11 +264,57 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
                         batch_half={"dense": h_d, "embedding": h_e, "default": h_d},
                         bandwidth_Bps={"cache": cache_bw}, gather_bandwidth_Bps={"cache": cache_gather},
                         call_overhead_s=call_over, fixed_overhead_s=fixed, input_overhead_s=per_input,
+                        request_overhead_s=serve["request_overhead_s"],
+                        request_input_overhead_s=serve["request_input_overhead_s"],
                         per_node=True, device=device.name, target="cpu",
                         source=src)
     measured["seconds"] = time.perf_counter() - t_start
     measured["device_key"] = device_key(device)
     return params, device, measured
+
+
+# ---- serving ----
+def server_cpu_per_request(cm, requests: int = 1500, warmup: int = 100) -> float:
+    """Server CPU seconds per 1-row request of ``cm``'s artifact served by xrec-server (1 worker, 1 thread,
+    no batching), sent one after another over one keep-alive connection: /proc of the server process."""
+    import http.client
+    from xrec.serve.cli import example_request
+    from xrec.serve.process import ServerProcess, proc_cpu_s
+    path = cm.artifact.path
+    body = json.dumps(example_request(path, 1)).encode()
+    srv = ServerProcess(path, host="127.0.0.1", port=0, workers=1, threads=1, max_batch=1, max_delay_us=0).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        url = f"/v2/models/{cm.graph.name}/infer"
+
+        def send(n):
+            for _ in range(n):
+                conn.request("POST", url, body, {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"xrec-server answered {r.status} to the calibration request")
+        send(warmup)
+        c0 = proc_cpu_s(srv.proc.pid)
+        send(requests)
+        return (proc_cpu_s(srv.proc.pid) - c0) / requests
+    finally:
+        srv.stop()
+
+
+def calibrate_serving(probes, *, quiet: bool = False, requests: int = 1500) -> dict:
+    """``probes``: (label, CompiledModel, input tensors, in-process seconds per call at batch 1). Fits the
+    server's CPU per request outside the kernel call: ``a + b x input tensors`` (HTTP, JSON, hand-offs)."""
+    pts = []
+    for label, cm, n, kernel_s in probes:
+        cpu = server_cpu_per_request(cm, requests)
+        pts.append({"probe": label, "inputs": n, "server_cpu_s": cpu, "kernel_s": kernel_s,
+                    "overhead_s": max(0.0, cpu - kernel_s)})
+        _say(f"served {label}: {cpu * 1e6:.1f} us of server CPU per request ({n} input tensors)", quiet)
+    (n0, o0), (n1, o1) = [(p["inputs"], p["overhead_s"]) for p in pts[:2]]
+    b = max(0.0, (o1 - o0) / (n1 - n0)) if n1 != n0 else 0.0
+    a = max(0.0, o0 - b * n0)
+    return {"request_overhead_s": a, "request_input_overhead_s": b, "samples": pts}
 
 
 def add_arguments(sp) -> None:
@@ -334,6 +396,8 @@ def run(args) -> int:
         print(f"  fixed overhead   {params.fixed_overhead_s * 1e6:8.1f} us per inference")
         print(f"  input overhead   {params.input_overhead_s * 1e9:8.0f} ns per input tensor")
         print(f"  call overhead    {params.call_overhead_s * 1e9:8.0f} ns per call")
+        print(f"  serving          {params.request_overhead_s * 1e6:8.1f} us of server CPU per request + "
+              f"{params.request_input_overhead_s * 1e9:.0f} ns per input tensor")
         for s in ("dense", "embedding"):
             print(f"  {s:16s} efficiency {e[s]:.2f} at large batch, half of it at batch {h[s]:.0f}")
         print(f"  cache tier       stream {params.bandwidth_Bps['cache'] / 1e9:.1f} GB/s, "

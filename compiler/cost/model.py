@@ -36,7 +36,9 @@ class PerfParams:
     device's figures (the host's "cache" tier has none in the catalogue); ``call_overhead_s``: seconds per call (None: the device's catalogued figure
     for the target, else 0); ``fixed_overhead_s``: seconds per inference call (runtime entry, input
     checks); ``input_overhead_s``: seconds per input tensor per call (conversion, validation);
-    ``per_node``: a stage's nodes run one after another, so its roofline term is the sum over nodes
+    ``request_overhead_s`` + ``request_input_overhead_s`` x input tensors: server CPU per request
+    beyond the kernel call (HTTP, JSON, hand-offs; not part of a prediction's time, used by ``xrec plan``
+    to size a server: :meth:`request_cpu_s`); ``per_node``: a stage's nodes run one after another, so its roofline term is the sum over nodes
     of max(compute, memory) (a forecast; calibration sets it) rather than max(sum of compute, sum of
     memory) (a lower bound, the default); ``source``: where the numbers come from.
     """
@@ -49,6 +51,8 @@ class PerfParams:
     call_overhead_s: float | None = None
     fixed_overhead_s: float = 0.0
     input_overhead_s: float = 0.0
+    request_overhead_s: float = 0.0
+    request_input_overhead_s: float = 0.0
     per_node: bool = False
     device: str = ""
     target: str = ""
@@ -61,7 +65,8 @@ class PerfParams:
                 raise CostError(f"PerfParams.efficiency: unknown stage {stage!r}; stages: {', '.join(STAGES)}")
             if not isinstance(e, (int, float)) or not 0 < e <= 1:
                 raise CostError(f"PerfParams.efficiency[{stage!r}] must be in (0, 1], got {e!r}")
-        for name in ("call_overhead_s", "fixed_overhead_s", "input_overhead_s"):
+        for name in ("call_overhead_s", "fixed_overhead_s", "input_overhead_s", "request_overhead_s",
+                     "request_input_overhead_s"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, (int, float)) or v < 0):
                 raise CostError(f"PerfParams.{name} must be >= 0, got {v!r}")
@@ -80,6 +85,10 @@ class PerfParams:
         object.__setattr__(self, "efficiency", eff)
         object.__setattr__(self, "batch_half", half)
 
+    def request_cpu_s(self, input_tensors: int) -> float:
+        """Server CPU seconds per request outside the kernel call, for a model of ``input_tensors`` inputs."""
+        return self.request_overhead_s + self.request_input_overhead_s * input_tensors
+
     def efficiency_of(self, stage: str, batch: int | None = None) -> float:
         """Fraction of the roofline ``stage`` reaches (at ``batch`` when the stage has a batch_half)."""
         e = float(self.efficiency.get(stage, self.default_efficiency))
@@ -93,13 +102,15 @@ class PerfParams:
                 "efficiency": dict(self.efficiency), "default_efficiency": self.default_efficiency,
                 "batch_half": dict(self.batch_half), "bandwidth_Bps": dict(self.bandwidth_Bps),
                 "gather_bandwidth_Bps": dict(self.gather_bandwidth_Bps), "call_overhead_s": self.call_overhead_s, "fixed_overhead_s": self.fixed_overhead_s,
-                "input_overhead_s": self.input_overhead_s, "per_node": self.per_node}
+                "input_overhead_s": self.input_overhead_s, "request_overhead_s": self.request_overhead_s,
+                "request_input_overhead_s": self.request_input_overhead_s, "per_node": self.per_node}
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "performance parameters") -> "PerfParams":
         known = {"device", "target", "source", "efficiency", "default_efficiency", "batch_half", "bandwidth_Bps",
                  "gather_bandwidth_Bps", "call_overhead_s",
-                 "fixed_overhead_s", "input_overhead_s", "per_node", "measured"}
+                 "fixed_overhead_s", "input_overhead_s", "request_overhead_s",
+                 "request_input_overhead_s", "per_node", "measured"}
         extra = set(d) - known
         if extra:
             raise CostError(f"{where}: unknown fields {sorted(extra)}; fields: {', '.join(sorted(known))}")

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import re
 import select
 import signal
@@ -32,6 +33,12 @@ def parse_metrics(text: str) -> list[tuple[str, dict, float]]:
             labels = dict(_LABEL.findall(m.group(2) or ""))
             out.append((m.group(1), labels, float(m.group(3))))
     return out
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class ServerProcess:

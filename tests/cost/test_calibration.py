@@ -111,7 +111,10 @@ def test_calibrate_cli_writes_a_profile_that_xrec_cost_uses(tmp_path, monkeypatc
     assert rc == 0
     rep = json.loads(out.getvalue())
     assert rep["batches"][0]["prediction"]["params"]["source"] == p.source
-    assert rep["batches"][0]["prediction"]["fixed_s"] == pytest.approx(p.fixed_overhead_s)
+    # dlrm-small's inputs: 1 dense tensor + (ids, offsets) of 26 features
+    assert rep["batches"][0]["prediction"]["fixed_s"] == pytest.approx(p.fixed_overhead_s + 53 * p.input_overhead_s)
+    assert p.request_overhead_s > 0                                       # served by the real xrec-server
+    assert [s["inputs"] for s in doc["measured"]["serving"]] == [1, 16]
 
 
 def test_calibrate_refuses_unknown_targets_and_bad_threads(capsys):
