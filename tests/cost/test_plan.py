@@ -185,3 +185,20 @@ def test_throughput_at_the_bound_covers_each_devices_share(tmp_path):
             if r["count"] > 1 and r["policy"]["max_delay_us"] == 0:
                 assert 200000 / (r["count"] - 1) > r["qps_per_device_at_p99_bound"] * 0.999, r
     assert "q/s/dev@p99" in out
+
+
+def test_calibrated_server_cpu_per_request_lengthens_the_service_time_on_a_cpu():
+    """PerfParams.request_cpu_s (xrec calibrate: HTTP/JSON work per request) is added per row on a CPU device."""
+    from xrec.cost.catalogue import load_device
+    from xrec.cost.model import PerfParams
+    from xrec.cost.plan.score import service_curve
+    v = variants()["cpu", "fp32"]
+    dev = load_device(FAST)
+    base = PerfParams(device=dev.name, target="cpu")
+    busy = PerfParams(device=dev.name, target="cpu", request_overhead_s=10e-6, request_input_overhead_s=1e-6)
+    _, plain, _ = service_curve(v, dev, [1, 64], base)
+    _, more, notes = service_curve(v, dev, [1, 64], busy)
+    k = len(v.graph.input_nodes)
+    for b in (1, 64):
+        assert more[b] - plain[b] == pytest.approx(b * (10e-6 + 1e-6 * k))
+    assert any("CPU per request" in n for n in notes)

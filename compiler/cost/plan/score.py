@@ -98,14 +98,21 @@ def capacity_bytes(device) -> float | None:
 def service_curve(variant, device, batches, params=None) -> tuple[ServiceCurve, dict, list[str]]:
     from ..perf import predict_target
     pts, notes = {}, []
+    per_request = 0.0
     for b in sorted(set(batches)):
         p = predict_target(variant.graph, device, variant.target, int(b), params)
-        pts[int(b)] = p.total_s
+        if device.kind == "cpu" and hasattr(p.params, "request_cpu_s"):
+            # xrec-server's CPU per request outside the kernel (HTTP, JSON; calibrated) shares the cores
+            per_request = float(p.params.request_cpu_s(len(variant.graph.input_nodes)))
+        pts[int(b)] = p.total_s + int(b) * per_request
         for n in p.notes:
             if n not in notes:
                 notes.append(n)
         src = p.params.source
     notes.insert(0, f"time model: {src}")
+    if per_request:
+        notes.insert(1, f"service time includes xrec-server's CPU per request outside the kernel: "
+                        f"{per_request * 1e6:.1f} us x rows (calibrated; it shares the device's cores)")
     return ServiceCurve(pts), pts, notes
 
 
