@@ -31,6 +31,8 @@ def test_no_returned_configuration_breaks_the_sla_memory_or_accuracy_bound(tmp_p
             assert r["reasons"] and all(w.split(":")[0] in ("SLA", "memory", "accuracy", "no price", "no power",
                                                               "build") for w in r["reasons"]), r
     assert "rejected:" in out and "SLA: 4 devices serve at most" in out
+    # which time model timed each device and target is said
+    assert "time models (" in out and "plan-fast/cpu: " in out and "plan-slow/cpu: " in out
 
 
 def test_memory_too_small_is_rejected_with_the_sizes(tmp_path):

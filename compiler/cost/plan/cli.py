@@ -175,6 +175,11 @@ def make_plan(args, out=None) -> tuple[int, dict]:
     chosen = ranked[0] if ranked else None
     tradeoff = cost_vs_energy(rows)
     notes = sorted({n for v in variants.values() for n in v.notes})
+    time_models = {}
+    for r in rows:
+        for n in r.notes:
+            if n.startswith("time model: "):
+                time_models.setdefault(f"{r.device}/{r.target}", n[len("time model: "):])
     plan = {
         "format": PLAN_FORMAT,
         "request": {"model": args.model, "max_rows": args.max_rows, "qps": args.qps, "p99_ms": args.p99_ms,
@@ -191,6 +196,7 @@ def make_plan(args, out=None) -> tuple[int, dict]:
         "ranked": [r.as_dict() for r in ranked[:max(args.show, 20)]],
         "pareto": [r.as_dict() for r in front],
         "cost_vs_energy": tradeoff,
+        "time_models": time_models,
         "sources": sources,
         "unchecked_precisions": unchecked,
         "notes": notes,

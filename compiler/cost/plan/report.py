@@ -69,6 +69,11 @@ def print_table(plan: dict, ranked: list[Row], rows: list[Row], show: int = 10, 
     ce = plan.get("cost_vs_energy")
     if ce is not None:
         print(f"\ncost vs energy: {ce['why']}", file=out)
+    if plan.get("time_models"):
+        print("\ntime models (xrec.cost.perf.predict_target; an uncalibrated one is a lower bound, its p99 optimistic):",
+              file=out)
+        for k, src in plan["time_models"].items():
+            print(f"  {k}: {src}", file=out)
     print("\nenergy and price sources:", file=out)
     for d, s in plan["sources"].items():
         print(f"  {d}: price {s['price']}; power {s['power']}", file=out)
