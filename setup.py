@@ -34,10 +34,14 @@ EXTRAS = {
     "hls": [],
     # MovieLens-100K for xrec.data; install it with --no-deps (scripts/setup.sh does): only its files are read
     "data": ["recbole==1.2.1"],
+    # TorchRec models as input (tests/frontend/test_torchrec.py). torchrec==1.8.0 itself must go in after
+    # these with --no-deps (scripts/setup.sh does): its declared dependency `fbgemm-gpu` pulls the GPU
+    # build, which shadows the CPU one; fbgemm-gpu-cpu 1.9.0 does not load with torch 2.13
+    "torchrec": ["fbgemm-gpu-cpu==1.8.0", "tensordict", "pyre-extensions", "tqdm", "torchmetrics==1.0.3"],
     "bench": ["pytest-benchmark>=4", "matplotlib>=3.8", "onnx==1.23.2", "onnxruntime==1.32.0",
               "onnxscript==0.7.2", "apache-tvm==0.27.0.post1", "rich==15.0.0"],
 }
-EXTRAS["all"] = sorted({r for name, reqs in EXTRAS.items() if name != "data" for r in reqs})
+EXTRAS["all"] = sorted({r for name, reqs in EXTRAS.items() if name not in ("data", "torchrec") for r in reqs})
 # compiling for TPU without a TPU (684 MB; not in "all", not in CI: the TPU tests skip without it)
 EXTRAS["tpu"] = ["libtpu==0.0.42.*"]
 

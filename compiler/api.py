@@ -34,6 +34,11 @@ class CompiledModel:
         # ids and offsets are scanned here only where the generated code does not check them itself
         self._check_values = not self.target.capabilities(self.options).checks_inputs
         self._validator = InputValidator(self.graph, artifact.manifest["signature"]["features"])
+        # a TorchRec model: called with KeyedJaggedTensors, which become per-feature (values, offsets)
+        self._kjt_meta = self.graph.meta_get("torchrec_kjt")
+        if self._kjt_meta or "KeyedTensor" in (self.graph.out_spec or ""):
+            from .frontend.torchrec_models import ensure_pytree_types
+            ensure_pytree_types(self.graph.out_spec)
         self._in_spec = pytree.treespec_loads(self.graph.in_spec) if self.graph.in_spec else None
         self._out_spec = pytree.treespec_loads(self.graph.out_spec) if self.graph.out_spec else None
         self._out_is_leaf = self._out_spec is not None and self._out_spec.is_leaf()
@@ -68,7 +73,14 @@ class CompiledModel:
     def manifest(self) -> dict:
         return self.artifact.manifest
 
+    def _from_kjt(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if not self._kjt_meta:
+            return args, kwargs
+        from .frontend.torchrec_models import flatten_call
+        return flatten_call(args, kwargs, self._kjt_meta, InputError)
+
     def flatten_inputs(self, args: tuple, kwargs: dict) -> tuple[list[np.ndarray], bool]:
+        args, kwargs = self._from_kjt(args, kwargs)
         leaves = None if kwargs else _flat_tensors(args)
         if leaves is None:
             leaves, _ = pytree.tree_flatten((tuple(args), dict(kwargs)))
@@ -95,6 +107,8 @@ class CompiledModel:
         return self._run(flat)
 
     def __call__(self, *args, **kwargs):
+        if self._kjt_meta:
+            args, kwargs = self._from_kjt(args, kwargs)
         if self._fast is not None and not kwargs:
             try:
                 outs = self._fast(args)

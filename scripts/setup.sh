@@ -59,6 +59,34 @@ if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.fi
   $VPIP install -q --no-deps recbole==1.2.1
 fi
 
+# TorchRec models as input (the `torchrec` extra): FBGEMM's CPU build first, then torchrec==1.8.0
+# without its declared dependencies (they name `fbgemm-gpu`, the GPU build, which shadows the CPU one
+# and must never be installed), then torchrec's other needs.
+TORCHREC_PINS="fbgemm-gpu-cpu==1.8.0 torchrec==1.8.0 torchmetrics==1.0.3"
+torchrec_ok() { .venv/bin/python - "$TORCHREC_PINS" <<'PYEOF' 2>/dev/null
+import importlib.metadata as m, sys
+ok = all(m.version(p.split("==")[0]) == p.split("==")[1] for p in sys.argv[1].split())
+for p in ("tensordict", "pyre-extensions", "tqdm"):
+    m.version(p)
+try:
+    m.version("fbgemm-gpu"); ok = False
+except m.PackageNotFoundError:
+    pass
+sys.exit(not ok)
+PYEOF
+}
+if ! stamp_ok torchrec "$TORCHREC_PINS" || ! torchrec_ok; then
+  echo "[setup] installing torchrec==1.8.0 with fbgemm-gpu-cpu==1.8.0 (--no-deps; never the GPU fbgemm-gpu)"
+  if .venv/bin/python -c "import importlib.metadata as m; m.version('fbgemm-gpu')" 2>/dev/null; then
+    $VPIP uninstall -q -y fbgemm-gpu
+    $VPIP install -q --force-reinstall --no-deps fbgemm-gpu-cpu==1.8.0
+  fi
+  $VPIP install -q fbgemm-gpu-cpu==1.8.0
+  $VPIP install -q --no-deps torchrec==1.8.0
+  $VPIP install -q tensordict pyre-extensions tqdm torchmetrics==1.0.3
+  torchrec_ok && stamp torchrec "$TORCHREC_PINS"
+fi
+
 # System packages: the C++ compiler and cmake (cpu target, C++ runtime), cpp-httplib and
 # nlohmann-json (the inference server), XRT headers (the HLS target's host code).
 APT_PKGS=(g++ cmake pkg-config libcpp-httplib-dev nlohmann-json3-dev libxrt-dev)

@@ -641,6 +641,28 @@ def slice_(ctx: Ctx, a):
     return ctx.emit(Op.SLICE, (x,), {"dim": d, "start": start, "end": end, "step": step})
 
 
+@rule("aten::split_with_sizes", "aten::split")
+def split(ctx: Ctx, a):
+    """Static pieces along ``dim`` (TorchRec's ``KeyedTensor.to_dict()`` splits its values per key)."""
+    x = a["self"]
+    shape = _t(ctx, x).shape
+    d = _norm(a.get("dim", 0), len(shape))
+    sizes = a.get("split_sizes", a.get("split_size"))
+    if isinstance(sizes, int):
+        if not isinstance(shape[d], int):
+            raise FrontendError(f"{ctx.loc}: split of a dynamic dim into pieces of {sizes} is not supported "
+                                "(the number of pieces would depend on the batch or the id count)")
+        sizes = [min(sizes, shape[d] - s) for s in range(0, shape[d], sizes)] or [0]
+    if not all(isinstance(s, int) for s in sizes):
+        raise FrontendError(f"{ctx.loc}: split with symbolic sizes {sizes} is not supported; split by sizes "
+                            "fixed in the model")
+    out, start = [], 0
+    for size in sizes:
+        out.append(slice_(ctx, {"self": x, "dim": d, "start": start, "end": start + size, "step": 1}))
+        start += size
+    return tuple(out)
+
+
 @rule("aten::select")
 def select(ctx: Ctx, a):
     x = a["self"]

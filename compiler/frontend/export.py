@@ -51,7 +51,8 @@ def _flat_input_names(model: torch.nn.Module, args: tuple, kwargs: dict) -> list
     return names
 
 
-def _export(model, args, kwargs):
+def _export(model, args, kwargs, shown=None):
+    """``shown``: the model errors name (the user's, where xrec traces a wrapper around it)."""
     def dyn(x):
         return {0: torch.export.Dim.AUTO} if isinstance(x, torch.Tensor) and x.dim() >= 1 else None
     is_leaf = lambda x: isinstance(x, torch.Tensor)  # noqa: E731
@@ -63,7 +64,7 @@ def _export(model, args, kwargs):
     try:
         return _quiet_export(model, args, kwargs, dynamic)
     except Exception as e:  # torch's own message is long; keep it chained, say what xrec tried
-        raise FrontendError(_export_failure(model, e)) from e
+        raise FrontendError(_export_failure(shown if shown is not None else model, e)) from e
 
 
 def _quiet_export(model, args, kwargs, dynamic):
@@ -210,12 +211,31 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any] | tuple,
     args = tuple(example_inputs)
     kwargs = dict(example_kwargs or {})
     model = model.eval()
+    name = name or getattr(model, "xrec_name", None) or type(model).__name__
+    from . import torchrec_models
+    if torchrec_models.uses_torchrec(model, args, kwargs):
+        return _import_torchrec(model, args, kwargs, name)
     ep = _export(model, args, kwargs)
     ep = _run_decompositions(ep, {})
     ep = _decompose_unknown(ep)
-    g = import_exported(ep, name or getattr(model, "xrec_name", None) or type(model).__name__,
-                        _flat_input_names(model, args, kwargs), traced_by_xrec=True)
+    g = import_exported(ep, name, _flat_input_names(model, args, kwargs), traced_by_xrec=True)
     return _record_example_pooling(g, (args, kwargs))
+
+
+def _import_torchrec(model, args: tuple, kwargs: dict, name: str) -> Graph:
+    """A TorchRec model: KeyedJaggedTensor inputs become per-feature (values, offsets) inputs
+    (``torchrec_models``); the graph's in_spec is the call with KJTs as those lists."""
+    from . import torchrec_models
+    with torchrec_models.quiet_logs():
+        boundary, flat, names, feature_of, in_spec, meta = torchrec_models.prepare(model, args, kwargs)
+        ep = _export(boundary, flat, {}, shown=model)
+    ep = _run_decompositions(ep, {})
+    ep = _decompose_unknown(ep)
+    g = import_exported(ep, name, names, traced_by_xrec=True, feature_of=feature_of)
+    g = g.with_(in_spec=pytree.treespec_dumps(in_spec),
+                meta=tuple((k, v) for k, v in g.meta if k != torchrec_models.META_KEY)
+                + ((torchrec_models.META_KEY, tuple(meta)),))
+    return _record_example_pooling(g, (flat, {}))
 
 
 def _record_example_pooling(g: Graph, example) -> Graph:
@@ -226,7 +246,8 @@ def _record_example_pooling(g: Graph, example) -> Graph:
     return record_pooling(g, [flat])
 
 
-def import_exported(ep, name: str, flat_names: list[str] | None = None, *, traced_by_xrec: bool = False) -> Graph:
+def import_exported(ep, name: str, flat_names: list[str] | None = None, *, traced_by_xrec: bool = False,
+                    feature_of: dict[str, str] | None = None) -> Graph:
     """Verified xrec IR of an ExportedProgram: one xrec traced itself (``traced_by_xrec``), or one the user
     exported (a ``.pt2`` or an ``ExportedProgram`` given to ``xrec.compile``), whose sizes must be dynamic."""
     sig = ep.graph_signature
@@ -271,7 +292,7 @@ def import_exported(ep, name: str, flat_names: list[str] | None = None, *, trace
             vname = b.emit(Op.INPUT, (), t, {"name": pretty[n.name], "kind": role}, hint=n.name)
             ctx.env[n] = vname
             if role == "indices":
-                ctx.feature_names[vname] = pretty[n.name]
+                ctx.feature_names[vname] = (feature_of or {}).get(pretty[n.name], pretty[n.name])
         else:
             if target in state:
                 tensor = state[target]
