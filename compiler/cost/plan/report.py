@@ -12,7 +12,8 @@ def _f(v, fmt, none="n/a"):
 
 
 HEAD = (f"{'#':>3s} {'device':14s} {'target':7s} {'prec':5s} {'n':>3s} {'maxB':>5s} {'delay':>7s} "
-        f"{'p99 ms':>8s} {'q/s/dev@p99':>11s} {'util':>5s} {'$/Mq':>9s} {'J/query':>10s} {'samples/J':>10s} {'mem GiB':>8s}  accuracy")
+        f"{'p99 ms':>8s} {'q/s/dev@p99':>11s} {'util':>5s} {'$/Mq':>9s} {'J/query':>10s} {'samples/J':>10s} "
+        f"{'mem GiB':>8s}  accuracy")
 
 
 def row_line(i, r: Row) -> str:
@@ -70,8 +71,8 @@ def print_table(plan: dict, ranked: list[Row], rows: list[Row], show: int = 10, 
     if ce is not None:
         print(f"\ncost vs energy: {ce['why']}", file=out)
     if plan.get("time_models"):
-        print("\ntime models (xrec.cost.perf.predict_target; an uncalibrated one is a lower bound, its p99 optimistic):",
-              file=out)
+        print("\ntime models (xrec.cost.perf.predict_target; an uncalibrated one is a lower bound, its p99 "
+              "optimistic):", file=out)
         for k, src in plan["time_models"].items():
             print(f"  {k}: {src}", file=out)
     print("\nenergy and price sources:", file=out)
