@@ -27,7 +27,8 @@ from torch.utils import _pytree as pytree
 
 from .errors import FrontendError
 
-META_KEY = "torchrec_kjt"        # graph metadata: per KJT input, in tree order: (keys, weighted)
+# graph metadata: per KJT input, in tree order: (keys, weighted, path): path locates it in (args, kwargs)
+META_KEY = "torchrec_kjt"
 INSTALL = ("bash scripts/setup.sh (or: pip install fbgemm-gpu-cpu==1.8.0 && pip install --no-deps torchrec==1.8.0 "
            "&& pip install tensordict pyre-extensions tqdm torchmetrics==1.0.3)")
 
@@ -121,15 +122,33 @@ def kjt_flat(kjt) -> tuple[list[torch.Tensor], ...]:
 def rebuild_kjt(keys: list[str], values, offsets, weights=None):
     """A real KeyedJaggedTensor over per-feature tensors, whose ``to_dict()`` gives those very tensors (so a
     traced EmbeddingBagCollection reads one (values, offsets) input pair per feature, with no split)."""
-    from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
+    from torchrec.sparse.jagged_tensor import JaggedTensor
     lengths = [o[1:] - o[:-1] for o in offsets]
-    kjt = KeyedJaggedTensor(
+    kjt = _traced_kjt_type()(
         keys=list(keys), values=torch.cat(list(values)), lengths=torch.cat(lengths),
         weights=torch.cat(list(weights)) if weights is not None else None,
         length_per_key=[v.shape[0] for v in values], stride=offsets[0].shape[0] - 1)
-    kjt._jt_dict = {k: JaggedTensor(values=v, offsets=o, weights=None if weights is None else w)
-                    for k, v, o, w in zip(keys, values, offsets, weights if weights is not None else offsets)}
+    kjt._jt_dict = {k: JaggedTensor(values=v, lengths=n, offsets=o, weights=None if weights is None else w)
+                    for k, v, n, o, w in zip(keys, values, lengths, offsets,
+                                             weights if weights is not None else offsets)}
     return kjt
+
+
+_TRACED_KJT = []
+
+
+def _traced_kjt_type():
+    """A KeyedJaggedTensor whose ``kjt[key]`` is its per-key view (TorchRec computes it from the
+    concatenated values, with ops that the per-feature inputs make unnecessary)."""
+    if not _TRACED_KJT:
+        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+        class TracedKJT(KeyedJaggedTensor):
+            def __getitem__(self, key: str):
+                return self.to_dict()[key]
+
+        _TRACED_KJT.append(TracedKJT)
+    return _TRACED_KJT[0]
 
 
 class Boundary(torch.nn.Module):
@@ -189,7 +208,8 @@ def prepare(model: torch.nn.Module, args: tuple, kwargs: dict):
             if type(m).__name__ == "EmbeddingBagCollection" and type(m).__module__.startswith("torchrec.")]
     drop_weights = bool(ebcs) and not any(m.is_weighted() for m in ebcs)
     kinds, flat, names, feature_of, meta, shown = [], [], [], {}, [], []
-    for leaf, lname in zip(leaves, name_of_leaf):
+    paths = [_path(kp) for kp, _ in pytree.tree_flatten_with_path((tuple(args), dict(kwargs)), is_leaf=is_kjt)[0]]
+    for leaf, lname, path in zip(leaves, name_of_leaf, paths):
         if not is_kjt(leaf):
             kinds.append(None)
             flat.append(leaf)
@@ -203,7 +223,7 @@ def prepare(model: torch.nn.Module, args: tuple, kwargs: dict):
             parts = parts[:2]
         weighted = len(parts) == 3
         kinds.append((keys, weighted))
-        meta.append((tuple(keys), weighted))
+        meta.append((tuple(keys), weighted, path))
         for part, field in zip(parts, ("values", "offsets", "weights")):
             for k, t in zip(keys, part):
                 flat.append(t)
@@ -240,6 +260,19 @@ def quiet_logs():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _path(keypath) -> tuple:
+    """A pytree key path as plain ints (sequence positions) and strings (dict keys)."""
+    out = []
+    for e in keypath:
+        if isinstance(e, pytree.SequenceKey):
+            out.append(int(e.idx))
+        elif isinstance(e, pytree.MappingKey):
+            out.append(e.key)
+        else:
+            out.append(None)        # inside another container type: not rebuilt by rebuild_call
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- calling a compiled TorchRec model
@@ -280,3 +313,36 @@ def ensure_pytree_types(spec_text: str) -> None:
             import torchrec  # noqa: F401
         except ImportError as e:
             raise FrontendError(f"this artifact returns a TorchRec KeyedTensor; install torchrec: {INSTALL}") from e
+
+
+def rebuild_call(args: tuple, kwargs: dict, meta: list) -> tuple[tuple, dict]:
+    """The inverse of ``flatten_call``: ``(args, kwargs)`` of the compiled signature (per-feature lists where
+    the model takes a KJT) with those lists made KeyedJaggedTensors again, to call the TorchRec model itself
+    (``xrec check`` compares the two on random inputs drawn over the compiled signature)."""
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    def make(keys, weighted):
+        def build(parts):
+            values, offsets = list(parts[0]), list(parts[1])
+            lengths = [o[1:] - o[:-1] for o in offsets]
+            return KeyedJaggedTensor.from_lengths_sync(
+                keys=list(keys), values=torch.cat(values), lengths=torch.cat(lengths),
+                weights=torch.cat(list(parts[2])) if weighted else None)
+        return build
+
+    tree = (tuple(args), dict(kwargs))
+    for keys, weighted, path in meta:
+        if None in path:
+            continue
+        tree = _replace(tree, tuple(path), make(keys, weighted))
+    return tree
+
+
+def _replace(obj, path: tuple, fn):
+    if not path:
+        return fn(obj)
+    head, rest = path[0], path[1:]
+    if isinstance(obj, dict):
+        return {k: (_replace(v, rest, fn) if k == head else v) for k, v in obj.items()}
+    items = [(_replace(v, rest, fn) if i == head else v) for i, v in enumerate(obj)]
+    return type(obj)(items) if isinstance(obj, list) else tuple(items)

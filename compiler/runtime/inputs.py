@@ -51,6 +51,10 @@ def random_args(compiled):
 
     def make(batch: int, seed: int = 0) -> tuple:
         flat = [torch.from_numpy(a) for a in random_flat_inputs(compiled.graph, feats, batch, seed=seed)]
-        args, _kwargs = pytree.tree_unflatten(flat, spec)
+        args, kwargs = pytree.tree_unflatten(flat, spec)
+        kjts = compiled.graph.meta_get("torchrec_kjt")
+        if kjts:        # a TorchRec model takes KeyedJaggedTensors where the compiled signature has lists
+            from ..frontend.torchrec_models import rebuild_call
+            args, kwargs = rebuild_call(args, kwargs, kjts)
         return args
     return make

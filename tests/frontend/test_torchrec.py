@@ -217,6 +217,39 @@ def test_a_feature_read_by_two_tables_and_a_table_shared_by_two_features():
         torch.testing.assert_close(got.values(), want.values(), rtol=1e-5, atol=1e-6)
 
 
+def test_a_model_reading_kjt_by_key_and_its_lengths_compiles():
+    class ByKey(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(4)
+            self.ebc = make_ebc()
+
+        def forward(self, features):
+            user = features["user"]
+            return self.ebc(features)["cat"] * user.lengths().unsqueeze(1).float()
+
+    model = ByKey().eval()
+    cm = xrec.compile(model, (example_kjt(),), target="reference")
+    for b, features in cases((1, 7)):
+        torch.testing.assert_close(cm(features), model(features).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_xrec_check_draws_kjts_over_the_compiled_signature_and_agrees_with_torchrec():
+    from xrec.check import check
+    from xrec.runtime.inputs import random_args
+    model, cm = compiled("ranker", "reference")
+    make = random_args(cm)
+    dense, features = make(5, 0)
+    assert isinstance(features, KeyedJaggedTensor) and features.keys() == KEYS and features.stride() == 5
+    report = check(cm, model, make, batches=BATCHES)
+    assert report["ok"], report
+    # and it can fail: a model that differs from the compiled one
+    other = Ranker().eval()
+    with torch.no_grad():
+        other.top[2].bias += 1.0
+    assert not check(cm, other, make, batches=(7,))["ok"]
+
+
 # ---------------------------------------------------------------- the flat signature
 def test_the_compiled_signature_is_one_values_and_one_offsets_input_per_kjt_key_in_key_order():
     _, cm = compiled("ranker", "reference")
