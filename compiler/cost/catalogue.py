@@ -114,7 +114,8 @@ def device_names() -> list[str]:
 
 def load_device(name_or_path: str, *, probe_quick: bool = False, refresh: bool = False,
                 threads: int | None = None) -> Device:
-    """A catalogue device by name (``device_names()``) or a JSON file of the same schema.
+    """A catalogue device by name (``device_names()``), ``host@T`` (this machine probed at T threads), or
+    a JSON file of the same schema.
 
     ``probe_quick``/``refresh``/``threads`` apply to probed devices (host): smaller probes, re-probe ignoring
     the cache, the thread count to probe at (default: ``XREC_THREADS`` when set, else all usable CPUs).
@@ -124,9 +125,17 @@ def load_device(name_or_path: str, *, probe_quick: bool = False, refresh: bool =
         if not p.is_file():
             raise CatalogueError(f"hardware file {p} does not exist")
         return load_file(p, probe_quick=probe_quick, refresh=refresh, threads=threads)
+    m = re.fullmatch(r"host@(\d+)", name_or_path)
+    if m:           # this machine at a given thread count: one device = one server worker of that many threads
+        t = int(m.group(1))
+        if not 1 <= t <= 4096:
+            raise CatalogueError(f"{name_or_path!r}: the thread count after host@ must be >= 1")
+        from dataclasses import replace
+        return replace(load_file(HARDWARE_DIR / "host.json", probe_quick=probe_quick, refresh=refresh, threads=t),
+                       name=name_or_path)
     f = HARDWARE_DIR / f"{name_or_path}.json"
     if not f.is_file():
-        raise CatalogueError(f"unknown hardware {name_or_path!r}; known: {', '.join(device_names())} "
+        raise CatalogueError(f"unknown hardware {name_or_path!r}; known: {', '.join(device_names())}, host@THREADS "
                              "(or give a path to a JSON file in the catalogue's schema)")
     return load_file(f, probe_quick=probe_quick, refresh=refresh, threads=threads)
 

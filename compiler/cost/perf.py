@@ -66,7 +66,7 @@ def _roofline(g, device: Device, target: str, batch: int, params: PerfParams | N
 def device_key(device: Device) -> str:
     """A file-name-safe key of the physical device: the catalogue name, plus a hash of the CPU model and
     thread count for the probed host (a profile measured on one machine is not used on another)."""
-    if device.name != "host":
+    if device.name != "host" and not device.name.startswith("host@"):
         return device.name
     return "host-" + hashlib.sha256(device.description.encode()).hexdigest()[:12]
 

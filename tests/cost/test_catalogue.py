@@ -126,3 +126,23 @@ def test_unreadable_files_are_catalogue_errors(tmp_path):
         load_device(str(tmp_path / "missing.json"))
     with pytest.raises(CatalogueError, match="one JSON object"):
         parse_device([1, 2], "list.json")
+
+
+def test_host_at_a_thread_count_is_this_machine_probed_at_that_count(monkeypatch):
+    """host@T: one device = one server worker of T threads (xrec plan counts devices as workers)."""
+    from xrec.cost import catalogue, load_device, profile_path
+    seen = []
+
+    def fake_probe(*, quick=False, refresh=False, threads=None):
+        seen.append(threads)
+        return {"fma_peak_GFLOPs": 100.0 * threads, "stream_read_GBps": 20.0, "gather_GBps": 10.0,
+                "memory_bytes": 2**34, "llc_bytes": 2**25, "threads": threads, "cpu_model": "Test CPU"}
+    monkeypatch.setattr(catalogue, "probe_host", fake_probe)
+    one, two = load_device("host@1"), load_device("host@2")
+    assert seen == [1, 2]
+    assert (one.name, two.name) == ("host@1", "host@2")
+    assert two.peak_flops["f32"].value == 2 * one.peak_flops["f32"].value
+    assert profile_path(one, "cpu") != profile_path(two, "cpu")          # a profile per thread count
+    assert profile_path(one, "cpu") == profile_path(load_device("host", threads=1), "cpu")
+    with pytest.raises(catalogue.CatalogueError, match="host@"):
+        load_device("host@0")
