@@ -669,6 +669,11 @@ def select(ctx: Ctx, a):
     shape = list(_t(ctx, x).shape)
     d = _norm(a["dim"], len(shape))
     i = int(a["index"])
+    arr = _param_array(ctx, x)
+    if arr is not None and arr.dtype.kind in "iub":
+        # a row of a constant index buffer (torchrec's DLRM: interactions[:, triu[0], triu[1]]): a constant,
+        # so that the gather it feeds stays a gather by constant indices (recognize_interaction)
+        return ctx.param("select", np.ascontiguousarray(np.take(arr, i, axis=d)))
     s = ctx.emit(Op.SLICE, (x,), {"dim": d, "start": i, "end": (i + 1) or None, "step": 1})
     return _reshape(ctx, s, shape[:d] + shape[d + 1:])
 

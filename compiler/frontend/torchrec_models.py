@@ -154,13 +154,23 @@ def _traced_kjt_type():
 class Boundary(torch.nn.Module):
     """``model`` taking flat per-feature tensors where it takes KJTs (what xrec traces)."""
 
-    def __init__(self, model: torch.nn.Module, spec, leaf_kinds: list):
+    def __init__(self, model: torch.nn.Module, spec, leaf_kinds: list, names: list[str] | None = None):
         super().__init__()
         self.model = model
         self._spec = spec              # (args, kwargs) with KJTs as leaves
         self._kinds = leaf_kinds       # per leaf: None (a tensor or other leaf) or (keys, weighted)
+        if names:
+            # forward(dense, features_values_user, ...): torch.export names its inputs, and xrec the id-count
+            # symbols (N_features_values_user), after the parameters
+            params = _identifiers(names)
+            ns = {"_run": self._run}
+            exec(f"def forward({', '.join(params)}):\n    return _run({', '.join(params)})\n", ns)  # noqa: S102
+            self.forward = ns["forward"]
 
     def forward(self, *flat):
+        return self._run(*flat)
+
+    def _run(self, *flat):
         it = iter(flat)
         leaves = []
         for kind in self._kinds:
@@ -238,7 +248,25 @@ def prepare(model: torch.nn.Module, args: tuple, kwargs: dict):
                     "with at least 2 ids per key and a batch of at least 2 (torch.export fixes sizes 0 and 1 "
                     "to constants, and xrec compiles one artifact for every batch and id count)")
     in_spec = pytree.tree_structure(pytree.tree_unflatten(shown, spec))
-    return Boundary(model, spec, kinds), tuple(flat), names, feature_of, in_spec, meta
+    return Boundary(model, spec, kinds, names), tuple(flat), names, feature_of, in_spec, meta
+
+
+def _identifiers(names: list[str]) -> list[str]:
+    """Distinct Python identifiers for input names: 'features.values[user]' -> 'features_values_user'."""
+    import keyword
+    import re
+    out, seen = [], set()
+    for n in names:
+        p = re.sub(r"\W+", "_", n).strip("_") or "input"
+        if p[0].isdigit() or keyword.iskeyword(p) or p in ("self", "_run"):
+            p = "in_" + p
+        q, k = p, 1
+        while q in seen:
+            k += 1
+            q = f"{p}_{k}"
+        seen.add(q)
+        out.append(q)
+    return out
 
 
 @contextlib.contextmanager

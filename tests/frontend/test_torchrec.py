@@ -250,6 +250,27 @@ def test_xrec_check_draws_kjts_over_the_compiled_signature_and_agrees_with_torch
     assert not check(cm, other, make, batches=(7,))["ok"]
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_torchrec_dlrm_compiles_to_one_embedding_group_and_one_dot_interaction_and_matches_torchrec(target):
+    from torchrec.models.dlrm import DLRM
+    from xrec.passes import run_pipeline
+    torch.manual_seed(5)
+    tables = [(f"t_{k}", rows, 8, [k], PoolingType.SUM) for k, rows in ROWS.items()]
+    model = DLRM(embedding_bag_collection=make_ebc(tables=tables), dense_in_features=DENSE,
+                 dense_arch_layer_sizes=[16, 8], over_arch_layer_sizes=[16, 1]).eval()
+    example = (torch.randn(4, DENSE), example_kjt())
+    if target == "reference":
+        g = run_pipeline(import_model(model, example))
+        assert len(g.nodes_of(Op.EMBEDDING_BAG_GROUP)) == 1 and len(g.nodes_of(Op.DOT_INTERACTION)) == 1
+        assert not g.nodes_of(Op.INDEX, Op.MATMUL)
+    cm = xrec.compile(model, example, target=target)
+    for b, features in cases():
+        dense = torch.randn(b, DENSE, generator=torch.Generator().manual_seed(b))
+        with torch.no_grad():
+            want = model(dense, features)
+        torch.testing.assert_close(cm(dense, features), want, rtol=1e-5, atol=1e-6, msg=f"batch {b}")
+
+
 # ---------------------------------------------------------------- the flat signature
 def test_the_compiled_signature_is_one_values_and_one_offsets_input_per_kjt_key_in_key_order():
     _, cm = compiled("ranker", "reference")
