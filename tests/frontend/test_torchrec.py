@@ -234,6 +234,27 @@ def test_a_model_reading_kjt_by_key_and_its_lengths_compiles():
         torch.testing.assert_close(cm(features), model(features).detach(), rtol=1e-5, atol=1e-6)
 
 
+def test_a_kjt_inside_a_dict_input_is_flattened_and_rebuilt_in_place():
+    class DictIn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ranker = Ranker()
+
+        def forward(self, batch):
+            return self.ranker(batch["dense"], batch["sparse"])
+
+    model = DictIn().eval()
+    cm = xrec.compile(model, ({"dense": torch.randn(4, DENSE), "sparse": example_kjt()},), target="reference")
+    assert [i["name"] for i in cm.manifest["signature"]["inputs"]][:2] == [
+        "batch['dense']", "batch['sparse'].values[user]"]
+    for b, features in cases((1, 7)):
+        batch = {"dense": torch.randn(b, DENSE), "sparse": features}
+        torch.testing.assert_close(cm(batch), model(batch).detach(), rtol=1e-5, atol=1e-6)
+    from xrec.runtime.inputs import random_args
+    (batch,) = random_args(cm)(3, 0)
+    assert isinstance(batch["sparse"], KeyedJaggedTensor) and batch["dense"].shape == (3, DENSE)
+
+
 def test_xrec_check_draws_kjts_over_the_compiled_signature_and_agrees_with_torchrec():
     from xrec.check import check
     from xrec.runtime.inputs import random_args
