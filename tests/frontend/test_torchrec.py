@@ -394,3 +394,11 @@ def test_a_torchrec_quantized_ebc_is_refused_pointing_at_xrec_quantize():
     q = quantize_inference_model(PerFeature().eval())
     with pytest.raises(FrontendError, match=r"quantized inference module.*quantize='int8'"):
         import_model(q, (example_kjt(),))
+
+
+def test_an_fp16_torchrec_table_is_refused_pointing_at_xrec_quantize():
+    from torchrec.modules.embedding_configs import DataType
+    ebc = EmbeddingBagCollection(tables=[EmbeddingBagConfig(name="t", num_embeddings=10, embedding_dim=4,
+                                                            feature_names=["user"], data_type=DataType.FP16)])
+    with pytest.raises(FrontendError, match=r"table 't' is torch.float16.*quantize='fp16'"):
+        import_model(ebc, (example_kjt(keys=["user"]),))
