@@ -12,8 +12,12 @@ single-stage programs with the target itself, times them at several batch sizes,
                      xrec-server's CPU per 1-row request beyond the kernel call (HTTP, JSON, hand-offs),
                      from /proc while serving the 1-input and the 16-input probe: a + b x input tensors
                      (what xrec plan adds per query when it sizes a server)
-  dense              an MLP 512-512-512-256 (ReLU) at batch 1..2048: efficiency e and batch_half h
-                     of ``e * B / (B + h)``, by weighted least squares on 1/eff = 1/e + (h/e)/B
+  dense              an MLP 512-512-256 (ReLU; 1.5 MiB of weights) at batch 1..2048: efficiency e and
+                     batch_half h of ``e * B / (B + h)``, by weighted least squares on 1/eff = 1/e + (h/e)/B;
+                     the same for an MLP 2048-2048-2048-1024 (40 MiB, 16 MiB matrices): ``large_weights``;
+                     a graph in between is interpolated in log bytes of its largest matrix, and
+                     streams its weights at the large graph's rate once they exceed L2 x threads
+                     (``PerfParams.for_weights``)
   embedding          8 sum-pooled bags of 20 ids over tables bigger than the last-level cache, and
                      the same over cache-sized tables, fp32 and int8 rows: the same fit
   cache tier         stream bandwidth: the dense probe's weight bytes / its time at batch 1 less the
@@ -206,10 +210,10 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
             _say(f"{what} batch {b}: {out[b] * 1e3:.3f} ms", quiet)
         return out
 
-    def efficiency_points(g, times, stage, what):
+    def efficiency_points(g, times, stage, what, params=None):
         pts, raw = [], []
         for b, t in times.items():
-            p = predict_work(graph_work(g, b, cache_bytes=device.cache_bytes), device, "cpu", base)
+            p = predict_work(graph_work(g, b, cache_bytes=device.cache_bytes), device, "cpu", params or base)
             st = p.stage(stage)
             roof = st.time_s - st.overhead_s                 # at efficiency 1
             rest = p.total_s - st.time_s + st.overhead_s     # everything but this stage's roofline term
@@ -219,24 +223,37 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
             _say(f"{what} batch {b}: roofline {roof * 1e3:.3f} ms, efficiency {eff:.2f}", quiet)
         return pts, raw
 
-    # dense: at batch 1 an MLP streams its weights (from L2/LLC); what the generated code reaches there is
-    # the cache tier's stream bandwidth (a probe's 1 MiB stream is far faster than a GEMV achieves)
-    dims = [128, 128, 64] if quick else [512, 512, 512, 256]
-    mlp = compile_(_mlp(dims), (torch.randn(8, dims[0]),), f"the dense probe (MLP {'-'.join(map(str, dims))})")
-    dtimes = timings(mlp, lambda b: (torch.randn(b, dims[0]),), "dense")
-    gw1 = graph_work(mlp.graph, 1, cache_bytes=device.cache_bytes)
-    p1 = predict_work(gw1, device, "cpu", base)
-    streamed = gw1.stage("dense").bytes.get("cache", 0.0)
-    rest1 = p1.total_s - p1.stage("dense").time_s + p1.stage("dense").overhead_s
-    if streamed and dtimes[1] > rest1:
-        cache_bw = min(cache_bw, streamed / (dtimes[1] - rest1))
+    # dense, twice: an MLP whose weights fit the cores' L2 and one whose weights do not (GEMMs tile
+    # differently, a batch-1 GEMV streams from the LLC or DRAM). At batch 1 an MLP streams its weights:
+    # what the generated code reaches there is the cache tier's stream bandwidth for that kind of graph
+    # (a 1 MiB stream probe is far faster than a GEMV achieves; it is kept in the raw samples).
     measured["cache_stream_Bps_probe_1MiB"] = measured.pop("cache_stream_Bps")
+
+    def dense_probe(dims, label):
+        mlp = compile_(_mlp(dims), (torch.randn(8, dims[0]),), f"the {label} (MLP {'-'.join(map(str, dims))})")
+        times = timings(mlp, lambda b: (torch.randn(b, dims[0]),), label)
+        gw1 = graph_work(mlp.graph, 1, cache_bytes=device.cache_bytes)
+        p1 = predict_work(gw1, device, "cpu", base)
+        streamed = gw1.stage("dense").bytes.get("cache", 0.0)
+        rest1 = p1.total_s - p1.stage("dense").time_s + p1.stage("dense").overhead_s
+        bw = streamed / (times[1] - rest1) if streamed and times[1] > rest1 else cache_bw
+        _say(f"{label}: weights ({gw1.dense_param_bytes / 2**20:.1f} MiB) streamed at batch 1 at {bw / 1e9:.1f} GB/s",
+             quiet)
+        with_bw = PerfParams(**{**base.as_dict(), "bandwidth_Bps": {"cache": bw}})
+        pts, raw = efficiency_points(mlp.graph, times, "dense", label, with_bw)
+        e, h = fit_efficiency(pts)
+        return bw, e, h, {"dims": dims, "weight_bytes": gw1.dense_param_bytes,
+                          "largest_weight_bytes": gw1.largest_param_bytes, "stream_Bps": bw, "samples": raw}
+
+    from xrec.bench.machine import machine_info
+    from .catalogue import _size_bytes
+    l2 = _size_bytes(machine_info().get("caches", {}).get("L2", "")) or (1 << 20)
+    small = [128, 128, 64] if quick else [512, 512, 256]                # 1.5 MiB of weights
+    large = [512, 1024, 512] if quick else [2048, 2048, 2048, 1024]     # 40 MiB
+    cache_bw, e_d, h_d, measured["dense"] = dense_probe(small, "dense probe (weights in L2)")
+    big_bw, e_b, h_b, measured["dense_large_weights"] = dense_probe(large, "dense probe (weights over L2)")
     measured["cache_stream_Bps"] = cache_bw
-    _say(f"weights streamed at batch 1: {cache_bw / 1e9:.1f} GB/s (the cache tier's stream bandwidth)", quiet)
     base = PerfParams(**{**base.as_dict(), "bandwidth_Bps": {"cache": cache_bw}})
-    dpts, draw = efficiency_points(mlp.graph, dtimes, "dense", "dense")
-    e_d, h_d = fit_efficiency(dpts)
-    measured["dense"] = {"dims": dims, "samples": draw}
 
     # embedding: over the last-level cache (main) and within it (cache), fp32 and int8 rows
     llc = device.cache_bytes or (32 << 20)
@@ -266,8 +283,16 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
                         call_overhead_s=call_over, fixed_overhead_s=fixed, input_overhead_s=per_input,
                         request_overhead_s=serve["request_overhead_s"],
                         request_input_overhead_s=serve["request_input_overhead_s"],
-                        per_node=True, device=device.name, target="cpu",
-                        source=src)
+                        per_node=True,
+                        weight_points={"largest": (measured["dense"]["largest_weight_bytes"],
+                                                   measured["dense_large_weights"]["largest_weight_bytes"]),
+                                       "total": (measured["dense"]["weight_bytes"],
+                                                 measured["dense_large_weights"]["weight_bytes"])},
+                        weight_cache_bytes=l2 * threads,
+                        large_weights={"efficiency": {"dense": e_b, "interaction": e_b, "other": e_b},
+                                       "batch_half": {"dense": h_b, "interaction": h_b, "other": h_b},
+                                       "bandwidth_Bps": {"cache": big_bw}},
+                        device=device.name, target="cpu", source=src)
     measured["seconds"] = time.perf_counter() - t_start
     measured["device_key"] = device_key(device)
     return params, device, measured
@@ -400,6 +425,10 @@ def run(args) -> int:
               f"{params.request_input_overhead_s * 1e9:.0f} ns per input tensor")
         for s in ("dense", "embedding"):
             print(f"  {s:16s} efficiency {e[s]:.2f} at large batch, half of it at batch {h[s]:.0f}")
+        lw = params.large_weights
+        print(f"  dense, {params.weight_points['total'][1] / 2**20:.0f} MiB of weights: efficiency "
+              f"{lw['efficiency']['dense']:.2f}, half of it at batch {lw['batch_half']['dense']:.0f}, "
+              f"batch-1 weight stream {lw['bandwidth_Bps']['cache'] / 1e9:.1f} GB/s")
         print(f"  cache tier       stream {params.bandwidth_Bps['cache'] / 1e9:.1f} GB/s, "
               f"gather {params.gather_bandwidth_Bps['cache'] / 1e9:.1f} GB/s")
         print(f"wrote {out} ({measured['seconds']:.0f} s); xrec cost and xrec plan use it on this machine")

@@ -54,6 +54,7 @@ class CostContext:
     notes: list[str] = field(default_factory=list)
     table_cache: dict[tuple[str, str], int] = field(default_factory=dict)   # gather key -> cached rows
     dense_param_bytes: int = 0
+    largest_param_bytes: int = 0        # the biggest dense parameter (a layer's weight matrix)
 
     @classmethod
     def build(cls, g: Graph, batch: int, *, cache_bytes: int = 0, ids: IdDistribution | None = None,
@@ -68,7 +69,9 @@ class CostContext:
         ctx._share_cache()
         emb_tables = {fi.table for n in g.nodes_of(Op.EMBEDDING_BAG, Op.EMBEDDING_BAG_GROUP)
                       for fi in feature_inputs(n)} | {n.inputs[0] for n in g.nodes_of(Op.EMBEDDING)}
-        ctx.dense_param_bytes = sum(ctx.nbytes(n.name) for n in g.nodes_of(Op.PARAM) if n.name not in emb_tables)
+        dense = [ctx.nbytes(n.name) for n in g.nodes_of(Op.PARAM) if n.name not in emb_tables]
+        ctx.dense_param_bytes = sum(dense)
+        ctx.largest_param_bytes = max(dense, default=0)
         return ctx
 
     # ---- symbols ----

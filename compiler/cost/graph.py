@@ -42,4 +42,5 @@ def graph_work(g: Graph, batch: int, *, cache_bytes: int = 0, ids: IdDistributio
         out.append(NodeWork(n.name, n.op.value, rule.stage, rule.fn(n, ctx)))
     back = float(sum(ctx.nbytes(o) for o in g.outputs))
     out.append(NodeWork(OUTPUTS_NODE, "output", "other", Work(transfers={D2H: back})))
-    return GraphWork(g.name, batch, tuple(out), dict(ctx.bindings), ctx.cache_bytes, tuple(ctx.notes))
+    return GraphWork(g.name, batch, tuple(out), dict(ctx.bindings), ctx.cache_bytes, tuple(ctx.notes),
+                     ctx.dense_param_bytes, ctx.largest_param_bytes)

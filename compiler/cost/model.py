@@ -15,6 +15,7 @@ lower bound.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -40,7 +41,14 @@ class PerfParams:
     beyond the kernel call (HTTP, JSON, hand-offs; not part of a prediction's time, used by ``xrec plan``
     to size a server: :meth:`request_cpu_s`); ``per_node``: a stage's nodes run one after another, so its roofline term is the sum over nodes
     of max(compute, memory) (a forecast; calibration sets it) rather than max(sum of compute, sum of
-    memory) (a lower bound, the default); ``source``: where the numbers come from.
+    memory) (a lower bound, the default); ``large_weights``: ``efficiency`` / ``batch_half`` /
+    ``bandwidth_Bps`` measured on a graph with big dense weights, and ``weight_points`` =
+    {"largest": (small, large), "total": (small, large)}: the largest weight matrix and the total dense
+    weight bytes of the two calibration graphs. Efficiencies follow the graph's largest matrix (how a
+    GEMM tiles), interpolated in log bytes between the two and clamped to them; the cache tier's stream
+    bandwidth (what a batch-1 GEMV reaches) steps to the large graph's once the graph's dense weights
+    exceed ``weight_cache_bytes`` (the cores' L2: a capacity, so a step, not a slope);
+    ``source``: where the numbers come from.
     """
 
     efficiency: Mapping[str, float] = field(default_factory=dict)
@@ -54,6 +62,9 @@ class PerfParams:
     request_overhead_s: float = 0.0
     request_input_overhead_s: float = 0.0
     per_node: bool = False
+    large_weights: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    weight_points: Mapping[str, tuple] = field(default_factory=dict)
+    weight_cache_bytes: float = 0.0
     device: str = ""
     target: str = ""
     source: str = "uncalibrated roofline (efficiency 1.0, a lower bound; xrec calibrate measures this machine)"
@@ -84,6 +95,55 @@ class PerfParams:
             object.__setattr__(self, name, bw)
         object.__setattr__(self, "efficiency", eff)
         object.__setattr__(self, "batch_half", half)
+        large = {k: dict(v) for k, v in dict(self.large_weights).items()}
+        extra = set(large) - {"efficiency", "batch_half", "bandwidth_Bps"}
+        if extra:
+            raise CostError(f"PerfParams.large_weights: unknown keys {sorted(extra)} "
+                            "(allowed: efficiency, batch_half, bandwidth_Bps)")
+        pts = {k: tuple(v) for k, v in dict(self.weight_points).items()}
+        if large and (set(pts) != {"largest", "total"} or
+                      not all(len(v) == 2 and 0 < v[0] < v[1] for v in pts.values())):
+            raise CostError("PerfParams.weight_points must be {\"largest\": (small, large), \"total\": (small, large)} "
+                            f"with 0 < small < large bytes when large_weights is given, got {dict(self.weight_points)!r}")
+        if isinstance(self.weight_cache_bytes, bool) or not isinstance(self.weight_cache_bytes, (int, float)) \
+                or self.weight_cache_bytes < 0:
+            raise CostError(f"PerfParams.weight_cache_bytes must be >= 0, got {self.weight_cache_bytes!r}")
+        object.__setattr__(self, "large_weights", large)
+        object.__setattr__(self, "weight_points", pts)
+        if large:
+            self.for_weights(math.inf, math.inf)      # the replaced fields are checked like the others
+
+    def for_weights(self, total_bytes: float, largest_bytes: float) -> "PerfParams":
+        """These parameters for a graph with ``total_bytes`` of dense weights, the largest matrix
+        ``largest_bytes``: interpolated towards ``large_weights`` (see the class docstring)."""
+        if not self.large_weights:
+            return self
+
+        def pos(x, key):
+            lo, hi = self.weight_points[key]
+            if x <= lo:
+                return 0.0
+            return 1.0 if x >= hi else math.log(x / lo) / math.log(hi / lo)
+
+        def mix(a, b, t):                      # geometric: efficiencies and bandwidths are ratios
+            return a if t == 0 else b if t == 1 else math.exp((1 - t) * math.log(a) + t * math.log(b))
+
+        t_eff = pos(largest_bytes, "largest")
+        t_bw = 1.0 if self.weight_cache_bytes and total_bytes > self.weight_cache_bytes else 0.0
+        if t_eff == 0 and t_bw == 0:
+            return self
+        d = self.as_dict()
+        lw = self.large_weights
+        for st, e in lw.get("efficiency", {}).items():
+            d["efficiency"][st] = mix(self.efficiency_of(st), e, t_eff)
+        for st, h in lw.get("batch_half", {}).items():
+            h0 = self.batch_half.get(st, self.batch_half.get("default", 0.0))
+            d["batch_half"][st] = (1 - t_eff) * h0 + t_eff * h
+        for tier, bw in lw.get("bandwidth_Bps", {}).items():
+            if tier in self.bandwidth_Bps:
+                d["bandwidth_Bps"][tier] = mix(self.bandwidth_Bps[tier], bw, t_bw)
+        d["large_weights"], d["weight_points"], d["weight_cache_bytes"] = {}, {}, 0.0
+        return PerfParams.from_dict(d)
 
     def request_cpu_s(self, input_tensors: int) -> float:
         """Server CPU seconds per request outside the kernel call, for a model of ``input_tensors`` inputs."""
@@ -103,14 +163,18 @@ class PerfParams:
                 "batch_half": dict(self.batch_half), "bandwidth_Bps": dict(self.bandwidth_Bps),
                 "gather_bandwidth_Bps": dict(self.gather_bandwidth_Bps), "call_overhead_s": self.call_overhead_s, "fixed_overhead_s": self.fixed_overhead_s,
                 "input_overhead_s": self.input_overhead_s, "request_overhead_s": self.request_overhead_s,
-                "request_input_overhead_s": self.request_input_overhead_s, "per_node": self.per_node}
+                "request_input_overhead_s": self.request_input_overhead_s, "per_node": self.per_node,
+                "large_weights": {k: dict(v) for k, v in self.large_weights.items()},
+                "weight_points": {k: list(v) for k, v in self.weight_points.items()},
+                "weight_cache_bytes": self.weight_cache_bytes}
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "performance parameters") -> "PerfParams":
         known = {"device", "target", "source", "efficiency", "default_efficiency", "batch_half", "bandwidth_Bps",
                  "gather_bandwidth_Bps", "call_overhead_s",
                  "fixed_overhead_s", "input_overhead_s", "request_overhead_s",
-                 "request_input_overhead_s", "per_node", "measured"}
+                 "request_input_overhead_s", "per_node", "large_weights", "weight_points", "weight_cache_bytes",
+                 "measured"}
         extra = set(d) - known
         if extra:
             raise CostError(f"{where}: unknown fields {sorted(extra)}; fields: {', '.join(sorted(known))}")
@@ -248,7 +312,8 @@ def predict_work(gw: GraphWork, device: Device, target: str, params: PerfParams 
     if target not in device.targets:
         raise CostError(f"target {target!r} does not run on {device.name} (its targets: "
                         f"{', '.join(device.targets)})")
-    params = params or PerfParams(device=device.name, target=target)
+    params = (params or PerfParams(device=device.name, target=target)).for_weights(gw.dense_param_bytes,
+                                                                                  gw.largest_param_bytes)
     notes = list(gw.notes)
     over = call_overhead_for(device, target, params, notes)
     stages = tuple(stage_time(s, w, device, params, over, notes, gw.batch,

@@ -119,6 +119,8 @@ class GraphWork:
     bindings: Mapping[str, int]
     cache_bytes: int
     notes: tuple[str, ...] = ()
+    dense_param_bytes: int = 0       # the graph's parameters other than embedding tables (dense weights)
+    largest_param_bytes: int = 0     # the biggest of them (a layer's weight matrix)
 
     def stage(self, name: str) -> Work:
         if name not in STAGES:
@@ -139,7 +141,8 @@ class GraphWork:
 
     def as_dict(self) -> dict:
         return {"graph": self.graph, "batch": self.batch, "bindings": dict(self.bindings),
-                "cache_bytes": self.cache_bytes, "notes": list(self.notes),
+                "cache_bytes": self.cache_bytes, "dense_param_bytes": self.dense_param_bytes,
+                "largest_param_bytes": self.largest_param_bytes, "notes": list(self.notes),
                 "stages": {s: w.as_dict() for s, w in self.stages.items()},
                 "total": self.total.as_dict(),
                 "nodes": [{"node": n.node, "op": n.op, "stage": n.stage, "estimated": n.estimated,

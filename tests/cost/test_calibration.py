@@ -158,3 +158,49 @@ def test_per_node_roofline_sums_each_nodes_own_bound():
     assert lb.time_s == pytest.approx(max(1e9 / 1e11 + 1e6 / 1e11, 1e10 / 1e12 + 1e6 / 1e12))
     assert pn.time_s == pytest.approx(1e9 / 1e11 + 1e10 / 1e12)
     assert pn.time_s > 1.9 * lb.time_s * 0.99
+
+
+def _two_probe_params():
+    return PerfParams(efficiency={"dense": 1.0}, batch_half={"dense": 0.0}, bandwidth_Bps={"cache": 100e9},
+                      large_weights={"efficiency": {"dense": 0.5}, "batch_half": {"dense": 10.0},
+                                     "bandwidth_Bps": {"cache": 25e9}},
+                      weight_points={"largest": (1e6, 16e6), "total": (1.5e6, 40e6)}, weight_cache_bytes=2e6)
+
+
+def test_large_weight_efficiency_is_interpolated_in_log_bytes_of_the_largest_matrix():
+    p = _two_probe_params()
+    assert p.for_weights(1e6, 0.5e6) is p                                        # at or below the small probe
+    assert p.for_weights(1e6, 1e6).efficiency_of("dense") == pytest.approx(1.0)
+    assert p.for_weights(50e6, 16e6).efficiency_of("dense") == pytest.approx(0.5)
+    assert p.for_weights(50e6, 99e6).efficiency_of("dense") == pytest.approx(0.5)  # clamped
+    mid = p.for_weights(50e6, 4e6)                                               # halfway in log(1..16 MB)
+    assert mid.efficiency_of("dense") == pytest.approx(0.5 ** 0.5)
+    assert mid.batch_half["dense"] == pytest.approx(5.0)
+
+
+def test_weight_stream_bandwidth_steps_once_the_weights_leave_l2():
+    p = _two_probe_params()
+    assert p.for_weights(1.9e6, 0.1e6).bandwidth_Bps["cache"] == pytest.approx(100e9)
+    assert p.for_weights(2.1e6, 0.1e6).bandwidth_Bps["cache"] == pytest.approx(25e9)
+
+
+def test_predictions_apply_the_graphs_own_weight_sizes():
+    small, big = linear_graph(256, 256, bias=False), linear_graph(4096, 4096, bias=False)   # 0.25 MiB, 64 MiB
+    p = PerfParams(call_overhead_s=0.0, per_node=True, **{k: v for k, v in _two_probe_params().as_dict().items()
+                                                         if k in ("efficiency", "batch_half", "bandwidth_Bps",
+                                                                  "large_weights", "weight_points",
+                                                                  "weight_cache_bytes")})
+    lb = PerfParams(call_overhead_s=0.0, per_node=True)
+    for g, ratio in ((small, 1.0), (big, 2.0 * 2058 / 2048)):   # the big one: half the efficiency, half at B=10
+        a = predict(g, device(), "cpu", 2048, lb).stage("dense").time_s
+        b = predict(g, device(), "cpu", 2048, p).stage("dense").time_s
+        assert b / a == pytest.approx(ratio, rel=1e-3)
+
+
+def test_bad_large_weight_fields_are_refused():
+    with pytest.raises(CostError, match="weight_points"):
+        PerfParams(large_weights={"efficiency": {"dense": 0.5}})
+    with pytest.raises(CostError, match="unknown keys"):
+        PerfParams(large_weights={"speed": {}}, weight_points={"largest": (1, 2), "total": (1, 2)})
+    with pytest.raises(CostError):
+        PerfParams(large_weights={"efficiency": {"dense": 1.5}}, weight_points={"largest": (1, 2), "total": (1, 2)})
