@@ -288,7 +288,7 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
                                                    measured["dense_large_weights"]["largest_weight_bytes"]),
                                        "total": (measured["dense"]["weight_bytes"],
                                                  measured["dense_large_weights"]["weight_bytes"])},
-                        weight_cache_bytes=l2 * threads,
+                        weight_cache_bytes=l2,     # one core's: a batch-1 GEMV is not split over threads
                         large_weights={"efficiency": {"dense": e_b, "interaction": e_b, "other": e_b},
                                        "batch_half": {"dense": h_b, "interaction": h_b, "other": h_b},
                                        "bandwidth_Bps": {"cache": big_bw}},
