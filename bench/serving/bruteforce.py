@@ -86,7 +86,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -319,8 +318,6 @@ def measure(artifact: Path, cfg: Config, qps: float, p99_ms: float, args, reqs: 
     srv = Pinned(artifact, host="127.0.0.1", port=0, **opts).start()
     try:
         name = json.loads((artifact / "manifest.json").read_text())["model"]
-        before = srv.metrics()
-        cpu0, ru0 = serving.proc_cpu_s(srv.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         tag = cfg.key.replace("/", "-") + f"-{qps:g}"
         out, lat = workdir / f"{tag}.json", workdir / f"{tag}.lat"
         cmd = _taskset(loadgen_cpus) + [
@@ -328,21 +325,16 @@ def measure(artifact: Path, cfg: Config, qps: float, p99_ms: float, args, reqs: 
             "--concurrency", str(args.connections), "--duration", str(args.warmup + args.duration),
             "--warmup", str(args.warmup), "--qps", f"{qps:g}", "--poisson", "--seed", str(seed),
             "--out", str(out), "--latencies", str(lat)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=args.warmup + args.duration + 300)
-        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_cpu = serving.proc_cpu_s(srv.proc.pid) - cpu0
-        loadgen_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-        after = srv.metrics()
+        before, after, server_cpu, loadgen_cpu = serving.drive(srv, cmd, args.warmup + args.duration + 300)
     finally:
         code = srv.stop()
     client = json.loads(out.read_text())
     d = lambda n, **lab: srv.metric(n, after, **lab) - srv.metric(n, before, **lab)  # noqa: E731
-    by_status = {lab["code"]: v - srv.metric("xrec_requests_total", before, code=lab["code"])
-                 for n, lab, v in after if n == "xrec_requests_total"}
+    by_status = serving.status_delta(srv, before, after)
     calls = d("xrec_batch_size_count")
     run = {"client": client,
            "server": {"received": int(d("xrec_requests_received_total")), "answered": int(d("xrec_requests_total")),
-                      "by_status": {k: int(v) for k, v in by_status.items() if v}, "exit_code": code}}
+                      "by_status": by_status, "exit_code": code}}
     acc = serving.accounting(run)
     answered = max(1, client["answered"])
     errors = (client["sent"] - client["by_status"].get("200", 0)) + client["id_mismatch"] + client["wrong_values"]

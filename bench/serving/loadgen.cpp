@@ -221,46 +221,7 @@ int main(int argc, char** argv) {
         if (t0 >= t_end) break;
         const size_t k = (size_t)((t + seq * (uint64_t)conc) % bodies.size());
         const std::string id = std::to_string(t) + "-" + std::to_string(seq);
-        const std::string body = "{\"id\":\"" + id + "\"," + bodies[k];
-        ++T.sent;
-        auto res = cli.Post(path.c_str(), body, "application/json");
-        const auto t1 = Clock::now();
-        Sample s{std::chrono::duration<double>(t0 - t_begin).count(), std::chrono::duration<double>(t1 - t0).count(),
-                 res ? res->status : -1};
-        T.samples.push_back(s);
-        if (!res) {
-          ++T.transport;
-          if (T.first_problem.empty()) T.first_problem = "no answer to " + id + ": " + httplib::to_string(res.error());
-          continue;
-        }
-        ++T.answered;
-        ++T.by_status[res->status];
-        if (res->status != 200) {
-          if (T.first_problem.empty()) T.first_problem = id + ": HTTP " + std::to_string(res->status) + " " + res->body;
-          continue;
-        }
-        try {
-          json r = json::parse(res->body);
-          if (r.value("id", std::string()) != id) {
-            ++T.id_mismatch;
-            if (T.first_problem.empty()) T.first_problem = "sent " + id + ", answer has id " + r.value("id", "?");
-            continue;
-          }
-          const json& data = r.at("outputs").at(0).at("data");
-          const std::vector<double>& want = expected[k];
-          bool ok = data.size() == want.size();
-          for (size_t i = 0; ok && i < want.size(); ++i) {
-            const double g = data[i].get<double>();
-            ok = std::fabs(g - want[i]) <= atol + rtol * std::fabs(want[i]);
-          }
-          if (!ok) {
-            ++T.wrong;
-            if (T.first_problem.empty()) T.first_problem = id + " (request " + std::to_string(k) + "): wrong values";
-          }
-        } catch (const std::exception& e) {
-          ++T.wrong;
-          if (T.first_problem.empty()) T.first_problem = id + ": unreadable answer: " + e.what();
-        }
+        one(cli, T, id, k, t0, t_begin, seq);     // closed loop: a request "arrives" when it is sent
       }
     });
   }

@@ -124,6 +124,25 @@ def histogram_delta(before, after, name: str) -> dict[str, float]:
     return {k: v for k, v in out.items() if v}
 
 
+def drive(srv, cmd: list[str], timeout: float):
+    """Run loadgen ``cmd`` against the started server ``srv``: (its metrics before, after, server CPU
+    seconds, loadgen CPU seconds) over the run."""
+    before = srv.metrics()
+    cpu0, ru0 = proc_cpu_s(srv.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=timeout)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = proc_cpu_s(srv.proc.pid) - cpu0
+    loadgen_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    return before, srv.metrics(), server_cpu, loadgen_cpu
+
+
+def status_delta(srv, before, after) -> dict[str, int]:
+    """Requests the server answered during a run, per HTTP status (non-zero ones)."""
+    by = {lab["code"]: v - srv.metric("xrec_requests_total", before, code=lab["code"])
+          for n, lab, v in after if n == "xrec_requests_total"}
+    return {k: int(v) for k, v in by.items() if v}
+
+
 def one_run(artifact: Path, config: str, args, reqs: Path, loadgen: Path, workdir: Path, tag: str) -> dict:
     from xrec.serve.process import ServerProcess
     opts = CONFIGS[config](args)
@@ -132,24 +151,16 @@ def one_run(artifact: Path, config: str, args, reqs: Path, loadgen: Path, workdi
                         **opts).start()
     try:
         name = json.loads((artifact / "manifest.json").read_text())["model"]
-        before = srv.metrics()
-        cpu0, ru0 = proc_cpu_s(srv.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         out, lat = workdir / f"{tag}.json", workdir / f"{tag}.lat"
         cmd = [str(loadgen), "--host", "127.0.0.1", "--port", str(srv.port), "--model", name,
                "--requests", str(reqs), "--concurrency", str(args.concurrency), "--duration", str(args.duration),
                "--warmup", str(args.warmup), "--out", str(out), "--latencies", str(lat)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=args.duration + 300)
-        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_cpu = proc_cpu_s(srv.proc.pid) - cpu0
-        loadgen_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-        after = srv.metrics()
+        before, after, server_cpu, loadgen_cpu = drive(srv, cmd, args.duration + 300)
     finally:
         code = srv.stop()
     client = json.loads(out.read_text())
     d = lambda n, **lab: srv.metric(n, after, **lab) - srv.metric(n, before, **lab)  # noqa: E731
-    server_by_status = {lab["code"]: v - srv.metric("xrec_requests_total", before, code=lab["code"])
-                        for n, lab, v in after if n == "xrec_requests_total"}
-    server_by_status = {k: int(v) for k, v in server_by_status.items() if v}
+    server_by_status = status_delta(srv, before, after)
     batch_sizes = histogram_delta(before, after, "xrec_batch_size")
     n_batches = d("xrec_batch_size_count")
     run = {
