@@ -94,6 +94,44 @@ def embedding_bag(ctx: Ctx, a):
     return (out, None, None, None)
 
 
+@rule("xrec::rowwise_embedding_bag")
+def rowwise_embedding_bag(ctx: Ctx, a):
+    """A table already stored in one of xrec's row formats (TorchRec's quantized EBC, see torchrec_quant):
+    the same EMBEDDING_BAG that ``quantize_embeddings`` leaves, over the table PARAM typed in that format."""
+    from ..ir import formats
+    fmt, dim = formats.by_code(int(a["fmt"])), int(a["dim"])
+    table = _row_format_table(ctx, a["table"], fmt, dim)
+    feature = ctx.feature_names.get(a["indices"], a["indices"])
+    jag = ctx.emit(Op.JAGGED, (a["indices"], a["offsets"]), {"feature": feature, "include_last_offset": True},
+                   hint=f"jag_{a['indices']}")
+    psw = a.get("per_sample_weights")
+    attrs = {"mode": formats.POOL_MODES[int(a["mode"])], "padding_idx": None, "has_psw": psw is not None,
+             "feature": feature}
+    if fmt.name != "fp32":
+        attrs.update({"dim": dim, "out_dtype": DType.F32})
+    ins = [table, jag] + ([psw] if psw is not None else [])
+    return ctx.emit(Op.EMBEDDING_BAG, ins, attrs, hint="bag")
+
+
+def _row_format_table(ctx: Ctx, param: str, fmt, dim: int) -> str:
+    """The PARAM ``param`` (a buffer: plain u8/f16/f32 array) retyped as a table of ``fmt`` rows (one PARAM per
+    table, also when several features read it)."""
+    key = (param, fmt.name, dim)
+    if key not in ctx.row_tables:
+        src = next((n for n in ctx.b.nodes if n.name == param), None)
+        if src is None or src.op is not Op.PARAM:
+            raise FrontendError(f"{ctx.loc}: the table of xrec::rowwise_embedding_bag must be a parameter or "
+                                "buffer of the model")
+        rows = int(src.type.shape[0])
+        want = fmt.table_type(rows, dim)
+        if src.type.shape != want.shape or src.type.dtype is not want.dtype:
+            raise FrontendError(f"{ctx.loc}: table {src.attr('name')!r} is {src.type}; {fmt.name} rows of dim "
+                                f"{dim} are {want}")
+        ctx.row_tables[key] = src.name if src.type == want else ctx.b.emit(
+            Op.PARAM, (), want, {"name": src.attr("name")}, hint=f"{src.name}_{fmt.name}", loc=ctx.loc)
+    return ctx.row_tables[key]
+
+
 def _fixed_bags(ctx: Ctx, weight: str, ids: str, offsets, psw, mode: str, pad, last: bool) -> str:
     """Bags of one fixed length L: a 2-D [N, L] input (F.embedding_bag makes its offsets with
     ``arange(0, N * L, L)``), as rows = embedding(weight, ids[N, L]) pooled over dim 1."""

@@ -21,6 +21,7 @@ class Ctx:
         self.symbols = symbols          # export symbol name -> xrec symbol
         self.loc = ""
         self.fx_node = None
+        self.row_tables: dict = {}      # (PARAM, row format, dim) -> that PARAM typed as a table of those rows
 
     # ---- values
     def dim(self, v) -> Any:

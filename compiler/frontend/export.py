@@ -26,12 +26,29 @@ from .aten_rules import PY_RULES, RULES
 from .context import Ctx
 from .errors import FrontendError, user_source_line
 
-_EB_PACKETS = ("embedding_bag", "_embedding_bag", "_embedding_bag_forward_only")
+# embedding-bag ops: positions of (indices, offsets, per_sample_weights, include_last_offset) in their arguments
+# (None: not an argument; xrec::rowwise_embedding_bag, TorchRec's quantized tables, always includes the last offset)
+_EB_ARGS = {"aten::embedding_bag": (1, 2, 6, 7), "aten::_embedding_bag": (1, 2, 6, 7),
+            "aten::_embedding_bag_forward_only": (1, 2, 6, 7), "xrec::rowwise_embedding_bag": (1, 2, 3, None)}
 
 
 def _packet_name(target) -> str:
+    """'aten::linear', or the op's own namespace ('xrec::rowwise_embedding_bag')."""
     p = getattr(target, "_overloadpacket", None)
-    return f"aten::{p.__name__}" if p is not None else str(target)
+    if p is None:
+        return str(target)
+    qualified = getattr(p, "_qualified_op_name", "")
+    return qualified if "::" in qualified else f"aten::{p.__name__}"
+
+
+def _bag_args(n):
+    """(indices, offsets, per_sample_weights, include_last_offset) of an embedding-bag fx node, else None."""
+    pos = _EB_ARGS.get(_packet_name(n.target)) if n.op == "call_function" else None
+    if pos is None:
+        return None
+    at = lambda i: n.args[i] if i is not None and len(n.args) > i else None  # noqa: E731
+    last = True if pos[3] is None else bool(at(pos[3]))
+    return at(pos[0]), at(pos[1]), at(pos[2]), last
 
 
 def _flat_input_names(model: torch.nn.Module, args: tuple, kwargs: dict) -> list[str]:
@@ -154,12 +171,13 @@ def _symbol_names(ep, user_inputs: list[str], flat_names: list[str]) -> dict[str
     roles: dict[str, str] = {}
     last_offset: dict[str, bool] = {}
     for n in ep.graph.nodes:
-        if n.op == "call_function" and _packet_name(n.target) in ("aten::" + p for p in _EB_PACKETS):
-            idx, off = n.args[1], n.args[2]
+        bag = _bag_args(n)
+        if bag is not None:
+            idx, off, _, last = bag
             roles[idx.name] = "indices"
             if off is not None:
                 roles[off.name] = "offsets"
-                last_offset[off.name] = bool(n.args[7]) if len(n.args) > 7 else False
+                last_offset[off.name] = last
     out: dict[str, sympy.Expr] = {}
 
     def shape_of(name):
@@ -270,12 +288,14 @@ def import_exported(ep, name: str, flat_names: list[str] | None = None, *, trace
 
     roles: dict[str, str] = {}
     for n in ep.graph.nodes:
-        if n.op == "call_function" and _packet_name(n.target) in ("aten::" + p for p in _EB_PACKETS):
-            roles[n.args[1].name] = "indices"
-            if n.args[2] is not None:
-                roles[n.args[2].name] = "offsets"
-            if len(n.args) > 6 and n.args[6] is not None:
-                roles[n.args[6].name] = "weights"
+        bag = _bag_args(n)
+        if bag is not None:
+            idx, off, psw, _ = bag
+            roles[idx.name] = "indices"
+            if off is not None:
+                roles[off.name] = "offsets"
+            if psw is not None:
+                roles[psw.name] = "weights"
 
     for n in ep.graph.nodes:
         if n.op != "placeholder":

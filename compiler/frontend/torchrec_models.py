@@ -74,9 +74,10 @@ def check_supported(model: torch.nn.Module) -> None:
                 "unsharded model (model.load_state_dict of the gathered state dict).")
         if mod.startswith("torchrec.quant") or mod.startswith("torchrec.inference"):
             raise FrontendError(
-                f"{where} is a TorchRec quantized inference module (FBGEMM TBE), which xrec does not take yet. "
-                "Compile the fp32 model (before quantize_inference_model) and let xrec quantize the tables: "
-                "xrec.compile(model, inputs, quantize='int8') (or 'int4', 'fp16', a feature -> precision map).")
+                f"{where} is a TorchRec quantized inference module that xrec does not take yet (it takes "
+                "TorchRec's quantized EmbeddingBagCollection). Compile the fp32 model (before "
+                "quantize_inference_model) and let xrec quantize the tables: xrec.compile(model, inputs, "
+                "quantize='int8') (or 'int4', 'fp16', a feature -> precision map).")
         if mod.startswith("torchrec.modules.feature_processor") or "FeatureProcess" in name \
                 or name in ("PositionWeightedModule", "PositionWeightedModuleCollection"):
             raise FrontendError(
@@ -202,7 +203,10 @@ def prepare(model: torch.nn.Module, args: tuple, kwargs: dict):
     ``flat_args`` are the example inputs with every KJT replaced by its per-feature tensors; ``flat_names``
     their user-facing names; ``feature_of`` maps a values input's name to its feature (the KJT key);
     ``in_spec`` the structure the compiled model is called with (KJTs as ``(values, offsets[, weights])``);
-    ``meta`` what the compiled model needs to take the KJT itself."""
+    ``meta`` what the compiled model needs to take the KJT itself. TorchRec's quantized EBCs are traced as
+    their tables converted to xrec's row formats (``torchrec_quant``)."""
+    from .torchrec_quant import QuantizedBags, replace_quantized
+    model = replace_quantized(model)
     check_supported(model)
     leaves, spec = pytree.tree_flatten((tuple(args), dict(kwargs)), is_leaf=is_kjt)
     # user-facing names: the model's parameter names, as the plain frontend names them
@@ -217,7 +221,8 @@ def prepare(model: torch.nn.Module, args: tuple, kwargs: dict):
 
     # per-id weights that no EmbeddingBagCollection reads (all unweighted) are not inputs of the compiled model
     ebcs = [m for m in model.modules()
-            if type(m).__name__ == "EmbeddingBagCollection" and type(m).__module__.startswith("torchrec.")]
+            if isinstance(m, QuantizedBags)
+            or (type(m).__name__ == "EmbeddingBagCollection" and type(m).__module__.startswith("torchrec."))]
     drop_weights = bool(ebcs) and not any(m.is_weighted() for m in ebcs)
     kinds, flat, names, feature_of, meta, shown = [], [], [], {}, [], []
     paths = [_path(kp) for kp, _ in pytree.tree_flatten_with_path((tuple(args), dict(kwargs)), is_leaf=is_kjt)[0]]

@@ -7,13 +7,20 @@ and canonicalize then merges the slices that a concat reassembles.
 from __future__ import annotations
 
 from ..ir import Graph, GraphBuilder, GroupFeature, Op, TensorType
+from ..ir.rules import embedding_row_dim
 from ..ir.types import DType, dims_equal
 from . import register_pass
 
 
 def _groupable(g: Graph, n) -> bool:
+    """f32 bags over f32 tables, or over tables a model brings already stored in a row format (TorchRec's
+    quantized EBC: the ``dim`` and ``out_dtype`` attributes ``quantize_embeddings`` also sets)."""
     table = g.node(n.inputs[0]).type
-    return not table.layout and n.type.dtype is DType.F32 and table.dtype is DType.F32
+    if n.type.dtype is not DType.F32:
+        return False
+    if table.dtype is DType.F32 and not table.layout:
+        return True
+    return n.attr("dim", None) is not None and n.attr("out_dtype", None) is DType.F32
 
 
 @register_pass("fuse_embedding_bags", stage="recognize")
@@ -44,7 +51,7 @@ def fuse_embedding_bags(g: Graph) -> Graph:
                 has_psw = bag.attr("has_psw", False)
                 feats.append(GroupFeature(feature=bag.attr("feature", bag.name), mode=bag.attr("mode"),
                                           padding_idx=bag.attr("padding_idx", None), has_psw=has_psw,
-                                          num_rows=int(table.shape[0]), dim=int(table.shape[1])))
+                                          num_rows=int(table.shape[0]), dim=embedding_row_dim(bag, table)))
                 ins.extend(bag.inputs)
             total = sum(f.dim for f in feats)
             batch = grp[0].type.shape[0]

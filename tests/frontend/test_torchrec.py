@@ -389,13 +389,6 @@ def test_a_feature_processor_is_refused_with_the_weighted_kjt_alternative():
         import_model(fp.eval(), (example_kjt(),))
 
 
-def test_a_torchrec_quantized_ebc_is_refused_pointing_at_xrec_quantize():
-    from torchrec.inference.modules import quantize_inference_model
-    q = quantize_inference_model(PerFeature().eval())
-    with pytest.raises(FrontendError, match=r"quantized inference module.*quantize='int8'"):
-        import_model(q, (example_kjt(),))
-
-
 def test_an_fp16_torchrec_table_is_refused_pointing_at_xrec_quantize():
     from torchrec.modules.embedding_configs import DataType
     ebc = EmbeddingBagCollection(tables=[EmbeddingBagConfig(name="t", num_embeddings=10, embedding_dim=4,
