@@ -120,6 +120,34 @@ def cases(batches=BATCHES):
     return out
 
 
+def dense_cases(batches=BATCHES):
+    """(batch, dense, KJT): ``cases`` with a dense input of that batch."""
+    return [(b, torch.randn(b, DENSE, generator=torch.Generator().manual_seed(b)), f) for b, f in cases(batches)]
+
+
+def assert_matches_on_dense_cases(model, cm, batches=BATCHES):
+    """``cm(dense, kjt)`` equals TorchRec's own ``model(dense, kjt)`` (a [B, 1] tensor) on every dense case;
+    returns the outputs of ``model``."""
+    wants = []
+    for b, dense, features in dense_cases(batches):
+        with torch.no_grad():
+            want = model(dense, features)
+        got = cm(dense, features)
+        assert isinstance(got, torch.Tensor) and got.shape == (b, 1)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=f"batch {b}")
+        wants.append(want)
+    return wants
+
+
+def dlrm(seed):
+    """torchrec.models.dlrm.DLRM over one sum-pooled dim-8 table per key."""
+    from torchrec.models.dlrm import DLRM
+    torch.manual_seed(seed)
+    tables = [(f"t_{k}", rows, 8, [k], PoolingType.SUM) for k, rows in ROWS.items()]
+    return DLRM(embedding_bag_collection=make_ebc(tables=tables), dense_in_features=DENSE,
+                dense_arch_layer_sizes=[16, 8], over_arch_layer_sizes=[16, 1]).eval()
+
+
 _compiled = {}
 
 
@@ -144,13 +172,7 @@ def compiled(kind, target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_ebc_ranker_called_with_a_kjt_matches_torchrec_eager_at_batch_1_7_64(target):
     model, cm = compiled("ranker", target)
-    for b, features in cases():
-        dense = torch.randn(b, DENSE, generator=torch.Generator().manual_seed(b))
-        with torch.no_grad():
-            want = model(dense, features)
-        got = cm(dense, features)
-        assert isinstance(got, torch.Tensor) and got.shape == (b, 1)
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=f"batch {b}")
+    assert_matches_on_dense_cases(model, cm)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -273,23 +295,14 @@ def test_xrec_check_draws_kjts_over_the_compiled_signature_and_agrees_with_torch
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_torchrec_dlrm_compiles_to_one_embedding_group_and_one_dot_interaction_and_matches_torchrec(target):
-    from torchrec.models.dlrm import DLRM
     from xrec.passes import run_pipeline
-    torch.manual_seed(5)
-    tables = [(f"t_{k}", rows, 8, [k], PoolingType.SUM) for k, rows in ROWS.items()]
-    model = DLRM(embedding_bag_collection=make_ebc(tables=tables), dense_in_features=DENSE,
-                 dense_arch_layer_sizes=[16, 8], over_arch_layer_sizes=[16, 1]).eval()
+    model = dlrm(seed=5)
     example = (torch.randn(4, DENSE), example_kjt())
     if target == "reference":
         g = run_pipeline(import_model(model, example))
         assert len(g.nodes_of(Op.EMBEDDING_BAG_GROUP)) == 1 and len(g.nodes_of(Op.DOT_INTERACTION)) == 1
         assert not g.nodes_of(Op.INDEX, Op.MATMUL)
-    cm = xrec.compile(model, example, target=target)
-    for b, features in cases():
-        dense = torch.randn(b, DENSE, generator=torch.Generator().manual_seed(b))
-        with torch.no_grad():
-            want = model(dense, features)
-        torch.testing.assert_close(cm(dense, features), want, rtol=1e-5, atol=1e-6, msg=f"batch {b}")
+    assert_matches_on_dense_cases(model, xrec.compile(model, example, target=target))
 
 
 # ---------------------------------------------------------------- the flat signature

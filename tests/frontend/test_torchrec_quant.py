@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from frontend.test_torchrec import DENSE, KEYS, ROWS, cases, example_kjt, kjt, make_ebc  # noqa: E402 (skips without torchrec)
+from frontend.test_torchrec import (DENSE, KEYS, ROWS, assert_matches_on_dense_cases, cases,  # noqa: E402
+                                    dense_cases, dlrm, example_kjt, kjt, make_ebc)  # (skips without torchrec)
 
 from torchrec.inference.modules import quantize_inference_model  # noqa: E402
 from torchrec.modules.embedding_configs import PoolingType  # noqa: E402
@@ -64,13 +65,11 @@ _compiled = {}
 
 
 def compiled_ranker(precision, target):
+    """(TorchRec's quantized ranker, the same ranker in fp32, the compiled quantized one), once per session."""
     if (precision, target) not in _compiled:
-        fp32 = QRanker().eval()
-        with torch.no_grad():
-            fp32_copy = QRanker().eval()            # same seed: the same fp32 weights
-        q = quantized(fp32, precision)
-        _compiled[precision, target] = (q, fp32_copy, xrec.compile(q, (torch.randn(4, DENSE), example_kjt()),
-                                                                     target=target))
+        q = quantized(QRanker(), precision)
+        _compiled[precision, target] = (q, QRanker().eval(),
+                                        xrec.compile(q, (torch.randn(4, DENSE), example_kjt()), target=target))
     return _compiled[precision, target]
 
 
@@ -116,16 +115,23 @@ def test_reverse_qparam_rows_put_scale_and_bias_after_the_values():
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_a_quantized_ranker_matches_torchrec_quantized_output_at_batch_1_7_64(precision, target):
     q, fp32, cm = compiled_ranker(precision, target)
-    drift = 0.0
-    for b, features in cases():
-        dense = torch.randn(b, DENSE, generator=torch.Generator().manual_seed(b))
-        with torch.no_grad():
-            want, unquantized = q(dense, features), fp32(dense, features)
-        got = cm(dense, features)
-        assert got.shape == (b, 1)
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=f"batch {b}")
-        drift = max(drift, float((want - unquantized).abs().max()))
+    wants = assert_matches_on_dense_cases(q, cm)
+    with torch.no_grad():
+        unquantized = [fp32(dense, features) for _, dense, features in dense_cases()]
+    drift = max(float((w - u).abs().max()) for w, u in zip(wants, unquantized))
     assert drift > 1e-5, "the quantized model should differ from the fp32 one (else this test checks nothing)"
+
+
+@pytest.mark.parametrize("target", ["xla", "hls", "triton"])
+def test_a_quantized_ranker_matches_torchrec_on_the_other_targets(target):
+    """int8 and int4 tables on xla (JAX CPU), hls (C simulation) and triton (its interpreter without a GPU)."""
+    from xrec.targets import available_targets
+    why = available_targets().get(target)
+    if why:
+        pytest.skip(f"target {target} not available here: {why}")
+    for precision in ("int8", "int4"):
+        q = quantized(QRanker(), precision)
+        assert_matches_on_dense_cases(q, xrec.compile(q, (torch.randn(4, DENSE), example_kjt()), target=target))
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -176,22 +182,13 @@ def test_mixed_per_table_precisions_and_a_weighted_quantized_ebc_match_torchrec(
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_torchrec_dlrm_quantized_compiles_to_one_group_and_one_dot_interaction_and_matches(target):
-    from torchrec.models.dlrm import DLRM
-    torch.manual_seed(12)
-    tables = [(f"t_{k}", rows, 8, [k], PoolingType.SUM) for k, rows in ROWS.items()]
-    model = DLRM(embedding_bag_collection=make_ebc(tables=tables), dense_in_features=DENSE,
-                 dense_arch_layer_sizes=[16, 8], over_arch_layer_sizes=[16, 1]).eval()
-    q = quantize_inference_model(model, quantization_dtype=torch.qint8)
+    q = quantize_inference_model(dlrm(seed=12), quantization_dtype=torch.qint8)
     example = (torch.randn(4, DENSE), example_kjt())
     if target == "reference":
         g = run_pipeline(import_model(q, example))
         assert len(g.nodes_of(Op.EMBEDDING_BAG_GROUP)) == 1 and len(g.nodes_of(Op.DOT_INTERACTION)) == 1
-    cm = xrec.compile(q, example, target=target)
-    for b, features in cases():
-        dense = torch.randn(b, DENSE, generator=torch.Generator().manual_seed(b))
-        with torch.no_grad():
-            want = q(dense, features)
-        torch.testing.assert_close(cm(dense, features), want, rtol=1e-5, atol=1e-6, msg=f"batch {b}")
+        assert {n.type.layout for n in g.nodes_of(Op.PARAM) if n.type.layout} == {"rowwise_i8"}
+    assert_matches_on_dense_cases(q, xrec.compile(q, example, target=target))
 
 
 def test_compiling_leaves_the_users_quantized_model_as_it_was():
