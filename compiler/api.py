@@ -239,6 +239,24 @@ def _compress(g: Graph, quantize, *, calibration=None, budget_mb: float | None =
     return q, {"plan": plan, **({"prune": pruned} if pruned else {}), **rep.as_dict()}
 
 
+def _refuse_quantizing_stored_tables(g: Graph, quantize) -> None:
+    """A model whose tables come already stored in a row format (TorchRec's quantized EBC) is compiled as it
+    is: ``quantize=`` re-encodes f32 tables only."""
+    from .frontend.errors import FrontendError
+    from .ir import Op
+    if not quantize:
+        return
+    tables = [g.node(name) for name in dict.fromkeys(n.inputs[0] for n in g.nodes_of(Op.EMBEDDING_BAG))]
+    stored = sorted(t.attr("name") for t in tables
+                    if t.op is Op.PARAM and (t.type.layout or t.type.dtype.value != "f32"))
+    if stored:
+        raise FrontendError(
+            f"quantize={quantize!r}: the model's embedding tables {stored} are already stored in fewer bits "
+            "(TorchRec's quantized EmbeddingBagCollection, or fp16 tables); xrec compiles them as they are. "
+            "Compile without quantize=, or "
+            "compile the fp32 model (before quantize_inference_model) with quantize=.")
+
+
 def lower(model_or_graph, example_inputs=None, *, target: str = "reference", options: dict | None = None,
           name: str | None = None, stop_after: str | None = None, quantize=None,
           compression: dict | None = None, prune: tuple | None = None):
@@ -274,6 +292,7 @@ def lower(model_or_graph, example_inputs=None, *, target: str = "reference", opt
         with step("optimize IR"):
             g = run_pipeline(g, build_pipeline(target=tgt.passes(opts)), stop_after=stop_after)
         return g, tgt, opts, report
+    _refuse_quantizing_stored_tables(g, quantize)
     with step("optimize IR"):
         g = run_pipeline(g, RECOGNIZE)
     g, report = _compress(g, quantize, prune=prune, model=model_or_graph, **(compression or {}))

@@ -225,6 +225,13 @@ def test_a_quantized_embedding_collection_is_refused_pointing_at_xrec_quantize()
         import_model(q, (example_kjt(keys=["user"]),))
 
 
+def test_quantize_on_an_already_quantized_model_is_refused_naming_its_tables():
+    q = quantized(Pooled(), "int8")
+    with pytest.raises(FrontendError, match=r"quantize='int4'.*'model.ebc.table_user_t'.*already stored.*"
+                                            r"Compile without quantize="):
+        xrec.compile(q, (example_kjt(),), target="reference", quantize="int4")
+
+
 def test_the_row_format_codes_are_fbgemms_sparse_types():
     from fbgemm_gpu.split_embedding_configs import SparseType
     for name in ("fp32", "fp16", "int8", "int4", "int2"):
