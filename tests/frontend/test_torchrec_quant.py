@@ -191,6 +191,15 @@ def test_torchrec_dlrm_quantized_compiles_to_one_group_and_one_dot_interaction_a
     assert_matches_on_dense_cases(q, xrec.compile(q, example, target=target))
 
 
+def test_a_saved_quantized_artifact_loads_and_xrec_check_agrees_with_torchrec(tmp_path):
+    from xrec.check import check
+    from xrec.runtime.inputs import random_args
+    q, _, cm = compiled_ranker("int4", "cpu")
+    again = xrec.load(cm.save(tmp_path / "qranker.xrec"))
+    assert_matches_on_dense_cases(q, again, batches=(1, 7))
+    assert check(again, q, random_args(again), batches=(1, 7, 64))["ok"]
+
+
 def test_compiling_leaves_the_users_quantized_model_as_it_was():
     q = quantized(Pooled(), "int8")
     before = type(q.ebc)
