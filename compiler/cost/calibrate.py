@@ -18,6 +18,11 @@ single-stage programs with the target itself, times them at several batch sizes,
                      a graph in between is interpolated in log bytes of its largest matrix, and
                      streams its weights at the large graph's rate once they exceed L2 x threads
                      (``PerfParams.for_weights``)
+  weight stream      MLPs of layers too small to split over the threads (one core streams them all),
+                     0.35 .. 2.2 x one core's L2 of weights, at batch 1: the per-core stream bandwidth
+                     in L2 and beyond, and where it drops (``weight_stream``, used by the cpu target's
+                     model, ``xrec.cost.targets.cpu``); the dense efficiency curves are fitted on their
+                     compute-bound batches only (the memory-bound ones are this stream's)
   embedding          8 sum-pooled bags of 20 ids over tables bigger than the last-level cache, and
                      the same over cache-sized tables, fp32 and int8 rows: the same fit
   cache tier         stream bandwidth: the dense probe's weight bytes / its time at batch 1 less the
@@ -210,7 +215,10 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
             _say(f"{what} batch {b}: {out[b] * 1e3:.3f} ms", quiet)
         return out
 
-    def efficiency_points(g, times, stage, what, params=None):
+    def efficiency_points(g, times, stage, what, params=None, compute_only=False):
+        """(batch, efficiency) samples; ``compute_only``: only the batches where the stage is
+        compute-bound (when two or more are): the memory-bound small batches are the weight stream's
+        business (``weight_stream``), and would pull a GEMM's efficiency curve towards them."""
         pts, raw = [], []
         for b, t in times.items():
             p = predict_work(graph_work(g, b, cache_bytes=device.cache_bytes), device, "cpu", params or base)
@@ -218,10 +226,13 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
             roof = st.time_s - st.overhead_s                 # at efficiency 1
             rest = p.total_s - st.time_s + st.overhead_s     # everything but this stage's roofline term
             eff = roof / (t - rest) if t > rest and roof > 0 else float("nan")
-            pts.append((b, min(eff, 1.0)))
-            raw.append({"batch": b, "measured_s": t, "roofline_s": roof, "rest_s": rest, "efficiency": eff})
-            _say(f"{what} batch {b}: roofline {roof * 1e3:.3f} ms, efficiency {eff:.2f}", quiet)
-        return pts, raw
+            pts.append((b, min(eff, 1.0), st.bound))
+            raw.append({"batch": b, "measured_s": t, "roofline_s": roof, "rest_s": rest, "efficiency": eff,
+                        "bound": st.bound})
+            _say(f"{what} batch {b}: roofline {roof * 1e3:.3f} ms ({st.bound}), efficiency {eff:.2f}", quiet)
+        if compute_only and sum(1 for *_, bound in pts if bound == "compute") >= 2:
+            pts = [pt for pt in pts if pt[2] == "compute"]
+        return [(b, e) for b, e, _ in pts], raw
 
     # dense, twice: an MLP whose weights fit the cores' L2 and one whose weights do not (GEMMs tile
     # differently, a batch-1 GEMV streams from the LLC or DRAM). At batch 1 an MLP streams its weights:
@@ -240,7 +251,7 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
         _say(f"{label}: weights ({gw1.dense_param_bytes / 2**20:.1f} MiB) streamed at batch 1 at {bw / 1e9:.1f} GB/s",
              quiet)
         with_bw = PerfParams(**{**base.as_dict(), "bandwidth_Bps": {"cache": bw}})
-        pts, raw = efficiency_points(mlp.graph, times, "dense", label, with_bw)
+        pts, raw = efficiency_points(mlp.graph, times, "dense", label, with_bw, compute_only=True)
         e, h = fit_efficiency(pts)
         return bw, e, h, {"dims": dims, "weight_bytes": gw1.dense_param_bytes,
                           "largest_weight_bytes": gw1.largest_param_bytes, "stream_Bps": bw, "samples": raw}
@@ -254,6 +265,9 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
     big_bw, e_b, h_b, measured["dense_large_weights"] = dense_probe(large, "dense probe (weights over L2)")
     measured["cache_stream_Bps"] = cache_bw
     base = PerfParams(**{**base.as_dict(), "bandwidth_Bps": {"cache": cache_bw}})
+    stream, measured["weight_stream"] = weight_stream_probe(
+        compile_, l2=l2, threads=threads, overhead_s=fixed + per_input, call_s=call_over, all_slow_Bps=big_bw,
+        quick=quick, reps=reps, quiet=quiet)
 
     # embedding: over the last-level cache (main) and within it (cache), fp32 and int8 rows
     llc = device.cache_bytes or (32 << 20)
@@ -289,6 +303,7 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
                                        "total": (measured["dense"]["weight_bytes"],
                                                  measured["dense_large_weights"]["weight_bytes"])},
                         weight_cache_bytes=l2,     # one core's: a batch-1 GEMV is not split over threads
+                        weight_stream=stream,
                         large_weights={"efficiency": {"dense": e_b, "interaction": e_b, "other": e_b},
                                        "batch_half": {"dense": h_b, "interaction": h_b, "other": h_b},
                                        "bandwidth_Bps": {"cache": big_bw}},
@@ -296,6 +311,42 @@ def calibrate_cpu(*, quick: bool = False, threads: int | None = None, quiet: boo
     measured["seconds"] = time.perf_counter() - t_start
     measured["device_key"] = device_key(device)
     return params, device, measured
+
+
+# ---- the weight stream at batch 1 ----
+SWEEP_FRACTIONS = (0.35, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.4, 1.8, 2.2)
+QUICK_SWEEP_FRACTIONS = (0.5, 1.0, 2.2)
+
+
+def weight_stream_probe(compile_, *, l2: float, threads: int, overhead_s: float, call_s: float,
+                        all_slow_Bps: float, quick: bool, reps: int, quiet: bool):
+    """Time MLPs of layers too small to split over the threads (so one core streams them all), whose
+    weights total 0.35 .. 2.2 x one core's L2, at batch 1: where does the stream drop out of L2, and at
+    which bandwidths. Returns (``PerfParams.weight_stream``, the raw samples)."""
+    import torch
+    from xrec.targets.cpu.codegen import SPLIT_COLUMNS_BYTES
+    fracs = QUICK_SWEEP_FRACTIONS if quick else SWEEP_FRACTIONS
+    n = max(4, math.ceil(max(fracs) * l2 / (0.9 * SPLIT_COLUMNS_BYTES)))     # layers per MLP
+    raw, pts = [], []
+    for f in fracs:
+        w = int(math.sqrt(f * l2 / (4 * n)))
+        cm = compile_(_mlp([w] * (n + 1)), (torch.randn(8, w),), f"the weight-stream probe ({n} x {w}x{w}, "
+                      f"{f:.2f} x L2)")
+        x = torch.randn(1, w)
+        t = _time(lambda: cm(x), reps * 5)
+        nbytes = 4.0 * n * w * w
+        net = t - overhead_s - n * call_s
+        bw = nbytes / net if net > 0 else float("nan")
+        pts.append((nbytes, bw))
+        raw.append({"fraction_of_l2": f, "layers": n, "width": w, "weight_bytes": nbytes, "measured_s": t,
+                    "stream_Bps": bw})
+        _say(f"weight stream, {nbytes / 2**20:.2f} MiB on one core: {t * 1e6:.1f} us, {bw / 1e9:.1f} GB/s", quiet)
+        del cm
+    pts = [[b, v] for b, v in pts if math.isfinite(v) and v > 0]
+    if len(pts) < 2:
+        from .rules import CostError
+        raise CostError("the weight-stream sweep gave fewer than two usable timings (is the machine busy?)")
+    return {"threads": threads, "all_slow_Bps": all_slow_Bps, "points": pts}, {"l2_bytes": l2, "samples": raw}
 
 
 # ---- serving ----
@@ -429,6 +480,10 @@ def run(args) -> int:
         print(f"  dense, {params.weight_points['total'][1] / 2**20:.0f} MiB of weights: efficiency "
               f"{lw['efficiency']['dense']:.2f}, half of it at batch {lw['batch_half']['dense']:.0f}, "
               f"batch-1 weight stream {lw['bandwidth_Bps']['cache'] / 1e9:.1f} GB/s")
+        ws = params.weight_stream
+        print("  weight stream    one core, batch 1: " + ", ".join(f"{b / 2**20:.1f} MiB {v / 1e9:.0f} GB/s"
+                                                           for b, v in ws["points"][::2])
+              + f"; all cores beyond L2 {ws['all_slow_Bps'] / 1e9:.1f} GB/s")
         print(f"  cache tier       stream {params.bandwidth_Bps['cache'] / 1e9:.1f} GB/s, "
               f"gather {params.gather_bandwidth_Bps['cache'] / 1e9:.1f} GB/s")
         print(f"wrote {out} ({measured['seconds']:.0f} s); xrec cost and xrec plan use it on this machine")

@@ -48,6 +48,10 @@ class PerfParams:
     GEMM tiles), interpolated in log bytes between the two and clamped to them; the cache tier's stream
     bandwidth (what a batch-1 GEMV reaches) steps to the large graph's once the graph's dense weights
     exceed ``weight_cache_bytes`` (the cores' L2: a capacity, so a step, not a slope);
+    ``weight_stream``: how a small batch streams dense weights, per layer, on a target that knows
+    which core reads which layer (the cpu target's model, ``xrec.cost.targets.cpu``: see there for
+    the keys); when given, ``for_weights`` leaves the cache bandwidth alone and the target's model
+    times the weights itself (``predict_work(weight_s=...)``);
     ``source``: where the numbers come from.
     """
 
@@ -65,6 +69,7 @@ class PerfParams:
     large_weights: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     weight_points: Mapping[str, tuple] = field(default_factory=dict)
     weight_cache_bytes: float = 0.0
+    weight_stream: Mapping[str, object] = field(default_factory=dict)
     device: str = ""
     target: str = ""
     source: str = "uncalibrated roofline (efficiency 1.0, a lower bound; xrec calibrate measures this machine)"
@@ -108,6 +113,13 @@ class PerfParams:
         if isinstance(self.weight_cache_bytes, bool) or not isinstance(self.weight_cache_bytes, (int, float)) \
                 or self.weight_cache_bytes < 0:
             raise CostError(f"PerfParams.weight_cache_bytes must be >= 0, got {self.weight_cache_bytes!r}")
+        ws = dict(self.weight_stream)
+        for k, v in ws.items():
+            vals = [x for pt in v for x in pt] if k == "points" and isinstance(v, (list, tuple)) else [v]
+            if not vals or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in vals):
+                raise CostError(f"PerfParams.weight_stream[{k!r}] must be > 0 (points: [[bytes, bytes/s], ...]), "
+                                f"got {v!r}")
+        object.__setattr__(self, "weight_stream", ws)
         object.__setattr__(self, "large_weights", large)
         object.__setattr__(self, "weight_points", pts)
         if large:
@@ -129,7 +141,8 @@ class PerfParams:
             return a if t == 0 else b if t == 1 else math.exp((1 - t) * math.log(a) + t * math.log(b))
 
         t_eff = pos(largest_bytes, "largest")
-        t_bw = 1.0 if self.weight_cache_bytes and total_bytes > self.weight_cache_bytes else 0.0
+        t_bw = 1.0 if self.weight_cache_bytes and total_bytes > self.weight_cache_bytes \
+            and not self.weight_stream else 0.0
         if t_eff == 0 and t_bw == 0:
             return self
         d = self.as_dict()
@@ -166,7 +179,7 @@ class PerfParams:
                 "request_input_overhead_s": self.request_input_overhead_s, "per_node": self.per_node,
                 "large_weights": {k: dict(v) for k, v in self.large_weights.items()},
                 "weight_points": {k: list(v) for k, v in self.weight_points.items()},
-                "weight_cache_bytes": self.weight_cache_bytes}
+                "weight_cache_bytes": self.weight_cache_bytes, "weight_stream": dict(self.weight_stream)}
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "performance parameters") -> "PerfParams":
@@ -174,7 +187,7 @@ class PerfParams:
                  "gather_bandwidth_Bps", "call_overhead_s",
                  "fixed_overhead_s", "input_overhead_s", "request_overhead_s",
                  "request_input_overhead_s", "per_node", "large_weights", "weight_points", "weight_cache_bytes",
-                 "measured"}
+                 "weight_stream", "measured"}
         extra = set(d) - known
         if extra:
             raise CostError(f"{where}: unknown fields {sorted(extra)}; fields: {', '.join(sorted(known))}")
@@ -249,10 +262,19 @@ def _peak(device: Device, dtype: str, notes: list[str]) -> float:
     raise CostError(f"{device.path or device.name}: no known peak FLOP/s to time {dtype} work with")
 
 
-def _memory_seconds(device: Device, work: Work, notes: list[str], params: PerfParams | None = None) -> dict[str, float]:
+def _memory_seconds(device: Device, work: Work, notes: list[str], params: PerfParams | None = None,
+                    weights: tuple[str, float, float] | None = None) -> dict[str, float]:
+    """Seconds per memory tier; ``weights`` = (tier, bytes, seconds): that many of the tier's bytes are
+    dense weights whose streaming time the target's model worked out itself (``predict_work(weight_s=)``)."""
     out = {}
     for tier, nbytes in work.bytes.items():
         t = device.memory.get(tier)
+        if weights is not None and weights[0] == tier:
+            wb = min(weights[1], nbytes)
+            rest = Work(bytes={tier: nbytes - wb}, gather_bytes={tier: min(work.gather_bytes.get(tier, 0.0),
+                                                                            nbytes - wb)})
+            out[tier] = weights[2] + _memory_seconds(device, rest, notes, params).get(tier, 0.0)
+            continue
         if params is not None and tier in params.bandwidth_Bps:
             bw = params.bandwidth_Bps[tier]
             gbw = params.gather_bandwidth_Bps.get(tier, bw)
@@ -271,21 +293,27 @@ def _memory_seconds(device: Device, work: Work, notes: list[str], params: PerfPa
     return out
 
 
-def _roof(work: Work, device: Device, params: PerfParams, notes: list[str]) -> float:
+def _roof(work: Work, device: Device, params: PerfParams, notes: list[str], weights=None) -> float:
     return max([sum(f / _peak(device, dt, notes) for dt, f in work.flops.items()),
-                *_memory_seconds(device, work, notes, params).values()])
+                *_memory_seconds(device, work, notes, params, weights).values()])
 
 
 def stage_time(stage: str, work: Work, device: Device, params: PerfParams, call_overhead: float,
-               notes: list[str], batch: int | None = None, parts=None) -> StageTime:
-    """``work`` is the stage's sum; ``parts`` its nodes' works (used when ``params.per_node``)."""
+               notes: list[str], batch: int | None = None, parts=None, weight_s=None) -> StageTime:
+    """``work`` is the stage's sum; ``parts`` its nodes' works (used when ``params.per_node``), as Works
+    or NodeWorks; ``weight_s``: node name -> (tier, weight bytes, seconds) (see ``predict_work``)."""
     compute = sum(f / _peak(device, dt, notes) for dt, f in work.flops.items())
     mem = _memory_seconds(device, work, notes, params)
     eff = params.efficiency_of(stage, batch)
     worst_tier = max(mem, key=mem.get) if mem else None
     roof = max([compute, *mem.values()])
     if params.per_node and parts:
-        roof = sum(_roof(w, device, params, notes) for w in parts)
+        roof = 0.0
+        for w in parts:
+            ws = (weight_s or {}).get(getattr(w, "node", None))
+            if ws is not None:          # measured stream seconds: not divided by the GEMM efficiency
+                ws = (ws[0], ws[1], ws[2] * eff)
+            roof += _roof(getattr(w, "work", w), device, params, notes, ws)
     over = work.calls * call_overhead
     if roof == 0 and over == 0:
         bound = "none"
@@ -307,8 +335,13 @@ def call_overhead_for(device: Device, target: str, params: PerfParams, notes: li
     return 0.0
 
 
-def predict_work(gw: GraphWork, device: Device, target: str, params: PerfParams | None = None) -> Prediction:
-    """Lower-bound time of the work ``gw`` (xrec.cost.graph_work) for ``target`` on ``device``."""
+def predict_work(gw: GraphWork, device: Device, target: str, params: PerfParams | None = None,
+                 weight_s=None) -> Prediction:
+    """Lower-bound time of the work ``gw`` (xrec.cost.graph_work) for ``target`` on ``device``.
+
+    ``weight_s``: node name -> (tier, bytes, seconds): the dense weights of those nodes stream in that
+    many seconds (a target's own model of who reads which layer, ``xrec.cost.targets.cpu``); their
+    bytes are taken out of the tier's bandwidth term. Used with ``params.per_node`` only."""
     if target not in device.targets:
         raise CostError(f"target {target!r} does not run on {device.name} (its targets: "
                         f"{', '.join(device.targets)})")
@@ -317,7 +350,7 @@ def predict_work(gw: GraphWork, device: Device, target: str, params: PerfParams 
     notes = list(gw.notes)
     over = call_overhead_for(device, target, params, notes)
     stages = tuple(stage_time(s, w, device, params, over, notes, gw.batch,
-                              [n.work for n in gw.nodes if n.stage == s]) for s, w in gw.stages.items())
+                              [n for n in gw.nodes if n.stage == s], weight_s) for s, w in gw.stages.items())
     transfer = 0.0
     link = device.host_link
     moved = sum(gw.total.transfers.values())

@@ -3,7 +3,8 @@
 Every target's time is ``roofline term / efficiency + fixed overheads`` (``xrec.cost.model``); what
 differs per target is where the work and the efficiencies come from:
 
-  cpu        the IR's work (``graph_work``) and a calibration profile written by ``xrec calibrate``
+  cpu        the IR's work (``graph_work``) and a calibration profile written by ``xrec calibrate``;
+             dense weights streamed per layer as the target schedules them (``targets/cpu.py``)
   reference  as cpu (the reference runs on this host)
   xla, hls, triton  their own models, registered by ``xrec.cost.targets.<name>`` with
              :func:`register_perf_model` (the compiled executable's cost analysis, the HLS cycle
@@ -45,7 +46,7 @@ def _load_target_models() -> None:
     if _LOADED:
         return
     _LOADED = True
-    for name in ("xla", "hls", "triton"):
+    for name in ("cpu", "xla", "hls", "triton"):
         try:
             importlib.import_module(f"{__package__}.targets.{name}")
         except ModuleNotFoundError as e:

@@ -22,6 +22,12 @@ from .plan import (TILE_MAX, Apply, BagStep, BmmStep, Const, FMStep, GatherStep,
 # dense weights). Smaller layers stay on one thread (a fork/join costs a few us).
 SPLIT_COLUMNS_BYTES = 1 << 20
 
+
+def splits_columns(K: int, N: int) -> bool:
+    """Whether a K -> N linear layer splits its columns over the threads when the batch is one tile
+    (what ``_step_LinearStep`` emits; the cost model's weight stream reads it too)."""
+    return int(K) * int(N) * 4 >= SPLIT_COLUMNS_BYTES
+
 ACT = {"none": "ACT_NONE", "relu": "ACT_RELU", "sigmoid": "ACT_SIGMOID", "tanh": "ACT_TANH",
        "gelu": "ACT_GELU", "gelu_tanh": "ACT_GELU_TANH", "silu": "ACT_SILU"}
 XDT = {DType.F32: "XREC_F32", DType.F16: "XREC_F16", DType.F64: "XREC_F64", DType.I32: "XREC_I32",
@@ -323,7 +329,7 @@ class Codegen:
         bias = s.bias or "nullptr"
         call = (f"xk::linear({s.x}, {s.rows}, {s.K}, {s.ldx}, {s.weight}, {s.N}, {bias}, kc::{ACT[s.act]}, "
                 f"{s.y}, {s.ldy}, ")
-        if int(s.K) * int(s.N) * 4 < SPLIT_COLUMNS_BYTES:
+        if not splits_columns(s.K, s.N):
             w.line(call + f"0, {s.N});")
             return
         # a big layer at a small batch streams its weights from memory: every thread takes

@@ -25,6 +25,24 @@ TILE_MAX = 64          # rows per tile (the arena holds this many rows of every 
 ARENA_ALIGN = 64
 
 
+def tile_rows(batch: int, threads: int) -> int:
+    """Rows per tile the runtime uses for ``batch`` rows on ``threads`` threads: the C function
+    ``tile_rows`` of kernels/cpu/xrec_gen.h, for Python readers (the cost model); one tile for a batch
+    of at most 16 rows or one thread, else enough tiles for every thread, 16-row multiples, at most
+    TILE_MAX (tests/targets pin the two against each other)."""
+    if batch <= 16 or threads <= 1:
+        return min(max(batch, 1), TILE_MAX)
+    t = (batch + threads - 1) // threads
+    return min((t + 15) // 16 * 16, TILE_MAX)
+
+
+def tiles(batch: int, threads: int) -> int:
+    """How many tiles a batch is cut into (``run_tiles``: one tile runs on the calling thread and lets
+    the big layers split their columns over the threads)."""
+    t = tile_rows(batch, threads)
+    return max(1, (batch + t - 1) // t)
+
+
 @dataclass
 class WeightSlot:
     """One entry of weights.bin the generated code reads (``name`` is its manifest key)."""

@@ -104,6 +104,7 @@ def test_calibrate_cli_writes_a_profile_that_xrec_cost_uses(tmp_path, monkeypatc
     assert p.fixed_overhead_s > 0 and p.call_overhead_s >= 0
     assert p.bandwidth_Bps["cache"] > 0 and p.gather_bandwidth_Bps["cache"] > 0
     assert {s["batch"] for s in doc["measured"]["dense"]["samples"]} == {1, 64, 512}
+    assert p.weight_stream["threads"] == 1 and len(p.weight_stream["points"]) == 3     # the quick sweep
     assert "calibrate" in err.getvalue()                                   # progress on stderr
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):

@@ -1,10 +1,13 @@
-"""Performance models of the xla, hls and triton targets, registered with ``xrec.cost.perf``.
+"""Performance models of the cpu, xla, hls and triton targets, registered with ``xrec.cost.perf``.
 
 ``xrec.cost.perf.predict_target(g, device, target, batch)`` imports ``xrec.cost.targets.<target>``
 lazily; each module registers ``fn(g, device, target, batch, params, **work_kw) -> Prediction``
 with :func:`xrec.cost.perf.register_perf_model`. Every model keeps the shape of
 ``xrec.cost.model``: per stage ``roofline term / efficiency + calls x call overhead``, then
 host-link transfers and a fixed per-inference overhead; what differs is where the work comes from:
+
+  cpu     graph_work and the calibration profile, with the dense weights streamed per layer as the
+          cpu target schedules them, at the calibrated per-core stream bandwidth (``cpu.py``)
 
   xla     the compiled executable's own cost analysis (XLA's FLOPs and bytes accessed; libtpu's
           for a TPU device when libtpu is installed, else JAX's CPU client, with a note), split
